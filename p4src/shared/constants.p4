@@ -1,0 +1,104 @@
+// Constants shared by every target build of the flow dispatcher.
+// The controller mirrors these values in controller/dataplane_constants.py;
+// tests/test_dataplane_constants.py checks that the two stay in step.
+#ifndef FLOW_DISPATCHER_CONSTANTS_P4
+#define FLOW_DISPATCHER_CONSTANTS_P4
+
+// ---- Protocol numbers ------------------------------------------------------
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<16> ETHERTYPE_IPV6 = 0x86DD;
+const bit<16> ETHERTYPE_VLAN = 0x8100;
+
+const bit<8> IP_PROTO_IPV4_IN_IP = 4;    // RFC 2003
+const bit<8> IP_PROTO_TCP = 6;
+const bit<8> IP_PROTO_UDP = 17;
+const bit<8> IP_PROTO_IPV6_IN_IP = 41;   // RFC 4213, IPv6 inner over an IPv4 tunnel
+const bit<8> IPV6_NH_FRAGMENT = 44;
+
+const bit<8> TCP_FLAG_FIN = 0x01;
+const bit<8> TCP_FLAG_SYN = 0x02;
+const bit<8> TCP_FLAG_RST = 0x04;
+const bit<8> TCP_FLAG_ACK = 0x10;
+
+// IPv4 addresses live in 128-bit flow keys as IPv4-mapped IPv6 (::ffff:a.b.c.d),
+// so one `services` and one `flows` table serve both address families.
+const bit<96> IPV4_MAPPED_PREFIX = 0xffff;
+
+// Outer IPv4 header written by IP-in-IP encapsulation.
+const bit<8> IPIP_OUTER_TTL = 64;
+const bit<16> IPV4_MIN_HEADER_BYTES = 20;
+const bit<16> IPV6_HEADER_BYTES = 40;
+
+// ---- Ports and packet I/O ----------------------------------------------------
+// simple_switch_grpc is started with --cpu-port 255.
+const bit<9> CPU_PORT = 255;
+const bit<32> CPU_CLONE_SESSION_ID = 100;  // clone session: replica to CPU_PORT
+const bit<8> CLONE_FIELD_LIST_CPU = 1;     // @field_list index preserved on clones
+
+// Reasons carried in the packet-in header.
+const bit<8> PACKET_IN_REASON_SIGNALLING = 1;
+
+// standard_metadata.instance_type on BMv2 for an ingress-to-egress clone.
+const bit<32> PKT_INSTANCE_TYPE_INGRESS_CLONE = 1;
+const bit<32> PKT_INSTANCE_TYPE_REPLICATION = 5;
+
+// ---- Service modes -----------------------------------------------------------
+const bit<8> SERVICE_MODE_NONE = 0;     // not a service: plain L2 forwarding
+const bit<8> SERVICE_MODE_VIP = 1;      // clients -> VIP; per-connection key
+const bit<8> SERVICE_MODE_CAPTURE = 2;  // tap port; symmetric key, both directions
+
+// ---- Where a packet's backend came from (meta.flow_state) --------------------
+const bit<8> FLOW_STATE_NONE = 0;
+const bit<8> FLOW_STATE_INSTALLED = 1;  // hit in the `flows` table
+const bit<8> FLOW_STATE_CACHED = 2;     // cache slot holds this flow: awaits its entry
+const bit<8> FLOW_STATE_NEW = 3;        // empty or expired slot: a new flow
+const bit<8> FLOW_STATE_COLLISION = 4;  // slot held by another live flow
+const bit<8> FLOW_STATE_STATELESS = 5;  // non-IP capture traffic: ring only, never cached
+
+// ---- Admission levels (SARA SA2C) --------------------------------------------
+const bit<8> ADMIT_ALL = 0;
+const bit<8> ADMIT_DROP_NEW_PROB = 1;        // drop new flows with probability p
+const bit<8> ADMIT_ESTABLISHED_ONLY = 2;     // drop every new flow
+const bit<8> ADMIT_DEGRADE_ESTABLISHED = 3;  // no new flows; established dropped with probability p
+const bit<8> ADMIT_REJECT_ALL = 4;
+
+// Admission drop probability p is drop_prob / 65536 (16-bit fixed point).
+
+// ---- Drop reasons: index into the `drops` counter ----------------------------
+const bit<8> DROP_NONE = 0;
+const bit<8> DROP_PARSER_TRUNCATED = 1;       // a header ran past the end of the packet
+const bit<8> DROP_PARSER_OTHER = 2;           // any other parser error
+const bit<8> DROP_IPV4_BAD_VERSION = 3;
+const bit<8> DROP_IPV4_BAD_IHL = 4;           // IHL < 5
+const bit<8> DROP_IPV4_BAD_TOTAL_LEN = 5;     // total length shorter than its own header
+const bit<8> DROP_IPV4_BAD_CHECKSUM = 6;
+const bit<8> DROP_IP_TRUNCATED = 7;           // packet shorter than the IP length says
+const bit<8> DROP_IPV6_BAD_VERSION = 8;
+const bit<8> DROP_TCP_BAD_OFFSET = 9;         // TCP data offset < 5
+const bit<8> DROP_UDP_BAD_LENGTH = 10;        // UDP length < 8
+const bit<8> DROP_VIP_PORT_UNCONFIGURED = 11; // VIP traffic to a port with no service
+const bit<8> DROP_VIP_FRAGMENT = 12;          // IP fragment addressed to a VIP
+const bit<8> DROP_ADMISSION_NEW = 13;         // SA2C refused a new flow
+const bit<8> DROP_ADMISSION_ESTABLISHED = 14; // SA2C degraded an established flow
+const bit<8> DROP_NO_BACKEND = 15;            // empty ring slot or unknown backend
+const bit<8> DROP_L2_MISS = 16;               // no L2 entry and no flood group
+const bit<8> DROP_REASON_COUNT = 32;
+
+// ---- Dispatch events: index into the `dispatch_events` counter ---------------
+// Indices 1-5 count the path each service packet took and equal its FLOW_STATE_*.
+const bit<8> EVENT_FLOW_TABLE_HIT = 1;   // FLOW_STATE_INSTALLED
+const bit<8> EVENT_CACHE_HIT = 2;        // FLOW_STATE_CACHED
+const bit<8> EVENT_NEW_FLOW = 3;         // FLOW_STATE_NEW
+const bit<8> EVENT_CACHE_COLLISION = 4;  // FLOW_STATE_COLLISION
+const bit<8> EVENT_STATELESS = 5;        // FLOW_STATE_STATELESS
+const bit<8> EVENT_DIGEST = 6;           // digests sent, repeats included
+const bit<8> EVENT_DIGEST_RETRY = 7;     // of which repeats
+const bit<8> EVENT_COUNT = 16;
+
+// ---- Flags carried in the new-flow digest ------------------------------------
+const bit<8> DIGEST_FLAG_RETRY = 0x01;     // repeat: the entry had not appeared in time
+const bit<8> DIGEST_FLAG_COLLISION = 0x02; // flow is not cached; its backend came from the ring
+const bit<8> DIGEST_FLAG_RTT_VALID = 0x04; // rtt_us is a real SYN -> ACK sample
+const bit<8> DIGEST_FLAG_SYMMETRIC = 0x08; // capture mode: key is the sorted 5-tuple
+
+#endif

@@ -1,0 +1,23 @@
+// Table, register and counter sizes. One place to retune them per target.
+#ifndef FLOW_DISPATCHER_SIZES_P4
+#define FLOW_DISPATCHER_SIZES_P4
+
+#define PORT_COUNT 512              // bit<9> port numbers
+#define SERVICES_TABLE_SIZE 1024
+#define VIPS_TABLE_SIZE 256
+#define CAPTURE_PORTS_TABLE_SIZE 64
+#define L2_TABLE_SIZE 4096
+#define FLOWS_TABLE_SIZE 65536
+#define FLOW_STATS_SIZE 65536       // per-flow stats slots, one per `flows` entry
+#define DISPATCH_RING_TABLE_SIZE 65536  // summed over all services
+#define BACKENDS_TABLE_SIZE 1024
+#define SIGNALLING_TABLE_SIZE 64
+
+// Flow cache: a power of two, indexed by the low bits of the flow hash.
+#define FLOW_CACHE_SIZE 65536
+const bit<32> FLOW_CACHE_INDEX_MASK = 0xFFFF;
+
+// Rings are a power of two in size (at most 65,536 slots) so a slot is a mask of the
+// hash, which every target can compute; the controller writes the mask per service.
+
+#endif

@@ -1,0 +1,98 @@
+// Classifier: is this packet for a dispatched service, and which one?
+// A capture (tap) port makes every packet a capture-service packet; otherwise a
+// (VIP, protocol, port) match makes it a VIP-service packet. VIP traffic with no
+// service, or fragmented, is dropped and counted. Everything else is plain L2.
+
+control Classifier(inout headers_t hdr,
+                   inout local_metadata_t meta,
+                   inout standard_metadata_t standard_metadata) {
+
+    action set_capture_service(bit<16> service_id, bit<16> ring_mask) {
+        meta.service_mode = SERVICE_MODE_CAPTURE;
+        meta.service_id = service_id;
+        meta.ring_mask = ring_mask;
+    }
+
+    // Filled by the controller: one entry per tap port of a capture service.
+    table capture_ports {
+        key = { standard_metadata.ingress_port : exact; }
+        actions = { set_capture_service; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = CAPTURE_PORTS_TABLE_SIZE;
+    }
+
+    action set_vip_service(bit<16> service_id, bit<16> ring_mask) {
+        meta.service_mode = SERVICE_MODE_VIP;
+        meta.service_id = service_id;
+        meta.ring_mask = ring_mask;
+    }
+
+    // Filled by the controller: one entry per (VIP, protocol, port) service.
+    // IPv4 VIPs are written IPv4-mapped (::ffff:a.b.c.d).
+    table services {
+        key = {
+            meta.flow.dst_addr : exact @name("vip");
+            meta.flow.protocol : exact @name("protocol");
+            meta.flow.dst_port : exact @name("port");
+        }
+        actions = { set_vip_service; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = SERVICES_TABLE_SIZE;
+    }
+
+    action mark_vip() {
+        meta.is_vip = true;
+    }
+
+    // Filled by the controller: one entry per VIP address, so traffic to a VIP port
+    // that has no service is recognised and dropped rather than leaked to L2.
+    table vips {
+        key = { meta.flow.dst_addr : exact @name("vip"); }
+        actions = { mark_vip; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = VIPS_TABLE_SIZE;
+    }
+
+    action l2_output(bit<9> port) {
+        standard_metadata.egress_spec = port;
+    }
+
+    action l2_flood(bit<16> group) {
+        standard_metadata.mcast_grp = group;
+    }
+
+    action l2_miss() {
+        meta.drop_reason = DROP_L2_MISS;
+    }
+
+    // Filled by the controller: plain L2 forwarding for non-service traffic. The default
+    // (drop) may be replaced by l2_flood with a multicast group the controller made.
+    table l2_forward {
+        key = { hdr.ethernet.dst_addr : exact @name("dst_mac"); }
+        actions = { l2_output; l2_flood; l2_miss; }
+        default_action = l2_miss();
+        size = L2_TABLE_SIZE;
+    }
+
+    apply {
+        if (capture_ports.apply().hit) {
+            return;
+        }
+        if (meta.is_ip) {
+            bool service_hit = false;
+            if (!meta.is_ip_fragment) {
+                service_hit = services.apply().hit;
+            }
+            if (!service_hit && vips.apply().hit) {
+                if (meta.is_ip_fragment) {
+                    meta.drop_reason = DROP_VIP_FRAGMENT;
+                } else {
+                    meta.drop_reason = DROP_VIP_PORT_UNCONFIGURED;
+                }
+            }
+        }
+        if (meta.service_mode == SERVICE_MODE_NONE && meta.drop_reason == DROP_NONE) {
+            l2_forward.apply();
+        }
+    }
+}
