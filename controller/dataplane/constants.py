@@ -1,0 +1,58 @@
+"""Mirror of p4src/shared/constants.p4 (tests/test_dataplane_constants.py keeps them equal)."""
+
+from enum import IntEnum
+
+CPU_PORT = 255
+CPU_CLONE_SESSION_ID = 100
+PACKET_IN_REASON_SIGNALLING = 1
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+MAX_RING_SIZE = 1 << 16
+
+
+class AdmissionLevel(IntEnum):
+    """SARA SA2C levels, mildest first."""
+    ADMIT_ALL = 0
+    ADMIT_DROP_NEW_PROB = 1
+    ADMIT_ESTABLISHED_ONLY = 2
+    ADMIT_DEGRADE_ESTABLISHED = 3
+    ADMIT_REJECT_ALL = 4
+
+
+class DropReason(IntEnum):
+    """Index into the `drops` counter."""
+    DROP_NONE = 0
+    DROP_PARSER_TRUNCATED = 1
+    DROP_PARSER_OTHER = 2
+    DROP_IPV4_BAD_VERSION = 3
+    DROP_IPV4_BAD_IHL = 4
+    DROP_IPV4_BAD_TOTAL_LEN = 5
+    DROP_IPV4_BAD_CHECKSUM = 6
+    DROP_IP_TRUNCATED = 7
+    DROP_IPV6_BAD_VERSION = 8
+    DROP_TCP_BAD_OFFSET = 9
+    DROP_UDP_BAD_LENGTH = 10
+    DROP_VIP_PORT_UNCONFIGURED = 11
+    DROP_VIP_FRAGMENT = 12
+    DROP_ADMISSION_NEW = 13
+    DROP_ADMISSION_ESTABLISHED = 14
+    DROP_NO_BACKEND = 15
+    DROP_L2_MISS = 16
+
+
+class DispatchEvent(IntEnum):
+    """Index into the `dispatch_events` counter."""
+    EVENT_FLOW_TABLE_HIT = 1
+    EVENT_CACHE_HIT = 2
+    EVENT_NEW_FLOW = 3
+    EVENT_CACHE_COLLISION = 4
+    EVENT_STATELESS = 5
+    EVENT_DIGEST = 6
+    EVENT_DIGEST_RETRY = 7
+
+
+class DigestFlag(IntEnum):
+    DIGEST_FLAG_RETRY = 0x01
+    DIGEST_FLAG_COLLISION = 0x02
+    DIGEST_FLAG_RTT_VALID = 0x04
+    DIGEST_FLAG_SYMMETRIC = 0x08

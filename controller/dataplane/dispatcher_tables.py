@@ -1,0 +1,191 @@
+"""Every table, counter and session of the dispatcher program, as typed updates and reads.
+
+Builders return P4Runtime updates (nothing is sent); `read_*` take a client. Addresses are
+given as strings ("10.0.0.1", "2001:db8::1") and MACs as "aa:bb:cc:dd:ee:ff".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from finsy.proto import p4r
+
+from controller.dataplane.constants import (
+    CPU_CLONE_SESSION_ID, CPU_PORT, MAX_RING_SIZE, AdmissionLevel)
+from controller.p4runtime import entities as ent
+from controller.p4runtime.client import P4RuntimeClient
+from controller.p4runtime.encoding import decode_int, encode_int, flow_address, ipv4_to_int, mac_to_int
+from controller.p4runtime.p4info import P4InfoIndex
+
+FLOW_KEY_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port")
+
+
+@dataclass(frozen=True)
+class CounterValue:
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class InstalledFlow:
+    key: tuple[int, int, int, int, int]
+    backend_id: int
+    stats_slot: int
+
+
+def ring_mask(ring_size: int) -> int:
+    if ring_size < 1 or ring_size > MAX_RING_SIZE or ring_size & (ring_size - 1):
+        raise ValueError(f"ring size must be a power of two from 1 to {MAX_RING_SIZE}, got {ring_size}")
+    return ring_size - 1
+
+
+class DispatcherTables:
+    def __init__(self, info: P4InfoIndex) -> None:
+        self.info = info
+
+    # ---- services -------------------------------------------------------------
+
+    def vip_service(self, vip: str, protocol: int, port: int, service_id: int,
+                    ring_size: int, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "services", {"vip": flow_address(vip), "protocol": protocol, "port": port},
+            "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size)}))
+
+    def vip(self, vip: str, kind: str = "insert") -> p4r.Update:
+        """Marks an address as a VIP, so its ports without a service are dropped, not leaked."""
+        return ent.update(kind, ent.table_entry(self.info, "vips", {"vip": flow_address(vip)},
+                                                "mark_vip"))
+
+    def capture_port(self, port: int, service_id: int, ring_size: int,
+                     kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "capture_ports", {"standard_metadata.ingress_port": port},
+            "set_capture_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size)}))
+
+    # ---- ring and backends -----------------------------------------------------
+
+    def ring(self, service_id: int, slots: Iterable[int], kind: str = "insert") -> list[p4r.Update]:
+        """One entry per slot: slot i -> backend slots[i]."""
+        return [self.ring_slot(service_id, slot, backend, kind) for slot, backend in enumerate(slots)]
+
+    def ring_slot(self, service_id: int, slot: int, backend_id: int, kind: str = "modify") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "dispatch_ring", {"service_id": service_id, "slot": slot},
+            "set_ring_backend", {"backend_id": backend_id}))
+
+    def backend_dsr(self, backend_id: int, port: int, mac: str, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "backends", {"backend_id": backend_id}, "forward_dsr",
+            {"port": port, "dst_mac": mac_to_int(mac)}))
+
+    def backend_ipip(self, backend_id: int, port: int, src_mac: str, dst_mac: str,
+                     outer_src: str, outer_dst: str, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "backends", {"backend_id": backend_id}, "forward_ipip",
+            {"port": port, "src_mac": mac_to_int(src_mac), "dst_mac": mac_to_int(dst_mac),
+             "outer_src": ipv4_to_int(outer_src), "outer_dst": ipv4_to_int(outer_dst)}))
+
+    def backend_capture(self, backend_id: int, port: int, truncate_bytes: int = 0,
+                        kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "backends", {"backend_id": backend_id}, "forward_capture",
+            {"port": port, "truncate_bytes": truncate_bytes}))
+
+    # ---- admission, timers, signalling, L2 --------------------------------------
+
+    def admission(self, service_id: int, level: AdmissionLevel, drop_prob: float = 0.0,
+                  kind: str = "insert") -> p4r.Update:
+        if not 0.0 <= drop_prob <= 1.0:
+            raise ValueError(f"drop probability must be within [0, 1], got {drop_prob}")
+        return ent.update(kind, ent.table_entry(
+            self.info, "admission", {"service_id": service_id}, "set_admission",
+            {"level": int(level), "drop_prob": min(0xFFFF, round(drop_prob * 65536))}))
+
+    def dispatch_settings(self, cache_timeout_us: int, digest_retry_us: int) -> p4r.Update:
+        return ent.update("modify", ent.table_entry(
+            self.info, "dispatch_settings", None, "set_dispatch_settings",
+            {"cache_timeout_us": cache_timeout_us, "digest_retry_us": digest_retry_us},
+            is_default=True))
+
+    def signalling_port(self, protocol: int, port: int, kind: str = "insert") -> list[p4r.Update]:
+        """Two entries: the port as destination (requests) and as source (answers)."""
+        full = 0xFFFF
+        return [
+            ent.update(kind, ent.table_entry(
+                self.info, "signalling", {"protocol": protocol, "src_port": (0, 0), "dst_port": (port, full)},
+                "clone_to_cpu", priority=10)),
+            ent.update(kind, ent.table_entry(
+                self.info, "signalling", {"protocol": protocol, "src_port": (port, full), "dst_port": (0, 0)},
+                "clone_to_cpu", priority=9)),
+        ]
+
+    def cpu_clone_session(self, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [CPU_PORT]))
+
+    def l2_entry(self, mac: str, port: int, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(self.info, "l2_forward", {"dst_mac": mac_to_int(mac)},
+                                                "l2_output", {"port": port}))
+
+    def l2_flood(self, group_id: int, ports: list[int]) -> list[p4r.Update]:
+        """A multicast group over `ports`, made the L2 miss action."""
+        return [
+            ent.update("insert", ent.multicast_group_entry(group_id, ports)),
+            ent.update("modify", ent.table_entry(self.info, "l2_forward", None, "l2_flood",
+                                                 {"group": group_id}, is_default=True)),
+        ]
+
+    def flow_digest_config(self, max_list_size: int = 1, max_timeout_ns: int = 0,
+                           ack_timeout_ns: int = 1_000_000_000) -> p4r.Update:
+        return ent.update("insert", ent.digest_entry(
+            self.info, "flow_digest_t", max_timeout_ns=max_timeout_ns,
+            max_list_size=max_list_size, ack_timeout_ns=ack_timeout_ns))
+
+    # ---- flows ---------------------------------------------------------------------
+
+    def flow(self, key: tuple[int, int, int, int, int], backend_id: int, stats_slot: int,
+             idle_timeout_ns: int = 0, kind: str = "insert") -> p4r.Update:
+        return ent.update(kind, ent.table_entry(
+            self.info, "flows", dict(zip(FLOW_KEY_FIELDS, key)), "set_flow_backend",
+            {"backend_id": backend_id, "stats_slot": stats_slot}, idle_timeout_ns=idle_timeout_ns))
+
+    def flow_delete(self, key: tuple[int, int, int, int, int]) -> p4r.Update:
+        return ent.update("delete", ent.table_entry(self.info, "flows", dict(zip(FLOW_KEY_FIELDS, key))))
+
+    def read_flows(self, client: P4RuntimeClient) -> list[InstalledFlow]:
+        query = ent.entity(ent.table_entry(self.info, "flows"))
+        flows = []
+        for entity in client.read([query]):
+            match = ent.decode_match(self.info, entity.table_entry)
+            _, params = ent.decode_action(self.info, entity.table_entry)
+            flows.append(InstalledFlow(tuple(match[f] for f in FLOW_KEY_FIELDS),
+                                       params["backend_id"], params["stats_slot"]))
+        return flows
+
+    # ---- counters ---------------------------------------------------------------------
+
+    def read_counter(self, client: P4RuntimeClient, name: str) -> dict[int, CounterValue]:
+        """Every cell of an indexed counter, in one read; cells that never counted are left out."""
+        cells = {}
+        for entity in client.read([ent.entity(ent.counter_entry(self.info, name))]):
+            c = entity.counter_entry
+            if c.data.packet_count or c.data.byte_count:
+                cells[c.index.index] = CounterValue(c.data.packet_count, c.data.byte_count)
+        return cells
+
+    def read_direct_counter(self, client: P4RuntimeClient, table: str) -> int:
+        """Packets counted over all entries of a table's direct counter."""
+        total = 0
+        for entity in client.read([ent.entity(ent.direct_counter_entry(self.info, table))]):
+            total += entity.direct_counter_entry.data.packet_count
+        return total
+
+    def packet_in_fields(self, packet: p4r.PacketIn) -> dict[str, int]:
+        meta = self.info.packet_metadata("packet_in")
+        names = {m.id: m.name for m in meta.metadata}
+        return {names[m.metadata_id]: decode_int(m.value) for m in packet.metadata}
+
+    def packet_out_metadata(self, egress_port: int) -> dict[int, bytes]:
+        meta = self.info.packet_metadata("packet_out")
+        values = {"egress_port": egress_port, "_pad": 0}
+        return {m.id: encode_int(values[m.name], m.bitwidth) for m in meta.metadata}

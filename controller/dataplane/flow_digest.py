@@ -1,0 +1,72 @@
+"""The new-flow digest (flow_digest_t in p4src/shared/metadata.p4), decoded."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from finsy.proto import p4r
+
+from controller.dataplane.constants import DigestFlag
+from controller.p4runtime.encoding import address_from_flow, decode_int
+
+# Member order of flow_digest_t: the digest's P4Data struct lists them in this order.
+FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port", "service_id",
+          "backend_id", "cache_slot", "timestamp_us", "tcp_flags", "rtt_us", "flags")
+
+
+@dataclass(frozen=True)
+class FlowDigest:
+    src_addr: int       # 128-bit flow-key form (IPv4-mapped)
+    dst_addr: int
+    protocol: int
+    src_port: int
+    dst_port: int
+    service_id: int
+    backend_id: int
+    cache_slot: int
+    timestamp_us: int
+    tcp_flags: int
+    rtt_us: int
+    flags: int
+
+    @property
+    def key(self) -> tuple[int, int, int, int, int]:
+        """The `flows` table match, in its field order."""
+        return (self.src_addr, self.dst_addr, self.protocol, self.src_port, self.dst_port)
+
+    @property
+    def src_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return address_from_flow(self.src_addr)
+
+    @property
+    def dst_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return address_from_flow(self.dst_addr)
+
+    @property
+    def rtt_valid(self) -> bool:
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_RTT_VALID)
+
+    @property
+    def is_retry(self) -> bool:
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_RETRY)
+
+    @property
+    def is_collision(self) -> bool:
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_COLLISION)
+
+
+class MalformedDigest(ValueError):
+    """A digest whose data does not have flow_digest_t's shape."""
+
+
+def decode_digest_list(digest_list: p4r.DigestList) -> list[FlowDigest]:
+    flows = []
+    for data in digest_list.data:
+        members = data.struct.members
+        if len(members) != len(FIELDS) or not all(m.HasField("bitstring") for m in members):
+            raise MalformedDigest(
+                f"digest {digest_list.digest_id} list {digest_list.list_id}: expected "
+                f"{len(FIELDS)} bitstring members, got {len(members)}")
+        flows.append(FlowDigest(*(decode_int(m.bitstring) for m in members)))
+    return flows

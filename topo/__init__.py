@@ -1,0 +1,1 @@
+"""Test topologies: veth pairs for PTF and replay, Mininet networks for the demo."""
