@@ -1,0 +1,62 @@
+"""A BMv2 switch wired to veth pairs on this host: the testbed for PTF, replay and benchmarks.
+
+Switch port N is the veth end `fd-swN`; test traffic enters and leaves at `fd-hN`.
+Everything is torn down on exit, even after a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.bmv2 import Bmv2Switch
+from controller.toolchain import BUILD_DIR, CompiledProgram, compiled_program, find_tool
+from topo.veth_pairs import VethPairs
+
+
+def missing_testbed_reason() -> str | None:
+    """Why a BMv2 testbed cannot run here, in one line; None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (veth pairs and raw sockets)"
+    if find_tool("simple_switch_grpc") is None:
+        return "simple_switch_grpc (BMv2 with P4Runtime) not found on PATH or under $P4_PREFIX"
+    if find_tool("p4c-bm2-ss") is None and not (BUILD_DIR / "dispatcher.json").exists():
+        return "p4c-bm2-ss not found and build/dispatcher.json not built"
+    return None
+
+
+@dataclass
+class Bmv2Testbed:
+    ports: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+    program: str = "dispatcher"
+    grpc_port: int = 9559
+    thrift_port: int = 9090
+    log_file: Path | None = None
+    veths: VethPairs | None = None
+    switch: Bmv2Switch | None = None
+    compiled: CompiledProgram | None = None
+
+    def host_interface(self, port: int) -> str:
+        assert self.veths is not None
+        return self.veths.host_side(port)
+
+    def __enter__(self) -> "Bmv2Testbed":
+        self.compiled = compiled_program(self.program)
+        self.veths = VethPairs(self.ports)
+        self.veths.create()
+        try:
+            self.switch = Bmv2Switch({p: self.veths.switch_side(p) for p in self.ports},
+                                     grpc_port=self.grpc_port, thrift_port=self.thrift_port,
+                                     log_file=self.log_file)
+            self.switch.start()
+        except BaseException:
+            self.veths.destroy()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.switch is not None:
+            self.switch.stop()
+        if self.veths is not None:
+            self.veths.destroy()
