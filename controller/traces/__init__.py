@@ -1,0 +1,1 @@
+"""Packet traces: reading captures into Ethernet frames for replay and simulation."""

@@ -1,0 +1,48 @@
+"""The data plane's flow key, computed in Python from an Ethernet frame.
+
+Mirrors p4src/v1model/flow_key.p4: IPv4 addresses IPv4-mapped into 128 bits, ports only
+on unfragmented TCP/UDP (or a first fragment), non-IP frames keyed by their MAC pair, and
+in symmetric (capture) mode the two endpoints sorted.
+"""
+
+from __future__ import annotations
+
+IPV4_MAPPED_PREFIX = 0xFFFF << 32
+FlowKey = tuple[int, int, int, int, int]   # src_addr, dst_addr, protocol, src_port, dst_port
+
+
+def flow_key(frame: bytes, symmetric: bool = False) -> FlowKey | None:
+    """The key of a frame, or None when it is too short to have one."""
+    if len(frame) < 14:
+        return None
+    ethertype = int.from_bytes(frame[12:14], "big")
+    offset = 14
+    if ethertype == 0x8100 and len(frame) >= 18:
+        ethertype = int.from_bytes(frame[16:18], "big")
+        offset = 18
+    ports_at = None
+    if ethertype == 0x0800 and len(frame) >= offset + 20:
+        ihl = (frame[offset] & 0x0F) * 4
+        protocol = frame[offset + 9]
+        src = IPV4_MAPPED_PREFIX | int.from_bytes(frame[offset + 12:offset + 16], "big")
+        dst = IPV4_MAPPED_PREFIX | int.from_bytes(frame[offset + 16:offset + 20], "big")
+        frag_offset = int.from_bytes(frame[offset + 6:offset + 8], "big") & 0x1FFF
+        if frag_offset == 0 and protocol in (6, 17):
+            ports_at = offset + ihl
+    elif ethertype == 0x86DD and len(frame) >= offset + 40:
+        protocol = frame[offset + 6]
+        src = int.from_bytes(frame[offset + 8:offset + 24], "big")
+        dst = int.from_bytes(frame[offset + 24:offset + 40], "big")
+        if protocol in (6, 17):
+            ports_at = offset + 40
+    else:
+        protocol = 0
+        dst = int.from_bytes(frame[0:6], "big")
+        src = int.from_bytes(frame[6:12], "big")
+    sport = dport = 0
+    if ports_at is not None and len(frame) >= ports_at + 4:
+        sport = int.from_bytes(frame[ports_at:ports_at + 2], "big")
+        dport = int.from_bytes(frame[ports_at + 2:ports_at + 4], "big")
+    if symmetric and (src, sport) > (dst, dport):
+        src, dst, sport, dport = dst, src, dport, sport
+    return (src, dst, protocol, sport, dport)
