@@ -1,0 +1,24 @@
+"""Command line: python -m controller COMMAND ..."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controller",
+                                     description="P4 flow dispatcher controller and tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo-dataplane", help="load the dispatcher into BMv2 with a sample "
+                               "configuration and open flows through it (root, BMv2)")
+    demo.add_argument("--flows", type=int, default=60, help="TCP flows to open (default 60)")
+    args = parser.parse_args(argv)
+    if args.command == "demo-dataplane":
+        from controller import dataplane_demo
+        return dataplane_demo.run(args.flows)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
