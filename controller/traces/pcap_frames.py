@@ -106,6 +106,7 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
         reader = RawPcapReader(str(path))
     except (Scapy_Exception, OSError, struct.error, EOFError) as exc:
         raise CaptureError(path, 0, f"not a pcap or pcapng file ({exc})") from None
+    size = path.stat().st_size
     with reader:
         records = iter(reader)
         while True:
@@ -113,9 +114,14 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
             try:
                 data, meta = next(records)
             except (StopIteration, EOFError):
+                if offset < size:
+                    raise CaptureError(path, offset, f"{size - offset} trailing bytes are not a whole record") from None
                 return
             except (Scapy_Exception, struct.error, ValueError, OverflowError, MemoryError) as exc:
                 raise CaptureError(path, offset, f"corrupt record ({exc})") from None
+            caplen = getattr(meta, "caplen", None)
+            if caplen is not None and len(data) < caplen:
+                raise CaptureError(path, offset, f"record cut short: {len(data)} of {caplen} bytes")
             linktype = getattr(meta, "linktype", None) or getattr(reader, "linktype", LINKTYPE_ETHERNET)
             if linktype not in SUPPORTED_LINKTYPES:
                 raise CaptureError(path, offset, f"link type {linktype} cannot be turned into Ethernet")
