@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from scapy.error import Scapy_Exception
-from scapy.utils import RawPcapReader
+from scapy.utils import RawPcapNgReader, RawPcapReader
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -114,7 +114,8 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
             try:
                 data, meta = next(records)
             except (StopIteration, EOFError):
-                if offset < size:
+                # pcapng may end in non-packet blocks (statistics); classic pcap may not.
+                if offset < size and not isinstance(reader, RawPcapNgReader):
                     raise CaptureError(path, offset, f"{size - offset} trailing bytes are not a whole record") from None
                 return
             except (Scapy_Exception, struct.error, ValueError, OverflowError, MemoryError) as exc:

@@ -1,0 +1,43 @@
+"""The P4 program compiles with p4c, and its P4Info offers what the controller relies on."""
+
+import pytest
+from finsy.proto import p4i
+
+from controller.p4runtime.p4info import P4InfoIndex
+from controller.toolchain import compiled_program, find_tool
+
+pytestmark = pytest.mark.skipif(find_tool("p4c-bm2-ss") is None,
+                                reason="p4c-bm2-ss not found on PATH or under $P4_PREFIX")
+
+
+@pytest.fixture(scope="module")
+def info() -> P4InfoIndex:
+    return P4InfoIndex.load(compiled_program("dispatcher").p4info)
+
+
+def test_both_programs_compile():
+    for name in ("dispatcher", "minimal_forward"):
+        prog = compiled_program(name)
+        assert prog.bmv2_json.stat().st_size > 0 and prog.p4info.stat().st_size > 0
+
+
+def test_controller_tables_exist(info):
+    for table in ("services", "vips", "capture_ports", "l2_forward", "flows", "dispatch_ring",
+                  "dispatch_settings", "admission", "backends", "signalling"):
+        info.table(table)
+
+
+def test_flows_table_supports_idle_timeout(info):
+    flows = info.table("flows")
+    assert flows.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL
+    assert [f.name for f in flows.match_fields] == ["src_addr", "dst_addr", "protocol", "src_port", "dst_port"]
+    assert flows.size >= 65536
+
+
+def test_counters_and_digest(info):
+    for name, size in (("port_in", 512), ("port_out", 512), ("drops", 32), ("dispatch_events", 16),
+                       ("flow_stats", 65536), ("backend_traffic", 1024)):
+        assert info.counter(name).size == size
+    digest = info.digest("flow_digest_t")
+    assert len(digest.type_spec.struct.name) > 0
+    assert {m.preamble.name for m in info.p4info.controller_packet_metadata} == {"packet_in", "packet_out"}
