@@ -83,11 +83,13 @@ control Classifier(inout headers_t hdr,
             if (!meta.is_ip_fragment) {
                 service_hit = services.apply().hit;
             }
-            if (!service_hit && vips.apply().hit) {
-                if (meta.is_ip_fragment) {
-                    meta.drop_reason = DROP_VIP_FRAGMENT;
-                } else {
-                    meta.drop_reason = DROP_VIP_PORT_UNCONFIGURED;
+            if (!service_hit) {
+                if (vips.apply().hit) {
+                    if (meta.is_ip_fragment) {
+                        meta.drop_reason = DROP_VIP_FRAGMENT;
+                    } else {
+                        meta.drop_reason = DROP_VIP_PORT_UNCONFIGURED;
+                    }
                 }
             }
         }

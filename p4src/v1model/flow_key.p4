@@ -39,14 +39,14 @@ control FlowKeyHash(inout local_metadata_t meta) {
         hash(meta.flow_hash, HashAlgorithm.crc32, 32w0,
              { meta.flow.src_addr, meta.flow.dst_addr, meta.flow.protocol,
                meta.flow.src_port, meta.flow.dst_port },
-             32w0xFFFFFFFF);
+             64w0x100000000);  // hash() returns base + (h % max): keep all 32 bits
         // A second, independent hash makes the cache signature: two flows sharing a slot
         // are told apart unless both hashes collide.
         bit<16> check;
         hash(check, HashAlgorithm.crc16, 16w0,
              { meta.flow.src_addr, meta.flow.dst_addr, meta.flow.protocol,
                meta.flow.src_port, meta.flow.dst_port },
-             32w0xFFFF);
+             32w0x10000);
         meta.cache_index = meta.flow_hash & FLOW_CACHE_INDEX_MASK;
         meta.signature = check ++ meta.flow_hash[31:16];
         // The ring uses the high half, so it is independent of the cache index.
