@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import queue
 
-from dispatcher_base import BACKENDS, CLIENT_PORT, SPARE_PORT, DispatcherTest, tcp_packet, udp_packet
+from dispatcher_base import (
+    BACKENDS, CLIENT_PORT, SPARE_PORT, SWITCH_MAC, DispatcherTest, tcp_packet, udp_packet)
 from scapy.layers.l2 import Ether
 
 from controller.dataplane.constants import PACKET_IN_REASON_SIGNALLING
@@ -23,8 +24,10 @@ class SignallingReachesCpuWithIngressPort(DispatcherTest):
         self.assertEqual(fields["ingress_port"], CLIENT_PORT)
         self.assertEqual(fields["reason"], PACKET_IN_REASON_SIGNALLING)
         self.assertEqual(packet_in.payload, bytes(invite), "the CPU gets the packet as it arrived")
-        # Answers from the signalling port (as source) are cloned too.
+        # Answers from the signalling port (as source) are cloned too; this one is plain L2.
+        self.client.write([self.tables.l2_entry(SWITCH_MAC, CLIENT_PORT)])
         self.send(SPARE_PORT, udp_packet(sport=5060, dport=5062, dst="10.0.1.1", src="10.0.0.9"))
+        self.assertEqual(self.expect_one()[0], CLIENT_PORT)
         packet_in = self.client.packet_ins.get(timeout=2)
         self.assertEqual(self.tables.packet_in_fields(packet_in)["ingress_port"], SPARE_PORT)
         self.assertEqual(self.tables.read_direct_counter(self.client, "signalling"), 2)
@@ -42,7 +45,7 @@ class OtherTrafficIsNotCloned(DispatcherTest):
 
 class PacketOutLeavesOnNamedPort(DispatcherTest):
     def runTest(self) -> None:
-        frame = bytes(Ether(src="00:00:00:00:00:fe", dst="00:00:00:00:00:06") / b"from the controller" * 3)
+        frame = bytes(Ether(src="00:00:00:00:00:fe", dst="00:00:00:00:00:06") / (b"from the controller" * 3))
         self.client.packet_out(frame, self.tables.packet_out_metadata(SPARE_PORT))
         port, out = self.expect_one()
         self.assertEqual((port, out), (SPARE_PORT, frame))
