@@ -155,3 +155,16 @@ class RingSharesFollowEntries(DispatcherTest):
         on_10, on_11 = ports.count(BACKENDS[10]), ports.count(BACKENDS[11])
         self.assertEqual(on_10 + on_11, 120)
         self.assertTrue(60 <= on_10 <= 110, f"3:1 ring gave {on_10}:{on_11}")
+
+
+class IdleFlowEntryIsReported(DispatcherTest):
+    """A `flows` entry with an idle timeout is reported to the controller once idle."""
+
+    def runTest(self) -> None:
+        self.setup_vip_service()
+        key = (flow_address(CLIENT_IP), flow_address(VIP), 6, 49000, 80)
+        self.client.write([self.tables.flow(key, backend_id=11, stats_slot=3, idle_timeout_ns=300_000_000)])
+        self.assertEqual(self.send_and_port(CLIENT_PORT, tcp_packet(sport=49000, flags="PA")), BACKENDS[11])
+        notification = self.client.idle_timeouts.get(timeout=5)
+        reported = [self.tables.flow_key_of(e) for e in notification.table_entry]
+        self.assertIn(key, reported)

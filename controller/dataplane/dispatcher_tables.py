@@ -152,13 +152,17 @@ class DispatcherTables:
     def flow_delete(self, key: tuple[int, int, int, int, int]) -> p4r.Update:
         return ent.update("delete", ent.table_entry(self.info, "flows", dict(zip(FLOW_KEY_FIELDS, key))))
 
+    def flow_key_of(self, entry: p4r.TableEntry) -> tuple[int, int, int, int, int]:
+        """The 5-tuple of a `flows` entry (read back, or in an idle-timeout notification)."""
+        match = ent.decode_match(self.info, entry)
+        return tuple(match[f] for f in FLOW_KEY_FIELDS)
+
     def read_flows(self, client: P4RuntimeClient) -> list[InstalledFlow]:
         query = ent.entity(ent.table_entry(self.info, "flows"))
         flows = []
         for entity in client.read([query]):
-            match = ent.decode_match(self.info, entity.table_entry)
             _, params = ent.decode_action(self.info, entity.table_entry)
-            flows.append(InstalledFlow(tuple(match[f] for f in FLOW_KEY_FIELDS),
+            flows.append(InstalledFlow(self.flow_key_of(entity.table_entry),
                                        params["backend_id"], params["stats_slot"]))
         return flows
 
