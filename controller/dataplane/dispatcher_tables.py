@@ -60,7 +60,7 @@ class DispatcherTables:
     def capture_port(self, port: int, service_id: int, ring_size: int,
                      kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.table_entry(
-            self.info, "capture_ports", {"standard_metadata.ingress_port": port},
+            self.info, "capture_ports", {"ingress_port": port},
             "set_capture_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size)}))
 
     # ---- ring and backends -----------------------------------------------------

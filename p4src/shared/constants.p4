@@ -82,7 +82,7 @@ const bit<8> DROP_ADMISSION_NEW = 13;         // SA2C refused a new flow
 const bit<8> DROP_ADMISSION_ESTABLISHED = 14; // SA2C degraded an established flow
 const bit<8> DROP_NO_BACKEND = 15;            // empty ring slot or unknown backend
 const bit<8> DROP_L2_MISS = 16;               // no L2 entry and no flood group
-const bit<8> DROP_REASON_COUNT = 32;
+const bit<32> DROP_REASON_COUNT = 32;
 
 // ---- Dispatch events: index into the `dispatch_events` counter ---------------
 // Indices 1-5 count the path each service packet took and equal its FLOW_STATE_*.
@@ -93,7 +93,7 @@ const bit<8> EVENT_CACHE_COLLISION = 4;  // FLOW_STATE_COLLISION
 const bit<8> EVENT_STATELESS = 5;        // FLOW_STATE_STATELESS
 const bit<8> EVENT_DIGEST = 6;           // digests sent, repeats included
 const bit<8> EVENT_DIGEST_RETRY = 7;     // of which repeats
-const bit<8> EVENT_COUNT = 16;
+const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------
 const bit<8> DIGEST_FLAG_RETRY = 0x01;     // repeat: the entry had not appeared in time

@@ -15,7 +15,7 @@ control Classifier(inout headers_t hdr,
 
     // Filled by the controller: one entry per tap port of a capture service.
     table capture_ports {
-        key = { standard_metadata.ingress_port : exact; }
+        key = { standard_metadata.ingress_port : exact @name("ingress_port"); }
         actions = { set_capture_service; @defaultonly NoAction; }
         const default_action = NoAction();
         size = CAPTURE_PORTS_TABLE_SIZE;
