@@ -1,0 +1,170 @@
+"""`python -m controller simulate`: compare policies on a capture or a generated workload."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from controller.policies import POLICIES, Policy, make_policy
+from controller.policies.fixed_split import FixedSplit
+from controller.simulator.engine import Simulation, SimulationConfig, SimulationResult
+from controller.simulator.flow_sizes import CdfError, FlowSizeCdf
+from controller.simulator.pcap_source import CaptureTrace
+from controller.simulator.report import plot_loads, summary_table, write_load_csv, write_summary_csv
+from controller.simulator.workload import GeneratedWorkload, WorkloadSpec
+from controller.traces.pcap_frames import CaptureError
+
+FLOWSIZE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "flowsize"
+GBIT = 1e9 / 8   # bytes/s
+MBIT = 1e6 / 8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("traffic (a capture, or a generated workload)")
+    source.add_argument("--pcap", nargs="+", type=Path, metavar="FILE",
+                        help="pcap/pcapng captures; several are merged, each starting at time 0")
+    source.add_argument("--workload", default="websearch",
+                        help="flow-size CDF: websearch, fb_hadoop, ali_storage (../shared/data/flowsize) "
+                             "or a path to a .cdf file (default websearch)")
+    source.add_argument("--heavy-share", type=float, default=0.0,
+                        help="share of the load in very large downloads (pathological mix, e.g. 0.5)")
+    source.add_argument("--load", type=float, default=0.8, help="offered load / total capacity (default 0.8)")
+    source.add_argument("--duration", type=float, default=30.0, help="seconds of flow arrivals (default 30)")
+    source.add_argument("--flow-rate", default="8,200", metavar="LOW,HIGH",
+                        help="per-flow sending rate range in Mb/s, log-uniform (default 8,200)")
+    source.add_argument("--seed", type=int, default=1)
+    source.add_argument("--symmetric", action="store_true", help="capture mode: both directions one flow")
+    cluster = parser.add_argument_group("cluster and switch")
+    cluster.add_argument("--servers", type=int, default=3, help="number of equal servers (default 3)")
+    cluster.add_argument("--capacity", metavar="GBPS,...",
+                         help="per-server capacity in Gb/s, e.g. 1,1,2 (overrides --servers); "
+                              "default 1 Gb/s each, or for captures sized so the trace's 95th-percentile "
+                              "second offers --load")
+    cluster.add_argument("--buffer-ms", type=float, default=10.0, help="server buffer in ms of capacity")
+    cluster.add_argument("--ring-size", type=int, default=4096)
+    cluster.add_argument("--poll-interval", type=float, default=0.1, help="counter polling period, s")
+    cluster.add_argument("--lag", type=int, default=0, help="extra polling intervals before a ring applies")
+    cluster.add_argument("--install-delay", type=float, default=0.02, help="digest to flows entry, s")
+    cluster.add_argument("--quiesce", action="append", default=[], metavar="SERVER@TIME",
+                         help="stop giving new flows to SERVER from TIME s on (repeatable)")
+    run = parser.add_argument_group("policies and output")
+    run.add_argument("--policies", default="round_robin,fb_least,fb_est",
+                     help=f"comma-separated, or 'all' (known: {', '.join(POLICIES)})")
+    run.add_argument("--fixed-shares", metavar="W,...", help="fixed_split's static shares, e.g. 4,1,1")
+    run.add_argument("--window", type=float, default=1.0, help="balance metric window, s (default 1)")
+    run.add_argument("--out", type=Path, help="directory for load CSVs, load.png and summary.csv")
+    run.add_argument("--title", help="figure title")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what}: no numbers in {text!r}")
+    return values
+
+
+def _policies(args: argparse.Namespace) -> list[Policy]:
+    names = list(POLICIES) if args.policies == "all" else [n.strip() for n in args.policies.split(",") if n.strip()]
+    policies = [make_policy(n) for n in names]
+    if args.fixed_shares:
+        shares = _floats(args.fixed_shares, "--fixed-shares")
+        policies = [FixedSplit(shares) if p.name == "fixed_split" else p for p in policies]
+    return policies
+
+
+def _cdf(name: str) -> FlowSizeCdf:
+    path = Path(name)
+    if not path.suffix:
+        path = FLOWSIZE_DIR / f"{name}.cdf"
+        if not path.exists():
+            raise CdfError(f"no flow-size CDF named {name!r} in {FLOWSIZE_DIR}")
+    return FlowSizeCdf.load(path)
+
+
+def _quiesce(specs: list[str]) -> list[tuple[int, float]]:
+    out = []
+    for spec in specs:
+        server, _, at = spec.partition("@")
+        try:
+            out.append((int(server), float(at or 0)))
+        except ValueError:
+            raise ValueError(f"--quiesce: expected SERVER@TIME, got {spec!r}") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (CaptureError, CdfError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    policies = _policies(args)
+    if not 0 < args.load:
+        raise ValueError(f"--load must be positive, not {args.load}")
+    if args.pcap:
+        missing = [str(p) for p in args.pcap if not p.is_file()]
+        if missing:
+            raise ValueError(f"no such capture: {', '.join(missing)}")
+        trace = CaptureTrace(args.pcap, symmetric=args.symmetric)
+        if trace.packet_count == 0:
+            print(f"{', '.join(map(str, args.pcap))}: no packets to simulate", file=sys.stderr)
+            return 0
+        if args.capacity:
+            capacity = np.array(_floats(args.capacity, "--capacity")) * GBIT
+        else:   # real traffic is bursty: size the cluster by its busy seconds (95th percentile)
+            busy_rate = float(np.percentile(trace.per_second, 95))
+            capacity = np.full(args.servers, busy_rate / args.load / args.servers)
+        make_source = lambda: trace   # noqa: E731 (re-reads the files each run)
+        duration = trace.duration
+        label = ", ".join(p.name for p in args.pcap)
+    else:
+        capacity = (np.array(_floats(args.capacity, "--capacity")) if args.capacity
+                    else np.ones(args.servers)) * GBIT
+        low, high = _floats(args.flow_rate, "--flow-rate")[:2]
+        spec = WorkloadSpec(cdf=_cdf(args.workload), offered_rate=args.load * capacity.sum(),
+                            duration=args.duration, flow_rate=(low * MBIT, high * MBIT),
+                            heavy_share=args.heavy_share, heavy_rate=0.5 * capacity.mean(), seed=args.seed)
+        make_source = lambda: GeneratedWorkload(spec)   # noqa: E731
+        duration = args.duration
+        label = f"{spec.cdf.name}, load {args.load}" + (f", {args.heavy_share:.0%} heavy" if args.heavy_share else "")
+    config = SimulationConfig(capacity=capacity, buffer_seconds=args.buffer_ms / 1000, ring_size=args.ring_size,
+                              poll_interval=args.poll_interval, controller_lag=args.lag,
+                              install_delay=args.install_delay, window=args.window,
+                              quiesce=_quiesce(args.quiesce))
+    results = [_simulate(config, policy, make_source(), duration, args.quiet) for policy in policies]
+    print(f"{label}: {len(capacity)} servers, capacity "
+          f"{', '.join(f'{c / MBIT:.4g}' for c in capacity)} Mb/s")
+    print(summary_table([r.summary for r in results]))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            write_load_csv(args.out / f"load-{result.summary.policy}.csv", result, capacity, args.poll_interval)
+        write_summary_csv(args.out / "summary.csv", [r.summary for r in results])
+        plot_loads(args.out / "load.png", results, capacity, args.poll_interval, args.window,
+                   args.title or label)
+        print(f"wrote {args.out}/load.png, summary.csv and load-<policy>.csv")
+    return 0
+
+
+def _simulate(config: SimulationConfig, policy: Policy, source, duration: float, quiet: bool) -> SimulationResult:
+    from tqdm import tqdm
+
+    with tqdm(total=round(duration, 1), desc=f"{policy.name:>20}", unit="s", disable=quiet or None,
+              leave=False, file=sys.stderr) as bar:
+        def progress(now: float) -> None:
+            bar.update(max(0.0, min(now, duration) - bar.n))
+        return Simulation(replace(config), policy).run(source, progress)

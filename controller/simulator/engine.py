@@ -1,0 +1,220 @@
+"""The simulation loop: traffic -> switch -> servers, and the controller at each poll.
+
+Per polling interval: new flows take the ring's choice, packets are binned per server and
+served by the token-bucket queues; then the controller reads what the counters show (load
+of the interval that just ended, flows whose digests have arrived), updates the FB_EST
+estimates, asks the policy for weights and rewrites the ring, which takes effect after
+`controller_lag` further intervals. So the policy sees load as late as the real one would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.estimators import FlowEstimates, RttPredictor
+from controller.policies.base import ClusterView, Policy
+from controller.simulator.metrics import LoadRecorder, RunSummary, SlowdownHistogram, summarise
+from controller.simulator.servers import ServerQueues
+from controller.simulator.switch_model import SwitchModel
+from controller.simulator.traffic import TrafficBatch, TrafficSource
+from controller.simulator.workload import PACKET_BYTES
+
+
+@dataclass
+class SimulationConfig:
+    capacity: NDArray[np.float64]           # bytes/s per server
+    configured_weight: NDArray[np.float64] | None = None   # operator weights (default: capacity)
+    buffer_seconds: float = 0.01            # server buffer, in seconds of its capacity
+    ring_size: int = 4096
+    poll_interval: float = 0.1              # counter polling and ring rewrite period, s
+    controller_lag: int = 0                 # extra intervals before a new ring takes effect
+    install_delay: float = 0.02             # digest -> flows entry, s
+    cache_timeout: float = 1.0
+    bins_per_interval: int = 10             # server model resolution
+    window: float = 1.0                     # balance metric window, s
+    time_constant: float = 0.2              # K of eq. 2
+    idle_rtts: float = 4.0                  # N: idle > N x RTT ends a busy period
+    quiesce: list[tuple[int, float]] = field(default_factory=list)   # (server, from time)
+
+    def __post_init__(self) -> None:
+        self.capacity = np.asarray(self.capacity, dtype=np.float64)
+        if self.capacity.ndim != 1 or self.capacity.size == 0 or np.any(self.capacity <= 0):
+            raise ValueError("need at least one server, every capacity positive")
+        if self.configured_weight is None:
+            self.configured_weight = self.capacity / self.capacity.max()
+        if self.poll_interval <= 0 or self.bins_per_interval < 1 or self.controller_lag < 0:
+            raise ValueError("poll interval must be positive, bins >= 1, lag >= 0")
+        for server, _ in self.quiesce:
+            if not 0 <= server < self.capacity.size:
+                raise ValueError(f"cannot quiesce server {server}: servers are 0..{self.capacity.size - 1}")
+
+
+@dataclass
+class SimulationResult:
+    summary: RunSummary
+    loads: LoadRecorder
+
+
+class _FlowTable:
+    """Per-slot state of live flows (slots come from the traffic source and are reused)."""
+
+    FIELDS = (("backend", np.int64, 0), ("first", np.float64, 0.0), ("last", np.float64, 0.0),
+              ("delay_at_last", np.float64, 0.0), ("known", np.bool_, False))
+
+    def __init__(self) -> None:
+        self.size = 0
+        for name, dtype, fill in self.FIELDS:
+            setattr(self, name, np.full(0, fill, dtype))
+
+    def grow(self, needed: int) -> None:
+        if needed <= self.size:
+            return
+        new = max(needed, 2 * self.size, 1024)
+        for name, dtype, fill in self.FIELDS:
+            grown = np.full(new, fill, dtype)
+            grown[:self.size] = getattr(self, name)
+            setattr(self, name, grown)
+        self.size = new
+
+
+class Simulation:
+    def __init__(self, config: SimulationConfig, policy: Policy) -> None:
+        self.config = config
+        self.policy = policy
+        n = config.capacity.size
+        self.n = n
+        self.switch = SwitchModel(config.ring_size, config.cache_timeout)
+        self.queues = ServerQueues(config.capacity, config.capacity * config.buffer_seconds)
+        self.flows = _FlowTable()
+        self.estimates = FlowEstimates(n, config.time_constant, config.idle_rtts)
+        self.rtts = RttPredictor()
+        self.recorder = LoadRecorder(n)
+        self.slowdowns = SlowdownHistogram()
+        self.packets = 0
+        self._reads_load = policy.needs_flow_estimates or not _is_static(policy)
+        # Flows not yet known to the controller: slot, digest time, RTT sample, source.
+        self._pending = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        self._rings: deque[NDArray[np.float64]] = deque()
+
+    def run(self, source: TrafficSource, progress: Callable[[float], None] | None = None) -> SimulationResult:
+        cfg = self.config
+        view = ClusterView.idle(cfg.capacity)
+        view.configured_weight = cfg.configured_weight
+        view.available = self._available(0.0)
+        view.interval = cfg.poll_interval
+        self.switch.write_ring(self.policy.weights(view), 0.0)
+        for batch in source.batches(cfg.poll_interval):
+            self._step(batch)
+            if progress:
+                progress(batch.end)
+        summary = summarise(self.policy.name, self.recorder, cfg.capacity, cfg.poll_interval, cfg.window,
+                            self.slowdowns, self.packets, self.switch.churn, self.switch.split_flows,
+                            until=source.duration)
+        return SimulationResult(summary, self.recorder)
+
+    def _available(self, now: float) -> NDArray[np.bool_]:
+        available = np.ones(self.n, dtype=bool)
+        for server, since in self.config.quiesce:
+            if now >= since:
+                available[server] = False
+        return available
+
+    def _step(self, batch: TrafficBatch) -> None:
+        cfg, flows, new = self.config, self.flows, batch.new
+        interval = batch.end - batch.start
+        # New flows: the ring decides, the cache holds them until their entry exists.
+        if new.slot.size:
+            flows.grow(int(new.slot.max()) + 1)
+            digest = new.first + new.rtt
+            ring_key = new.source_hash if self.policy.hash_on == "source" else new.key_hash
+            backend = self.switch.dispatch_new(new.key_hash, ring_key, new.first, digest + cfg.install_delay)
+            flows.backend[new.slot] = backend
+            flows.first[new.slot] = new.first
+            flows.last[new.slot] = new.first
+            flows.delay_at_last[new.slot] = 0.0
+            flows.known[new.slot] = False
+            self._pending = tuple(np.concatenate(pair) for pair in
+                                  zip(self._pending, (new.slot, digest, new.rtt, new.source)))
+        # Packets to servers, binned in time.
+        bins = cfg.bins_per_interval
+        bin_seconds = interval / bins
+        packet_backend = flows.backend[batch.packet_slot]
+        packet_bin = np.minimum(((batch.packet_time - batch.start) / bin_seconds).astype(np.int64), bins - 1)
+        offered = np.bincount(packet_bin * self.n + packet_backend, weights=batch.packet_bytes,
+                              minlength=bins * self.n).reshape(bins, self.n)
+        served = self.queues.serve(offered, bin_seconds)
+        offered_total = offered.sum(axis=0)
+        self.recorder.add(batch.start, offered_total, served.dropped.sum(axis=0))
+        self.packets += batch.packet_time.size
+        touched = batch.touched_slot
+        flows.last[touched] = batch.touched_last
+        last_bin = np.clip(((batch.touched_last - batch.start) / bin_seconds).astype(np.int64), 0, bins - 1)
+        flows.delay_at_last[touched] = served.delay[last_bin, flows.backend[touched]]
+        slot_bytes = (np.bincount(batch.packet_slot, weights=batch.packet_bytes, minlength=flows.size)
+                      if self._reads_load else None)
+        self._finish_flows(batch)
+        self._sync(batch, offered_total, served.delay.mean(axis=0), slot_bytes)
+
+    def _finish_flows(self, batch: TrafficBatch) -> None:
+        ended = batch.ended
+        if not ended.slot.size:
+            return
+        backend = self.flows.backend[ended.slot]
+        # Slowdown: the time to the last byte served, over the time the flow itself took
+        # (plus one packet's service, so one-packet flows have a finite ideal).
+        ideal = ended.last - ended.first + PACKET_BYTES / self.config.capacity[backend]
+        self.slowdowns.add((ideal + self.flows.delay_at_last[ended.slot]) / ideal)
+        self.flows.known[ended.slot] = False
+        if self.policy.needs_flow_estimates:
+            self.estimates.forget(ended.slot)
+        slots = self._pending[0]
+        if slots.size:
+            keep = ~np.isin(slots, ended.slot)
+            self._pending = tuple(a[keep] for a in self._pending)
+
+    def _sync(self, batch: TrafficBatch, offered: NDArray[np.float64], delay: NDArray[np.float64],
+              slot_bytes: NDArray[np.float64] | None) -> None:
+        cfg, flows, now = self.config, self.flows, batch.end
+        interval = batch.end - batch.start
+        slot, digest, rtt, source = self._pending
+        due = digest <= now
+        if due.any():
+            flows.known[slot[due]] = True
+            for prefix, sample in zip(source[due].tolist(), rtt[due].tolist()):
+                self.rtts.add(prefix, sample)
+            if self.policy.needs_flow_estimates:
+                tracked = self.estimates.rate[self.estimates.tracked]
+                prior = float(tracked[tracked > 0].mean()) if np.any(tracked > 0) else 0.0
+                self.estimates.track(slot[due], flows.backend[slot[due]], rtt[due], prior)
+            self._pending = tuple(a[~due] for a in self._pending)
+        if self.policy.needs_flow_estimates:
+            self.estimates.sync(slot_bytes[:len(self.estimates.rate)] if slot_bytes is not None else 0.0,
+                                now - flows.last[:len(self.estimates.rate)], interval)
+        new_slots = batch.new.slot
+        view = ClusterView(
+            capacity=cfg.capacity, available=self._available(now), configured_weight=cfg.configured_weight,
+            measured_rate=offered / interval,
+            active_flows=np.bincount(flows.backend[flows.known], minlength=self.n),
+            new_flows=np.bincount(flows.backend[new_slots], minlength=self.n),
+            estimated_load=(self.estimates.server_load() if self.policy.needs_flow_estimates else np.zeros(self.n)),
+            response_time=delay,
+            # New flows were live for half the interval on average.
+            incoming_rate=float(slot_bytes[new_slots].sum()) / (interval / 2) if slot_bytes is not None else 0.0,
+            incoming_flows=float(new_slots.size), interval=interval,
+            rtt=self.rtts.predict(-1), time=now)
+        self._rings.append(self.policy.weights(view))
+        if len(self._rings) > cfg.controller_lag:
+            self.switch.write_ring(self._rings.popleft(), now)
+
+
+def _is_static(policy: Policy) -> bool:
+    from controller.policies.fixed_split import FixedSplit
+    from controller.policies.random_hash import RandomHash
+    from controller.policies.round_robin import RoundRobin
+    from controller.policies.weighted_round_robin import WeightedRoundRobin
+    return isinstance(policy, (RoundRobin, WeightedRoundRobin, RandomHash, FixedSplit))

@@ -1,0 +1,137 @@
+"""Generated traffic: Poisson flow arrivals at an offered load, sizes from an empirical CDF,
+each flow sending at its own steady rate (so long flows stay on their server for long),
+optionally with a few very large downloads mixed in (the FB_EST paper's wget test).
+
+Packets are produced one polling interval at a time, straight into numpy arrays, from the
+flows active in that interval: memory follows active flows, not the trace length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.simulator.flow_sizes import FlowSizeCdf
+from controller.simulator.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch, empty_new_flows
+
+PACKET_BYTES = 1500
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    cdf: FlowSizeCdf
+    offered_rate: float                  # bytes/s averaged over the run (load x total capacity)
+    duration: float                      # s of flow arrivals
+    flow_rate: tuple[float, float]       # a flow's sending rate: log-uniform in this range, bytes/s
+    prefixes: int = 256                  # client source prefixes, Zipf-popular (a few big clients)
+    prefix_skew: float = 1.0             # Zipf exponent of prefix popularity
+    heavy_share: float = 0.0             # share of the offered load in very large downloads
+    heavy_size: float = 200e6            # bytes per large download
+    heavy_rate: float = 0.0              # bytes/s per large download
+    seed: int = 1
+
+
+class GeneratedWorkload:
+    """A TrafficSource drawing flows from a WorkloadSpec."""
+
+    def __init__(self, spec: WorkloadSpec) -> None:
+        if spec.offered_rate <= 0 or spec.duration <= 0:
+            raise ValueError("offered rate and duration must be positive")
+        if not 0 <= spec.heavy_share < 1:
+            raise ValueError(f"heavy share must be in [0, 1), not {spec.heavy_share}")
+        self.spec = spec
+        self.duration = spec.duration
+        rng = np.random.default_rng(spec.seed)
+        popularity = 1.0 / np.arange(1, spec.prefixes + 1) ** spec.prefix_skew
+        self._prefix_p = popularity / popularity.sum()
+        self._prefix_hash = rng.integers(0, 2**32, spec.prefixes, dtype=np.uint32)
+        # Clients of one prefix share a path: a base RTT per prefix, 0.1-5 ms log-uniform.
+        self._prefix_rtt = np.exp(rng.uniform(np.log(1e-4), np.log(5e-3), spec.prefixes))
+        short_rate = spec.offered_rate * (1 - spec.heavy_share)
+        self._short_arrivals = short_rate / spec.cdf.mean()
+        heavy_rate = spec.offered_rate * spec.heavy_share
+        self._heavy_arrivals = heavy_rate / spec.heavy_size if spec.heavy_share > 0 else 0.0
+        if self._heavy_arrivals and spec.heavy_rate <= 0:
+            raise ValueError("heavy downloads need a positive rate")
+
+    @property
+    def flows_per_second(self) -> float:
+        return self._short_arrivals + self._heavy_arrivals
+
+    def batches(self, interval: float) -> Iterator[TrafficBatch]:
+        spec = self.spec
+        rng = np.random.default_rng(spec.seed + 1)
+        slots = SlotAllocator()
+        # Active flows, structure of arrays.
+        active = {name: np.zeros(0, dtype) for name, dtype in (
+            ("slot", np.int64), ("first", np.float64), ("size", np.float64), ("gap", np.float64),
+            ("packets", np.int64))}
+        t0 = 0.0
+        while True:
+            t1 = t0 + interval
+            new = self._arrivals(rng, t0, min(t1, spec.duration), slots) if t0 < spec.duration else None
+            if new is not None:
+                new_flows, size, rate = new
+                packets = np.ceil(size / PACKET_BYTES).astype(np.int64)
+                for name, values in (("slot", new_flows.slot), ("first", new_flows.first), ("size", size),
+                                     ("gap", PACKET_BYTES / rate), ("packets", packets)):
+                    active[name] = np.concatenate([active[name], values])
+            else:
+                new_flows = empty_new_flows()
+            if t0 >= spec.duration and active["slot"].size == 0:
+                return
+            batch, done = self._packets(active, new_flows, t0, t1)
+            slots.give_back(active["slot"][done])
+            keep = ~done
+            for name in active:
+                active[name] = active[name][keep]
+            yield batch
+            t0 = t1
+
+    def _arrivals(self, rng: np.random.Generator, t0: float, t1: float, slots: SlotAllocator):
+        spec = self.spec
+        n_short = rng.poisson(self._short_arrivals * (t1 - t0))
+        n_heavy = rng.poisson(self._heavy_arrivals * (t1 - t0)) if self._heavy_arrivals else 0
+        count = n_short + n_heavy
+        first = np.sort(rng.uniform(t0, t1, count))
+        size = np.concatenate([spec.cdf.sample(rng, n_short), np.full(n_heavy, spec.heavy_size)])
+        low, high = spec.flow_rate
+        rate = np.concatenate([np.exp(rng.uniform(np.log(low), np.log(high), n_short)),
+                               np.full(n_heavy, spec.heavy_rate)])
+        order = rng.permutation(count)           # heavy flows at random times among the rest
+        size, rate = size[order], rate[order]
+        prefix = rng.choice(spec.prefixes, size=count, p=self._prefix_p)
+        rtt = self._prefix_rtt[prefix] * rng.uniform(0.8, 1.25, count)
+        new = NewFlows(slot=slots.take(count), key_hash=rng.integers(0, 2**32, count, dtype=np.uint32),
+                       source_hash=self._prefix_hash[prefix], source=prefix.astype(np.int64),
+                       rtt=rtt, first=first)
+        return new, size, rate
+
+    @staticmethod
+    def _packets(active: dict[str, NDArray], new_flows: NewFlows, t0: float, t1: float
+                 ) -> tuple[TrafficBatch, NDArray[np.bool_]]:
+        first, gap, packets = active["first"], active["gap"], active["packets"]
+        # Packet k of a flow leaves at first + k * gap; those in [t0, t1) are k_lo .. k_hi - 1.
+        k_lo = np.clip(np.ceil((t0 - first) / gap), 0, packets).astype(np.int64)
+        k_hi = np.clip(np.ceil((t1 - first) / gap), 0, packets).astype(np.int64)
+        count = k_hi - k_lo
+        flow = np.repeat(np.arange(first.size), count)
+        offsets = np.cumsum(count) - count
+        k = np.arange(flow.size, dtype=np.int64) - np.repeat(offsets - k_lo, count)
+        packet_time = first[flow] + k * gap[flow]
+        last_bytes = active["size"] - (packets - 1) * PACKET_BYTES
+        packet_bytes = np.where(k == packets[flow] - 1, last_bytes[flow], float(PACKET_BYTES))
+        sent = count > 0
+        done = k_hi >= packets
+        last_time = first + (k_hi - 1) * gap
+        batch = TrafficBatch(
+            start=t0, end=t1, new=new_flows, packet_time=packet_time,
+            packet_slot=active["slot"][flow], packet_bytes=packet_bytes,
+            touched_slot=active["slot"][sent], touched_last=last_time[sent],
+            ended=EndedFlows(slot=active["slot"][done], first=first[done], last=last_time[done],
+                             size=active["size"][done]))
+        return batch, done
+

@@ -1,0 +1,177 @@
+"""Simulator: workload, servers, metrics and the switch model, with hand-computed answers;
+captures in and clear errors for bad ones."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+from controller.__main__ import main
+from controller.policies import make_policy
+from controller.simulator.engine import Simulation, SimulationConfig
+from controller.simulator.flow_sizes import CdfError, FlowSizeCdf
+from controller.simulator.metrics import SlowdownHistogram, balance, windowed
+from controller.simulator.pcap_source import CaptureTrace
+from controller.simulator.servers import ServerQueues
+from controller.simulator.switch_model import SwitchModel
+from controller.simulator.workload import GeneratedWorkload, WorkloadSpec
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the checkout")
+
+
+def cdf_file(tmp_path, text):
+    path = tmp_path / "sizes.cdf"
+    path.write_text(text)
+    return path
+
+
+def test_cdf_mean_and_sampling(tmp_path):
+    # Half the flows 0-1000 B, half 1000-3000 B: mean 0.5 * 500 + 0.5 * 2000 = 1250.
+    cdf = FlowSizeCdf.load(cdf_file(tmp_path, "0 0\n1000 50\n3000 100\n"))
+    assert cdf.mean() == 1250
+    sizes = cdf.sample(np.random.default_rng(0), 200_000)
+    assert np.median(sizes) == pytest.approx(1000, rel=0.02)
+    assert sizes.mean() == pytest.approx(1250, rel=0.01)
+
+
+def test_bad_cdf_names_file_and_line(tmp_path):
+    with pytest.raises(CdfError, match=r"sizes.cdf line 2: expected '<bytes> <percent>'"):
+        FlowSizeCdf.load(cdf_file(tmp_path, "0 0\nten 50\n3000 100\n"))
+    with pytest.raises(CdfError, match="line 3: sizes and percentages must not decrease"):
+        FlowSizeCdf.load(cdf_file(tmp_path, "0 0\n1000 50\n500 100\n"))
+    with pytest.raises(CdfError, match="end at 100 percent"):
+        FlowSizeCdf.load(cdf_file(tmp_path, "0 0\n1000 50\n"))
+
+
+def test_generated_workload_conserves_bytes_and_recycles_slots(tmp_path):
+    cdf = FlowSizeCdf.load(cdf_file(tmp_path, "0 0\n10000 50\n100000 100\n"))
+    spec = WorkloadSpec(cdf=cdf, offered_rate=50e6, duration=4.0, flow_rate=(1e6, 10e6), seed=3)
+    sent = ended = 0.0
+    flows, highest_slot, last_batch_end = 0, 0, 0.0
+    for batch in GeneratedWorkload(spec).batches(0.1):
+        assert np.all((batch.packet_time >= batch.start) & (batch.packet_time < batch.end))
+        assert np.all(batch.packet_bytes <= 1500) and np.all(batch.packet_bytes > 0)
+        sent += batch.packet_bytes.sum()
+        ended += batch.ended.size.sum()
+        flows += batch.new.slot.size
+        if batch.new.slot.size:
+            highest_slot = max(highest_slot, int(batch.new.slot.max()))
+        last_batch_end = batch.end
+    assert sent == pytest.approx(ended)           # every byte of every flow, once
+    assert sent / 4.0 == pytest.approx(50e6, rel=0.1)   # the offered rate
+    assert highest_slot < flows / 5                 # slots are reused: memory follows active flows
+    assert last_batch_end < 4.0 + 1.0               # and the run drains
+
+
+def test_token_bucket_server_known_answer():
+    # 100 B/s, 1 s bins, buffer 50 B. Bin 0: 150 in, 100 out, 50 queued (delay 0.5 s).
+    # Bin 1: nothing in, queue drains. Bin 2: 300 in, 100 out, 200 left: 150 dropped, 50 queued.
+    queues = ServerQueues(np.array([100.0]), np.array([50.0]))
+    served = queues.serve(np.array([[150.0], [0.0], [300.0]]), 1.0)
+    assert served.dropped[:, 0].tolist() == [0, 0, 150]
+    assert served.delay[:, 0].tolist() == [0.5, 0, 0.5]
+
+
+def test_balance_metrics_known_answer():
+    utilisation = np.array([[1.0, 1.0, 1.0], [2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    ratio, cov = balance(utilisation)       # the idle window is left out
+    assert ratio.tolist() == [1.0, 2.0]
+    assert cov == pytest.approx([0.0, np.sqrt(2 / 3)])
+    assert windowed(np.arange(10.0).reshape(5, 2), 2).tolist() == [[2, 4], [10, 12]]
+
+
+def test_slowdown_histogram_mean_exact_p99_close():
+    hist = SlowdownHistogram()
+    hist.add(np.concatenate([np.ones(990), np.full(10, 50.0)]))
+    assert hist.mean() == pytest.approx((990 + 500) / 1000)
+    assert hist.percentile(99) == pytest.approx(1.0, rel=0.03)
+    assert hist.percentile(99.5) == pytest.approx(50.0, rel=0.03)
+
+
+def test_switch_cache_collision_and_split_flow():
+    switch = SwitchModel(ring_size=4, cache_timeout=1.0)
+    switch.write_ring(np.array([1.0, 0.0]), 0.0)        # every slot -> server 0
+    # Two flows with the same cache slot (low 16 bits), ring index 1 (high bits):
+    key = np.array([0x0001_0005, 0x0001_0005], dtype=np.uint32)
+    backend = switch.dispatch_new(key, key, np.array([0.0, 0.01]), np.array([0.5, 0.5]))
+    assert backend.tolist() == [0, 0] and switch.collisions == 1
+    # Ring rewritten before the second flow's entry exists: that flow moves (it was not cached).
+    switch.write_ring(np.array([0.0, 1.0]), 0.2)
+    assert switch.churn == 4 and switch.split_flows == 1
+
+
+def simple_run(policy, **config):
+    cdf = FlowSizeCdf.load(SHARED / "flowsize" / "fb_hadoop.cdf")
+    capacity = np.full(3, 125e6)
+    spec = WorkloadSpec(cdf=cdf, offered_rate=0.6 * capacity.sum(), duration=3.0, flow_rate=(1e6, 25e6),
+                        prefix_skew=0.0, prefixes=4096)
+    return Simulation(SimulationConfig(capacity, **config), policy).run(GeneratedWorkload(spec))
+
+
+@needs_data
+def test_quiesced_server_gets_no_new_flows():
+    result = simple_run(make_policy("fb_est"), quiesce=[(1, 0.0)])
+    _, offered, _ = result.loads.table()
+    assert offered[:, 1].sum() == 0 and offered[:, 0].sum() > 0 and offered[:, 2].sum() > 0
+
+
+@needs_data
+def test_fixed_split_follows_its_shares():
+    from controller.policies.fixed_split import FixedSplit
+    result = simple_run(FixedSplit([4, 1, 1]))
+    _, offered, _ = result.loads.table()
+    share = offered.sum(axis=0) / offered.sum()
+    assert share[0] > 0.5 and share[1] < 0.3 and share[2] < 0.3
+
+
+def write_capture(path):
+    a = Ether() / IP(src="10.0.0.1", dst="10.0.1.1") / TCP(sport=1000, dport=80) / (b"x" * 100)
+    back = Ether() / IP(src="10.0.1.1", dst="10.0.0.1") / TCP(sport=80, dport=1000) / (b"y" * 200)
+    other = Ether() / IP(src="10.0.2.1", dst="10.0.1.1") / UDP(sport=5, dport=53)
+    packets = [a, back, other, a.copy()]
+    for i, p in enumerate(packets):
+        p.time = 100.0 + 0.05 * i
+    wrpcap(str(path), packets)
+    return [len(p) for p in packets]
+
+
+def test_capture_trace_counts_flows_and_bytes(tmp_path):
+    path = tmp_path / "two.pcap"
+    lengths = write_capture(path)
+    trace = CaptureTrace([path])
+    assert trace.packet_count == 4 and trace.total_bytes == sum(lengths)
+    assert trace.duration == pytest.approx(0.15)
+    flows = sum(b.new.slot.size for b in trace.batches(0.1))
+    assert flows == 3
+    symmetric = sum(b.new.slot.size for b in CaptureTrace([path], symmetric=True).batches(0.1))
+    assert symmetric == 2
+
+
+def test_cli_runs_a_capture_and_refuses_a_corrupt_one(tmp_path, capsys):
+    path = tmp_path / "two.pcap"
+    write_capture(path)
+    assert main(["simulate", "--pcap", str(path), "--quiet", "--policies", "round_robin,fb_est",
+                 "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "| round_robin" in printed and "| fb_est" in printed
+    assert (tmp_path / "out" / "load.png").stat().st_size > 1000
+    header = (tmp_path / "out" / "load-fb_est.csv").read_text().splitlines()[0]
+    assert header.startswith("time_s,load_0,load_1,load_2")
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(path.read_bytes()[:-30])
+    assert main(["simulate", "--pcap", str(broken), "--quiet"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {broken} at byte ")
+
+
+def test_cli_bad_arguments_are_one_line_errors(capsys):
+    assert main(["simulate", "--policies", "nope", "--quiet"]) == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert main(["simulate", "--workload", "nope", "--quiet"]) == 1
+    assert "no flow-size CDF named 'nope'" in capsys.readouterr().err
+    assert main(["simulate", "--capacity", "1,x", "--quiet"]) == 2
+    assert "--capacity: expected comma-separated numbers" in capsys.readouterr().err
