@@ -25,10 +25,8 @@ from scapy.packet import Packet
 from controller.dataplane.constants import AdmissionLevel, DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.dataplane.flow_digest import FlowDigest, decode_digest_list
-from controller.p4runtime import P4InfoIndex, P4RuntimeClient, WriteError
+from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.p4runtime.encoding import flow_address
-
-ALREADY_EXISTS = 6  # google.rpc.Code
 
 CLIENT_PORT = 1
 BACKEND_PORTS = (2, 3, 4)
@@ -83,8 +81,8 @@ class DispatcherTest(BaseTest):
         self.client = P4RuntimeClient(testutils.test_param_get("grpcaddr", "127.0.0.1:9559"))
         self.assertTrue(self.client.connect(), "the test must be the primary controller")
         self.client.set_pipeline_files(self.info.p4info, testutils.test_param_get("bmv2_json"))
-        self.client.write([self.tables.flow_digest_config()])
-        self.upsert([self.tables.cpu_clone_session()])
+        # Each test runs on a fresh switch (run_ptf.py), so nothing here exists yet.
+        self.client.write([self.tables.flow_digest_config(), self.tables.cpu_clone_session()])
         self.dataplane.flush()
 
     def tearDown(self) -> None:
@@ -92,21 +90,6 @@ class DispatcherTest(BaseTest):
         BaseTest.tearDown(self)
 
     # ---- configuration --------------------------------------------------------------
-
-    def upsert(self, updates: list) -> None:
-        """Insert; where the entity exists already (replication state may outlive a
-        pipeline push), modify it instead."""
-        try:
-            self.client.write(updates)
-        except WriteError as exc:
-            retry = []
-            for failure in exc.failures:
-                if failure.code != ALREADY_EXISTS:
-                    raise
-                update = updates[failure.index]
-                update.type = update.MODIFY
-                retry.append(update)
-            self.client.write(retry)
 
     def setup_vip_service(self, vip: str = VIP, protocol: int = 6, port: int = 80,
                           ring: list[int] | None = None, service_id: int = SERVICE_ID) -> None:

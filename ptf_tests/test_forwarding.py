@@ -48,7 +48,7 @@ class PlainL2Forwarding(DispatcherTest):
         self.send(CLIENT_PORT, arp)
         self.expect_nothing()
         self.assertEqual(self.drops(), {DropReason.DROP_L2_MISS: 1})
-        self.upsert(self.tables.l2_flood(1, [1, 2, 6]))
+        self.client.write(self.tables.l2_flood(1, [1, 2, 6]))
         self.send(CLIENT_PORT, arp)
         copies = [self.receive(1.0), self.receive(1.0)]
         ports = sorted(c[0] for c in copies if c is not None)

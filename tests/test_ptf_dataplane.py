@@ -1,8 +1,7 @@
 """The PTF suite (ptf_tests/) on a real BMv2, one pytest case per PTF test.
 
-One switch and its veth pairs serve the whole module; every PTF test pushes the pipeline
-afresh, so no state leaks between them. Skips with the reason when root or the toolchain
-is missing.
+Every PTF test gets a fresh switch (see ptf_tests/run_ptf.py for why). Skips with the
+reason when root or the toolchain is missing.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
+from topo.bmv2_testbed import missing_testbed_reason
 
 PTF_DIR = Path(__file__).resolve().parent.parent / "ptf_tests"
 
@@ -29,22 +28,13 @@ def ptf_test_names() -> list[str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def testbed():
+@pytest.mark.parametrize("name", ptf_test_names())
+def test_ptf(name):
     reason = missing_testbed_reason()
     if reason:
         pytest.skip(reason)
-    build = PTF_DIR.parent / "build"
-    build.mkdir(exist_ok=True)
-    with Bmv2Testbed(log_file=build / "ptf-bmv2.log") as bed:
-        yield bed
-
-
-@pytest.mark.parametrize("name", ptf_test_names())
-def test_ptf(testbed, name):
-    from ptf_tests.run_ptf import run
-    result = run([name], testbed)
-    assert testbed.switch.alive(), f"the switch died during {name}: {testbed.switch.output_tail()}"
+    from ptf_tests.run_ptf import run_one
+    result = run_one(name)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
