@@ -9,7 +9,7 @@ the controller and the simulator run the same code. Quiesced and failed servers
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
