@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dispatcher_base import (
-    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, SWITCH_MAC, VIP, DispatcherTest, tcp_packet, udp_packet)
+    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, SWITCH_MAC, TAP_PORT, VIP, DispatcherTest, tcp_packet, udp_packet)
 from scapy.layers.inet import IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from controller.dataplane.constants import DropReason as R
+from controller.dataplane.constants import DispatchEvent, DropReason as R
 
 
 def eth() -> Ether:
@@ -98,3 +98,16 @@ class VipFragmentsDropped(DispatcherTest):
         self.send(CLIENT_PORT, later)
         self.expect_nothing()
         self.assertEqual(self.drops(), {R.DROP_VIP_FRAGMENT: 2})
+
+
+class BadChecksumStillReachesCaptureNode(DispatcherTest):
+    """On a tap port a wrong IPv4 checksum is what was on the wire: captured and counted."""
+
+    def runTest(self) -> None:
+        self.setup_capture_service()
+        frame = bad_checksum()
+        self.send(TAP_PORT, frame)
+        port, out = self.expect_one()
+        self.assertEqual(out, frame)
+        self.assertEqual(self.events()[DispatchEvent.EVENT_BAD_CHECKSUM_CAPTURED], 1)
+        self.assertEqual(self.drops(), {})

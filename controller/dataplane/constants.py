@@ -49,6 +49,7 @@ class DispatchEvent(IntEnum):
     EVENT_STATELESS = 5
     EVENT_DIGEST = 6
     EVENT_DIGEST_RETRY = 7
+    EVENT_BAD_CHECKSUM_CAPTURED = 8
 
 
 class DigestFlag(IntEnum):

@@ -71,7 +71,7 @@ const bit<8> DROP_PARSER_OTHER = 2;           // any other parser error
 const bit<8> DROP_IPV4_BAD_VERSION = 3;
 const bit<8> DROP_IPV4_BAD_IHL = 4;           // IHL < 5
 const bit<8> DROP_IPV4_BAD_TOTAL_LEN = 5;     // total length shorter than its own header
-const bit<8> DROP_IPV4_BAD_CHECKSUM = 6;
+const bit<8> DROP_IPV4_BAD_CHECKSUM = 6;       // not on a tap port: see EVENT_BAD_CHECKSUM_CAPTURED
 const bit<8> DROP_IP_TRUNCATED = 7;           // packet shorter than the IP length says
 const bit<8> DROP_IPV6_BAD_VERSION = 8;
 const bit<8> DROP_TCP_BAD_OFFSET = 9;         // TCP data offset < 5
@@ -93,6 +93,7 @@ const bit<8> EVENT_CACHE_COLLISION = 4;  // FLOW_STATE_COLLISION
 const bit<8> EVENT_STATELESS = 5;        // FLOW_STATE_STATELESS
 const bit<8> EVENT_DIGEST = 6;           // digests sent, repeats included
 const bit<8> EVENT_DIGEST_RETRY = 7;     // of which repeats
+const bit<8> EVENT_BAD_CHECKSUM_CAPTURED = 8;  // wrong IPv4 checksum, sent to a capture node anyway
 const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------

@@ -38,6 +38,7 @@ struct local_metadata_t {
     // What the packet carries.
     bool is_ip;
     bool is_ip_fragment;
+    bool ipv4_checksum_bad;
     bool has_l4;
     bit<8> tcp_flags;
     bit<16> l4_src_port;

@@ -115,6 +115,9 @@ control FlowDispatch(inout headers_t hdr,
             }
         }
         dispatch_events.count((bit<32>)meta.flow_state);  // EVENT_* of the path taken
+        if (meta.ipv4_checksum_bad) {
+            dispatch_events.count((bit<32>)EVENT_BAD_CHECKSUM_CAPTURED);
+        }
 
         if (!meta.has_backend) {
             meta.drop_reason = DROP_NO_BACKEND;

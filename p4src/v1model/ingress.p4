@@ -31,6 +31,12 @@ control DispatcherIngress(inout headers_t hdr,
             flow_key_extract.apply(hdr, meta);
             classifier.apply(hdr, meta, standard_metadata);
         }
+        if (meta.ipv4_checksum_bad && meta.service_mode != SERVICE_MODE_CAPTURE &&
+            meta.drop_reason == DROP_NONE) {
+            // Servers would drop it anyway; a capture node wants what was on the wire
+            // (FlowDispatch counts it there).
+            meta.drop_reason = DROP_IPV4_BAD_CHECKSUM;
+        }
         if (meta.drop_reason == DROP_NONE && meta.service_mode != SERVICE_MODE_NONE) {
             flow_key_hash.apply(meta);
             flow_dispatch.apply(hdr, meta, standard_metadata);

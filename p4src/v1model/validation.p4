@@ -1,5 +1,7 @@
 // Validation: the rule for malformed and truncated packets is "drop and count by reason".
 // Nothing half-parsed is forwarded. Sets meta.drop_reason; the ingress does the drop.
+// One exception: a wrong IPv4 header checksum only marks the packet; the classifier
+// decides (capture nodes want what was on the wire, servers do not).
 
 control Validation(in headers_t hdr,
                    inout local_metadata_t meta,
@@ -24,12 +26,11 @@ control Validation(in headers_t hdr,
             bit<16> header_bytes = ((bit<16>)hdr.ipv4.ihl) << 2;
             if (hdr.ipv4.total_len < header_bytes) {
                 meta.drop_reason = DROP_IPV4_BAD_TOTAL_LEN;
-            } else if (standard_metadata.checksum_error == 1) {
-                meta.drop_reason = DROP_IPV4_BAD_CHECKSUM;
             } else if (standard_metadata.packet_length <
                        (bit<32>)meta.l3_header_offset + (bit<32>)hdr.ipv4.total_len) {
                 meta.drop_reason = DROP_IP_TRUNCATED;
             }
+            meta.ipv4_checksum_bad = standard_metadata.checksum_error == 1;
         } else if (hdr.ipv6.isValid()) {
             // payload_len 0 is a jumbogram (hop-by-hop option): not checked here.
             if (standard_metadata.packet_length <
