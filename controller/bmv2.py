@@ -28,7 +28,7 @@ class Bmv2Switch:
     grpc_port: int = 9559
     thrift_port: int = 9090
     device_id: int = 0
-    log_file: Path | None = None        # None: no packet log (fastest)
+    log_file: Path | None = None        # None: no packet log (fastest); BMv2 writes <log_file>.txt
     log_level: str = "debug"
     netns: str | None = None            # run inside this network namespace
     extra_args: list[str] = field(default_factory=list)
