@@ -255,7 +255,9 @@ def print_report(r: ModeReport) -> None:
           + (f" ({'; '.join(f'{k}: {v}' for k, v in r.captures_refused.items())})" if r.captures_refused else ""))
     if r.mode == "vip":
         print(f"services configured {r.services}")
-    print(f"frames sent {r.frames_sent} (not sendable: {r.frames_not_sendable}), received by switch {r.switch_received}")
+    lost = r.frames_sent - r.switch_received
+    print(f"frames sent {r.frames_sent} (not sendable: {r.frames_not_sendable}), received by switch {r.switch_received}"
+          + (f" ({lost} lost on the way in: the switch could not keep up; try a lower --rate)" if lost else ""))
     print("forwarded per port: " + ", ".join(f"{p}: {n}" for p, n in sorted(r.forwarded.items())))
     print("dropped by reason: " + (", ".join(f"{k}: {v}" for k, v in sorted(r.dropped.items())) or "none"))
     print(f"unaccounted {r.unaccounted}; flows seen {r.flows_seen}, split over two ports {r.flows_split}, "
