@@ -13,6 +13,8 @@ controller), and flows hitting installed `flows` entries.
     python scripts/bench_forwarding.py [--flows 1000] [--trial-packets 20000]
 
 Prints both programs' figures and their ratios (target: dispatcher/minimal >= 0.7).
+P4_PREFIX=/opt/bmv2-release runs it on another BMv2 build (e.g. one configured with
+--disable-logging-macros --disable-elogger and -O3).
 """
 
 from __future__ import annotations
@@ -77,13 +79,17 @@ def offered(pcap: Path, interface: str, rate: int, packets: int) -> int:
     return packets
 
 
-def loss_free(testbed: Bmv2Testbed, pcap: Path, rate: int, packets: int) -> bool:
+def loss_free(testbed: Bmv2Testbed, pcap: Path, rate: int, packets: int, tries: int = 2) -> bool:
+    """No loss at this rate. A loss must happen in every try to count: on a 2-core machine
+    a one-off scheduling hiccup of the sender is not the switch's limit."""
     out_if = testbed.host_interface(OUT_PORT)
-    before = rx_tx(out_if, "rx")
-    sent = offered(pcap, testbed.host_interface(IN_PORT), rate, packets)
-    time.sleep(1.0)  # drain
-    received = rx_tx(out_if, "rx") - before
-    return received >= sent
+    for _ in range(tries):
+        before = rx_tx(out_if, "rx")
+        sent = offered(pcap, testbed.host_interface(IN_PORT), rate, packets)
+        time.sleep(1.0)  # drain
+        if rx_tx(out_if, "rx") - before >= sent:
+            return True
+    return False
 
 
 def mlffr(testbed: Bmv2Testbed, pcap: Path, packets: int, low: int = 1000, high: int = 200_000) -> float:
