@@ -9,6 +9,7 @@ the switch counted. Everything it made is removed on exit.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections import Counter
@@ -37,9 +38,14 @@ def sample_configuration(tables: DispatcherTables) -> list:
 
 
 def _flow_packet(i: int, flags: str) -> bytes:
+    # Clients as in life: scattered addresses and ephemeral ports. (Addresses and ports that
+    # step together, as i and i + 30000 would, hash unevenly: CRC is linear. See
+    # docs/dataplane.md.)
+    client = random.Random(i)
     return bytes(Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:fe")
-                 / IP(src=f"192.168.{i // 250}.{1 + i % 250}", dst=VIP)
-                 / TCP(sport=30000 + i, dport=80, flags=flags) / (b"GET / HTTP/1.0\r\n\r\n" if flags == "PA" else b""))
+                 / IP(src=f"192.168.{client.randrange(256)}.{client.randrange(1, 255)}", dst=VIP)
+                 / TCP(sport=client.randrange(32768, 61000), dport=80, flags=flags)
+                 / (b"GET / HTTP/1.0\r\n\r\n" if flags == "PA" else b""))
 
 
 def run(flows: int = 60) -> int:
