@@ -90,7 +90,7 @@ elif install_p4lang_packages 2>/dev/null && have_toolchain; then
     say "P4 toolchain installed from p4lang packages"
 else
     rm -f /etc/apt/sources.list.d/home-p4lang.list 2>/dev/null || true
-    say "P4 toolchain missing (p4c-bm2-ss, simple_switch_grpc not on PATH or under \$P4_PREFIX, no p4lang packages for this platform): BMv2, PTF and replay tests will skip"
+    say "P4 toolchain missing (p4c-bm2-ss, simple_switch_grpc not on PATH or under \$P4_PREFIX, and p4lang packages could not be installed here): BMv2, PTF and replay tests will skip"
 fi
 
 # ---- 4. build ----------------------------------------------------------------------------
