@@ -34,6 +34,7 @@ class Bmv2Switch:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     _stderr_path: Path | None = None
+    _stderr_file: object | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -59,8 +60,8 @@ class Bmv2Switch:
         if _port_open("127.0.0.1", self.grpc_port):
             raise SwitchError(f"port {self.grpc_port} is already in use: another switch is running?")
         self._stderr_path = Path(f"/tmp/bmv2-{self.grpc_port}.stderr")
-        stderr = self._stderr_path.open("w")
-        self.process = subprocess.Popen(self.command(), stdout=stderr, stderr=subprocess.STDOUT,
+        self._stderr_file = self._stderr_path.open("w")
+        self.process = subprocess.Popen(self.command(), stdout=self._stderr_file, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,6 +92,9 @@ class Bmv2Switch:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.process = None
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
 
     def __enter__(self) -> "Bmv2Switch":
         self.start()

@@ -18,6 +18,7 @@ import collections
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -119,7 +120,7 @@ class FlowInstaller(threading.Thread):
             while time.monotonic() < deadline:
                 try:
                     msg = self.client.digests.get(timeout=0.01)
-                except Exception:
+                except queue.Empty:
                     continue
                 self.client.ack_digest(msg)
                 for d in decode_digest_list(msg):
