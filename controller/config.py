@@ -1,0 +1,175 @@
+"""The controller's configuration file (TOML), validated when it is loaded.
+
+A mistake is reported as one ConfigError naming the file, the field (as a path such as
+`services[0].backends[1].mac`) and what was expected; nothing half-loaded is returned.
+See configs/sample.toml for every field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      model_validator)
+
+from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_RING_SIZE
+from controller.policies import POLICIES
+
+PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
+MAX_SWITCH_PORT = 510  # bit<9>, less the CPU port range
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message says where and why."""
+
+
+def _ip(value: str) -> str:
+    ipaddress.ip_address(value)  # raises ValueError with a clear message
+    return value
+
+
+def _ipv4(value: str) -> str:
+    ipaddress.IPv4Address(value)
+    return value
+
+
+def _mac(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", value):
+        raise ValueError("expected a MAC address like 02:00:00:00:00:01")
+    return value.lower()
+
+
+def _policy(value: str) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"expected one of {', '.join(sorted(POLICIES))}")
+    return value
+
+
+def _power_of_two(value: int) -> int:
+    if value & (value - 1):
+        raise ValueError("expected a power of two (the switch masks the hash)")
+    return value
+
+
+IpAddress = Annotated[str, AfterValidator(_ip)]
+Ipv4Address = Annotated[str, AfterValidator(_ipv4)]
+MacAddress = Annotated[str, AfterValidator(_mac)]
+SwitchPort = Annotated[int, Field(ge=0, le=MAX_SWITCH_PORT)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend(Strict):
+    name: str = Field(min_length=1)
+    id: int = Field(ge=1, le=1023, description="backend id in the switch's `backends` table")
+    port: SwitchPort
+    mac: MacAddress
+    address: IpAddress | None = None       # for advisors and IP-in-IP
+    capacity: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, ge=0)
+
+
+class Service(Strict):
+    name: str = Field(min_length=1)
+    id: int = Field(ge=1, le=65535)
+    mode: Literal["vip", "capture"]
+    vip: IpAddress | None = None
+    protocol: Literal["tcp", "udp"] = "tcp"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tap_ports: list[SwitchPort] = []
+    policy: Annotated[str, AfterValidator(_policy)] = "round_robin"
+    ring_size: Annotated[int, Field(ge=1, le=MAX_RING_SIZE), AfterValidator(_power_of_two)] = 1024
+    forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
+    tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
+    tunnel_mac: MacAddress | None = None       # IP-in-IP outer source MAC
+    truncate_bytes: int = Field(default=0, ge=0)
+    backends: list[Backend] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> "Service":
+        if self.mode == "vip":
+            if self.vip is None or self.port is None:
+                raise ValueError("a vip service needs `vip` and `port`")
+            if self.forwarding == "capture":
+                raise ValueError("a vip service forwards by `dsr` or `ipip`, not `capture`")
+        else:
+            if not self.tap_ports:
+                raise ValueError("a capture service needs `tap_ports`")
+            if self.forwarding != "capture":
+                raise ValueError("a capture service forwards by `capture`")
+        if self.forwarding == "ipip":
+            if self.tunnel_source is None or self.tunnel_mac is None:
+                raise ValueError("ipip forwarding needs `tunnel_source` and `tunnel_mac`")
+            missing = [b.name for b in self.backends if b.address is None or ":" in b.address]
+            if missing:
+                raise ValueError(f"ipip forwarding needs an IPv4 `address` on backends {missing}")
+        return self
+
+    @property
+    def protocol_number(self) -> int:
+        return PROTOCOLS[self.protocol]
+
+
+class Switch(Strict):
+    grpc_address: str = "127.0.0.1:9559"
+    device_id: int = Field(default=0, ge=0)
+    election_id: int = Field(default=1, ge=1)
+
+
+class Timers(Strict):
+    cache_timeout_ms: int = Field(default=1000, gt=0)
+    digest_retry_ms: int = Field(default=500, gt=0)
+    flow_idle_timeout_s: float = Field(default=10.0, gt=0)
+    poll_interval_ms: int = Field(default=100, gt=0)
+
+
+class Config(Strict):
+    switch: Switch = Switch()
+    timers: Timers = Timers()
+    services: list[Service] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Config":
+        for what, values in (("service id", [s.id for s in self.services]),
+                             ("backend id", [b.id for s in self.services for b in s.backends]),
+                             ("tap port", [p for s in self.services for p in s.tap_ports])):
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"each {what} must be used once; repeated: {duplicates}")
+        return self
+
+
+def _where(loc: tuple) -> str:
+    """('services', 0, 'backends', 1, 'mac') -> services[0].backends[1].mac"""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part not in ("function-after",) and not str(part).startswith(("function-", "literal[")):
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {_where(err['loc'])}: {message} (got {err.get('input')!r})"
+                            if err["type"] not in ("missing",) else f"{path}: {_where(err['loc'])}: required")
+        raise ConfigError("\n".join(problems)) from None
