@@ -73,6 +73,9 @@ def to_ethernet(linktype: int, data: bytes) -> bytes | None:
     if linktype == LINKTYPE_NULL and len(data) >= 4:
         ethertype = _ip_ethertype(data[4:])  # the family is in host byte order: look at IP
         return _ethernet(ethertype, data[4:]) if ethertype else None
+    if linktype == LINKTYPE_PPP and len(data) >= 4 and data[0] in (0x0F, 0x8F):
+        # Cisco HDLC framing under the PPP link type (as Wireshark also reads it).
+        return _ethernet(int.from_bytes(data[2:4], "big"), data[4:])
     if linktype == LINKTYPE_PPP and len(data) >= 2:
         if data[:2] == b"\xff\x03":  # address and control fields present
             data = data[2:]
