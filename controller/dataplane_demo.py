@@ -20,7 +20,6 @@ from scapy.layers.l2 import Ether
 from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.dataplane.flow_digest import decode_digest_list
-from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
 
 VIP = "10.0.0.100"
@@ -54,10 +53,9 @@ def run(flows: int = 60) -> int:
         print(f"demo cannot run here: {reason}")
         return 77
     with Bmv2Testbed(ports=[CLIENT_PORT, *BACKENDS.values()]) as testbed:
-        info = P4InfoIndex.load(testbed.compiled.p4info)
+        client, info = testbed.connect()
         tables = DispatcherTables(info)
-        with P4RuntimeClient(testbed.switch.grpc_address) as client:
-            client.set_pipeline_files(info.p4info, testbed.compiled.bmv2_json)
+        with client:
             client.write(sample_configuration(tables))
             print(f"loaded {testbed.compiled.bmv2_json.name} into simple_switch_grpc at "
                   f"{testbed.switch.grpc_address}; VIP {VIP}:80, backends {sorted(BACKENDS)}, ring 2:1:1")

@@ -154,10 +154,7 @@ def run_case(case: str, program: str, frames: list[bytes], packets: int, latency
     pcap = BUILD / f"{case}.pcap"
     wrpcap(str(pcap), [Ether(f) for f in frames])
     with Bmv2Testbed(ports=[IN_PORT, OUT_PORT], program=program) as testbed:
-        info = P4InfoIndex.load(testbed.compiled.p4info)
-        client = P4RuntimeClient(testbed.switch.grpc_address)
-        client.connect()
-        client.set_pipeline_files(info.p4info, testbed.compiled.bmv2_json)
+        client, info = testbed.connect()
         if program == "minimal_forward":
             configure_minimal(client, info)
         else:

@@ -35,7 +35,7 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
 from controller.dataplane.flow_digest import decode_digest_list  # noqa: E402
-from controller.p4runtime import P4InfoIndex, P4RuntimeClient, WriteError  # noqa: E402
+from controller.p4runtime import P4RuntimeClient, WriteError  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
 from controller.traces.flow_keys import flow_key  # noqa: E402
 from controller.traces.pcap_frames import CaptureError, read_frames  # noqa: E402
@@ -220,11 +220,8 @@ def replay_mode(mode: str, files: list[Path], rate: float, install: bool, workdi
     report.services = len(services)
     out_ports = sorted(BACKEND_PORTS.values()) + [OTHER_PORT]
     with Bmv2Testbed(ports=[IN_PORT] + out_ports) as testbed:
-        info = P4InfoIndex.load(testbed.compiled.p4info)
+        client, info = testbed.connect()
         tables = DispatcherTables(info)
-        client = P4RuntimeClient(testbed.switch.grpc_address)
-        client.connect()
-        client.set_pipeline_files(info.p4info, testbed.compiled.bmv2_json)
         configure(client, tables, mode, services)
         installer = FlowInstaller(client, tables)
         if install:

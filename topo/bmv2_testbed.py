@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.bmv2 import Bmv2Switch
+from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.toolchain import BUILD_DIR, CompiledProgram, compiled_program, find_tool
 from topo.veth_pairs import VethPairs
 
@@ -40,6 +41,15 @@ class Bmv2Testbed:
     def host_interface(self, port: int) -> str:
         assert self.veths is not None
         return self.veths.host_side(port)
+
+    def connect(self) -> tuple[P4RuntimeClient, P4InfoIndex]:
+        """A primary P4Runtime session with the testbed's program loaded (the caller closes it)."""
+        assert self.switch is not None and self.compiled is not None
+        info = P4InfoIndex.load(self.compiled.p4info)
+        client = P4RuntimeClient(self.switch.grpc_address)
+        client.connect()
+        client.set_pipeline_files(info.p4info, self.compiled.bmv2_json)
+        return client, info
 
     def __enter__(self) -> "Bmv2Testbed":
         self.compiled = compiled_program(self.program)

@@ -18,7 +18,7 @@ class P4InfoError(KeyError):
         return str(self.args[0])
 
 
-def _by_name(kind: str, items) -> dict[str, object]:
+def _by_name(items) -> dict[str, object]:
     """Index entities by full name and by alias; an alias shared by two is left out."""
     index: dict[str, object] = {}
     seen_alias: dict[str, int] = {}
@@ -38,11 +38,11 @@ class P4InfoIndex:
 
     def __init__(self, p4info: p4i.P4Info) -> None:
         self.p4info = p4info
-        self._tables = _by_name("table", p4info.tables)
-        self._actions = _by_name("action", p4info.actions)
-        self._counters = _by_name("counter", p4info.counters)
-        self._direct_counters = _by_name("direct counter", p4info.direct_counters)
-        self._digests = _by_name("digest", p4info.digests)
+        self._tables = _by_name(p4info.tables)
+        self._actions = _by_name(p4info.actions)
+        self._counters = _by_name(p4info.counters)
+        self._direct_counters = _by_name(p4info.direct_counters)
+        self._digests = _by_name(p4info.digests)
         self._packet_metadata = {m.preamble.name: m for m in p4info.controller_packet_metadata}
         self._table_by_id = {t.preamble.id: t for t in p4info.tables}
         self._action_by_id = {a.preamble.id: a for a in p4info.actions}
