@@ -55,7 +55,7 @@ def run(flows: int = 60) -> int:
     with Bmv2Testbed(ports=[CLIENT_PORT, *BACKENDS.values()]) as testbed:
         client, info = testbed.connect()
         tables = DispatcherTables(info)
-        with client:
+        try:
             client.write(sample_configuration(tables))
             print(f"loaded {testbed.compiled.bmv2_json.name} into simple_switch_grpc at "
                   f"{testbed.switch.grpc_address}; VIP {VIP}:80, backends {sorted(BACKENDS)}, ring 2:1:1")
@@ -96,6 +96,8 @@ def run(flows: int = 60) -> int:
             backend = tables.read_counter(client, "backend_traffic")
             events = {DispatchEvent(i).name: c.packets for i, c in tables.read_counter(client, "dispatch_events").items()}
             drops = {DropReason(i).name: c.packets for i, c in tables.read_counter(client, "drops").items()}
+        finally:
+            client.close()
     print(f"\n{flows} flows x 4 packets; {installed} flows entries installed from digests\n")
     print(f"{'backend':>8} {'port':>5} {'ring share':>11} {'packets seen':>13} {'switch counted':>15}")
     for b, port in BACKENDS.items():
