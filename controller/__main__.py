@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "generated workload (trace-driven simulator)")
     from controller.simulator.cli import add_arguments as add_simulate_arguments
     add_simulate_arguments(simulate)
+    from controller.cli import add_commands, run_command
+    add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("run", "status", "flows", "backends"):
+        return run_command(args)
     if args.command == "demo-dataplane":
         from controller import dataplane_demo
         return dataplane_demo.run(args.flows)

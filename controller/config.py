@@ -67,12 +67,18 @@ class Strict(BaseModel):
 
 class Backend(Strict):
     name: str = Field(min_length=1)
-    id: int = Field(ge=1, le=1023, description="backend id in the switch's `backends` table")
+    id: int = Field(ge=1, le=1022, description="backend id in the switch's `backends` table "
+                    "(1023 is the reactive mode's punt pseudo-backend)")
     port: SwitchPort
     mac: MacAddress
     address: IpAddress | None = None       # for advisors and IP-in-IP
-    capacity: float = Field(default=1.0, gt=0)
+    capacity_mbps: float = Field(default=1000.0, gt=0, description="service rate, Mbit/s")
     weight: float = Field(default=1.0, ge=0)
+
+    @property
+    def capacity(self) -> float:
+        """Bytes/s, the unit the counters and estimators use."""
+        return self.capacity_mbps * 125_000
 
 
 class Service(Strict):
@@ -84,6 +90,11 @@ class Service(Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     tap_ports: list[SwitchPort] = []
     policy: Annotated[str, AfterValidator(_policy)] = "round_robin"
+    # ring: the switch decides (the product); reactive: the first packet of every flow goes
+    # to the controller, which decides and sends it back (only to measure against).
+    dispatch: Literal["ring", "reactive"] = "ring"
+    ring_threshold: float = Field(default=0.02, ge=0, le=1,
+                                  description="rewrite the ring when this share of slots would change")
     ring_size: Annotated[int, Field(ge=1, le=MAX_RING_SIZE), AfterValidator(_power_of_two)] = 1024
     forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
@@ -103,6 +114,9 @@ class Service(Strict):
                 raise ValueError("a capture service needs `tap_ports`")
             if self.forwarding != "capture":
                 raise ValueError("a capture service forwards by `capture`")
+        if self.dispatch == "reactive" and self.mode != "vip":
+            raise ValueError("reactive dispatch is for vip services (a punted capture packet "
+                             "would lose its tap port)")
         if self.forwarding == "ipip":
             if self.tunnel_source is None or self.tunnel_mac is None:
                 raise ValueError("ipip forwarding needs `tunnel_source` and `tunnel_mac`")
@@ -119,7 +133,15 @@ class Service(Strict):
 class Switch(Strict):
     grpc_address: str = "127.0.0.1:9559"
     device_id: int = Field(default=0, ge=0)
+    # The highest election id among connected controllers is primary; run backups lower.
     election_id: int = Field(default=1, ge=1)
+    program: str = "dispatcher"        # build/<program>.json and .p4info.txtpb
+
+
+class Api(Strict):
+    """The controller's HTTP endpoint: /metrics for Prometheus, /api/... for the CLI."""
+    address: str = "127.0.0.1"
+    port: int = Field(default=9100, ge=0, le=65535)
 
 
 class Timers(Strict):
@@ -132,6 +154,7 @@ class Timers(Strict):
 class Config(Strict):
     switch: Switch = Switch()
     timers: Timers = Timers()
+    api: Api = Api()
     services: list[Service] = Field(min_length=1)
 
     @model_validator(mode="after")

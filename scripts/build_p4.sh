@@ -2,6 +2,7 @@
 # Compiles the P4 programs into build/: BMv2 JSON and P4Info (text) for each.
 #   build/dispatcher.json, build/dispatcher.p4info.txtpb        the dispatcher
 #   build/minimal_forward.json, build/minimal_forward.p4info.txtpb   benchmark baseline
+#   build/dispatcher_small.json, ...   the dispatcher with a 64-entry `flows` table (table-full test)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/p4_toolchain.sh"
@@ -11,12 +12,15 @@ p4c=$(p4_tool p4c-bm2-ss) || {
     exit 2
 }
 mkdir -p "$root/build"
-compile() {  # compile SOURCE NAME
-    "$p4c" --arch v1model --std p4-16 \
-        -o "$root/build/$2.json" \
-        --p4runtime-files "$root/build/$2.p4info.txtpb" \
-        "$root/$1"
-    echo "built build/$2.json and build/$2.p4info.txtpb"
+compile() {  # compile SOURCE NAME [p4c options...]
+    local source=$1 name=$2
+    shift 2
+    "$p4c" --arch v1model --std p4-16 "$@" \
+        -o "$root/build/$name.json" \
+        --p4runtime-files "$root/build/$name.p4info.txtpb" \
+        "$root/$source"
+    echo "built build/$name.json and build/$name.p4info.txtpb"
 }
 compile p4src/v1model/main.p4 dispatcher
 compile p4src/bench/minimal_forward.p4 minimal_forward
+compile p4src/v1model/main.p4 dispatcher_small -DFLOWS_TABLE_SIZE=64 -DFLOW_STATS_SIZE=64

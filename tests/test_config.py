@@ -13,7 +13,8 @@ def test_sample_loads():
     config = load_config(SAMPLE)
     web, tap = config.services
     assert (web.vip, web.port, web.protocol_number, web.policy, web.ring_size) == ("10.0.0.100", 80, 6, "fb_est", 1024)
-    assert [b.capacity for b in web.backends] == [2.0, 1.0, 0.5]
+    assert [b.capacity_mbps for b in web.backends] == [200, 100, 50]
+    assert web.backends[0].capacity == 200 * 125_000  # bytes/s
     assert tap.tap_ports == [5] and tap.forwarding == "capture"
     assert config.timers.cache_timeout_ms == 1000
 

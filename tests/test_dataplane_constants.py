@@ -30,3 +30,4 @@ def test_scalars_match_p4():
     assert p4["CPU_PORT"] == py.CPU_PORT
     assert p4["CPU_CLONE_SESSION_ID"] == py.CPU_CLONE_SESSION_ID
     assert p4["PACKET_IN_REASON_SIGNALLING"] == py.PACKET_IN_REASON_SIGNALLING
+    assert p4["PACKET_IN_REASON_REACTIVE"] == py.PACKET_IN_REASON_REACTIVE

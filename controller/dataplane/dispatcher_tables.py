@@ -92,6 +92,14 @@ class DispatcherTables:
             self.info, "backends", {"backend_id": backend_id}, "forward_capture",
             {"port": port, "truncate_bytes": truncate_bytes}))
 
+    def backend_punt(self, backend_id: int, kind: str = "insert") -> p4r.Update:
+        """Reactive mode: a pseudo-backend that sends the packet to the controller."""
+        return ent.update(kind, ent.table_entry(
+            self.info, "backends", {"backend_id": backend_id}, "punt_to_controller"))
+
+    def backend_delete(self, backend_id: int) -> p4r.Update:
+        return ent.update("delete", ent.table_entry(self.info, "backends", {"backend_id": backend_id}))
+
     # ---- admission, timers, signalling, L2 --------------------------------------
 
     def admission(self, service_id: int, level: AdmissionLevel, drop_prob: float = 0.0,
@@ -189,7 +197,8 @@ class DispatcherTables:
         names = {m.id: m.name for m in meta.metadata}
         return {names[m.metadata_id]: decode_int(m.value) for m in packet.metadata}
 
-    def packet_out_metadata(self, egress_port: int) -> dict[int, bytes]:
+    def packet_out_metadata(self, egress_port: int = 0, dispatch: bool = False) -> dict[int, bytes]:
+        """Out of `egress_port`; or, with `dispatch`, forwarded as if it had just arrived."""
         meta = self.info.packet_metadata("packet_out")
-        values = {"egress_port": egress_port, "_pad": 0}
+        values = {"egress_port": egress_port, "dispatch": int(dispatch), "_pad": 0}
         return {m.id: encode_int(values[m.name], m.bitwidth) for m in meta.metadata}

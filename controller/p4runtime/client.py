@@ -67,6 +67,10 @@ class P4RuntimeClient:
         self.packet_ins: queue.Queue[p4r.PacketIn] = queue.Queue()
         self.idle_timeouts: queue.Queue[p4r.IdleTimeoutNotification] = queue.Queue()
         self.stream_errors: queue.Queue[p4r.StreamError] = queue.Queue()
+        # Set on every stream message, so one loop can wait on all the queues at once.
+        self.activity = threading.Event()
+        # Set whenever this client is primary; a backup waits on it to take over.
+        self.primary = threading.Event()
         self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate] = queue.Queue()
         self._requests: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self._channel: grpc.Channel | None = None
@@ -117,6 +121,7 @@ class P4RuntimeClient:
                 kind = msg.WhichOneof("update")
                 if kind == "arbitration":
                     self.is_primary = msg.arbitration.status.code == rpc_code.OK
+                    (self.primary.set if self.is_primary else self.primary.clear)()
                     self._arbitration.put(msg.arbitration)
                 elif kind == "digest":
                     self.digests.put(msg.digest)
@@ -126,10 +131,14 @@ class P4RuntimeClient:
                     self.idle_timeouts.put(msg.idle_timeout_notification)
                 elif kind == "error":
                     self.stream_errors.put(msg.error)
+                self.activity.set()
         except grpc.RpcError:
             pass  # the switch went away or we closed; stream_closed tells
         finally:
+            self.is_primary = False
+            self.primary.clear()
             self.stream_closed.set()
+            self.activity.set()
 
     def close(self) -> None:
         self._requests.put(None)
@@ -168,6 +177,20 @@ class P4RuntimeClient:
 
     def set_pipeline_files(self, p4info: p4i.P4Info, bmv2_json: str | Path, cookie: int = 0) -> None:
         self.set_pipeline(p4info, Path(bmv2_json).read_bytes(), cookie)
+
+    def pipeline_cookie(self) -> int | None:
+        """The cookie of the loaded pipeline; None when the switch has no pipeline."""
+        req = p4r.GetForwardingPipelineConfigRequest(
+            device_id=self.device_id,
+            response_type=p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
+        try:
+            config = self._stub.GetForwardingPipelineConfig(req, timeout=self.timeout).config
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                return None
+            raise P4RuntimeError(f"GetForwardingPipelineConfig on {self.address}: "
+                                 f"{exc.code().name}: {exc.details()}") from None
+        return config.cookie.cookie if config.HasField("cookie") else None
 
     def get_pipeline(self) -> p4r.ForwardingPipelineConfig:
         req = p4r.GetForwardingPipelineConfigRequest(

@@ -37,6 +37,7 @@ const bit<8> CLONE_FIELD_LIST_CPU = 1;     // @field_list index preserved on clo
 
 // Reasons carried in the packet-in header.
 const bit<8> PACKET_IN_REASON_SIGNALLING = 1;
+const bit<8> PACKET_IN_REASON_REACTIVE = 2;   // reactive mode: a new flow's packet, undecided
 
 // standard_metadata.instance_type on BMv2 for an ingress-to-egress clone.
 const bit<32> PKT_INSTANCE_TYPE_INGRESS_CLONE = 1;

@@ -8,7 +8,7 @@ typedef bit<48> mac_addr_t;
 typedef bit<32> ipv4_addr_t;
 typedef bit<128> ipv6_addr_t;
 
-// Sent to the controller with every packet-in (signalling clones).
+// Sent to the controller with every packet-in (signalling clones, reactive punts).
 @controller_header("packet_in")
 header packet_in_t {
     bit<9> ingress_port;
@@ -16,11 +16,14 @@ header packet_in_t {
     bit<8> reason;
 }
 
-// Prepended by the controller to every packet-out: the port to send it from.
+// Prepended by the controller to every packet-out: the port to send it from, or, with
+// `dispatch` set, "forward this as if it had just arrived" (reactive mode re-injects a
+// punted packet once its `flows` entry is written, so the usual stages rewrite it).
 @controller_header("packet_out")
 header packet_out_t {
     bit<9> egress_port;
-    bit<7> _pad;
+    bit<1> dispatch;
+    bit<6> _pad;
 }
 
 header ethernet_t {

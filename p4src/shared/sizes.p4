@@ -7,8 +7,14 @@
 #define VIPS_TABLE_SIZE 256
 #define CAPTURE_PORTS_TABLE_SIZE 64
 #define L2_TABLE_SIZE 4096
-#define FLOWS_TABLE_SIZE 65536
-#define FLOW_STATS_SIZE 65536       // per-flow stats slots, one per `flows` entry
+// Overridable at compile time (scripts/build_p4.sh -DFLOWS_TABLE_SIZE=...), e.g. for a
+// small table in the table-full test.
+#ifndef FLOWS_TABLE_SIZE
+#define FLOWS_TABLE_SIZE 131072
+#endif
+#ifndef FLOW_STATS_SIZE
+#define FLOW_STATS_SIZE 131072      // per-flow stats slots, one per `flows` entry
+#endif
 #define DISPATCH_RING_TABLE_SIZE 65536  // summed over all services
 #define BACKENDS_TABLE_SIZE 1024
 #define SIGNALLING_TABLE_SIZE 64

@@ -3,6 +3,8 @@
 //   forward_ipip     IP-in-IP (RFC 2003; IPv6 inner as protocol 41), outer addresses
 //                    from the entry, outer checksum in checksums.p4
 //   forward_capture  capture node: the packet unchanged, optionally truncated
+//   punt_to_controller  reactive mode only: the controller decides, writes the flow's
+//                    entry and sends the packet back (packet-out with `dispatch`)
 
 control BackendForward(inout headers_t hdr,
                        inout local_metadata_t meta,
@@ -37,14 +39,22 @@ control BackendForward(inout headers_t hdr,
         meta.truncate_bytes = truncate_bytes;
     }
 
+    action punt_to_controller() {
+        standard_metadata.egress_spec = CPU_PORT;
+        meta.cpu_ingress_port = standard_metadata.ingress_port;
+        meta.cpu_reason = PACKET_IN_REASON_REACTIVE;
+    }
+
     action no_backend() {
         meta.drop_reason = DROP_NO_BACKEND;
     }
 
-    // Filled by the controller: one entry per backend of every service.
+    // Filled by the controller: one entry per backend of every service, and in reactive
+    // mode one punt_to_controller entry that the service's whole ring points at.
     table backends {
         key = { meta.backend_id : exact @name("backend_id"); }
-        actions = { forward_dsr; forward_ipip; forward_capture; @defaultonly no_backend; }
+        actions = { forward_dsr; forward_ipip; forward_capture; punt_to_controller;
+                    @defaultonly no_backend; }
         const default_action = no_backend();
         size = BACKENDS_TABLE_SIZE;
     }

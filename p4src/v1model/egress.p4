@@ -1,4 +1,4 @@
-// Egress: packet-in header on CPU clones, flood pruning, per-port output counters.
+// Egress: packet-in header on packets to the CPU, flood pruning, per-port output counters.
 
 control DispatcherEgress(inout headers_t hdr,
                          inout local_metadata_t meta,
@@ -14,7 +14,9 @@ control DispatcherEgress(inout headers_t hdr,
             exit;
         }
         port_out.count((bit<32>)standard_metadata.egress_port);
-        if (standard_metadata.instance_type == PKT_INSTANCE_TYPE_INGRESS_CLONE) {
+        if (standard_metadata.instance_type == PKT_INSTANCE_TYPE_INGRESS_CLONE ||
+            standard_metadata.egress_port == CPU_PORT) {
+            // A signalling clone, or a reactive-mode punt (backend_forward.p4).
             hdr.packet_in.setValid();
             hdr.packet_in.ingress_port = meta.cpu_ingress_port;
             hdr.packet_in._pad = 0;

@@ -20,10 +20,14 @@ control DispatcherIngress(inout headers_t hdr,
         port_in.count((bit<32>)standard_metadata.ingress_port);
 
         if (hdr.packet_out.isValid()) {
-            // From the controller: straight out of the port it names.
-            standard_metadata.egress_spec = hdr.packet_out.egress_port;
+            bit<1> dispatch = hdr.packet_out.dispatch;
+            bit<9> egress_port = hdr.packet_out.egress_port;
             hdr.packet_out.setInvalid();
-            exit;
+            if (dispatch == 0) {
+                // From the controller: straight out of the port it names.
+                standard_metadata.egress_spec = egress_port;
+                exit;
+            }
         }
 
         validation.apply(hdr, meta, standard_metadata);

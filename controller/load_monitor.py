@@ -1,0 +1,120 @@
+"""Load readback: counters from the switch in, a ClusterView per service out.
+
+Every poll reads the per-backend counter (measured rate) and, when a policy needs FB_EST's
+per-flow estimates, the per-flow `flow_stats` counter in one bulk read; deltas since the
+previous poll feed the estimators shared with the simulator. Installed flows (from the flow
+manager) start being tracked with the RTT their digest carried.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.backend_pool import LiveBackend
+from controller.dataplane.dispatcher_tables import CounterValue
+from controller.estimators import FlowEstimates, RttPredictor
+from controller.flow_manager import InstallEvent
+from controller.flow_table import MAX_BACKENDS, SHARED_STATS_SLOT
+from controller.policies import ClusterView
+
+IPV4_MAPPED = 0xFFFF << 32
+
+
+def source_prefix(flow_address: int) -> int:
+    """RTTs are shared per client /24 (IPv4, kept IPv4-mapped in flow keys) or /48 (IPv6)."""
+    if flow_address >> 32 == 0xFFFF:
+        return IPV4_MAPPED | (flow_address & 0xFFFFFF00)
+    return flow_address >> 80 << 80
+
+
+def _bytes_array(cells: dict[int, CounterValue], size: int) -> NDArray[np.float64]:
+    out = np.zeros(size)
+    for index, value in cells.items():
+        if 0 <= index < size:
+            out[index] = value.bytes
+    return out
+
+
+class LoadMonitor:
+    def __init__(self, stats_slots: int, track_flows: bool) -> None:
+        self.track_flows = track_flows
+        self.estimates = FlowEstimates(MAX_BACKENDS, capacity=stats_slots)
+        self.rtts = RttPredictor()
+        self._backend_bytes = np.zeros(MAX_BACKENDS)
+        self._slot_bytes = np.zeros(stats_slots)
+        self._slot_last_active = np.zeros(stats_slots)
+        self.backend_rate = np.zeros(MAX_BACKENDS)       # bytes/s over the last interval
+        self.new_flows = np.zeros(MAX_BACKENDS, dtype=np.int64)
+        self._new_since_poll = np.zeros(MAX_BACKENDS, dtype=np.int64)
+        self.interval = 0.0
+        self._last_poll: float | None = None
+
+    # ---- from the flow manager ------------------------------------------------------
+
+    def flow_installed(self, event: InstallEvent) -> None:
+        if event.digest is not None:
+            self._new_since_poll[event.backend_id] += 1
+            if event.digest.rtt_valid:
+                self.rtts.add(source_prefix(event.digest.src_addr), event.digest.rtt_us / 1e6)
+        if self.track_flows and event.slot != SHARED_STATS_SLOT:
+            rtt = event.digest.rtt_us / 1e6 if event.digest is not None and event.digest.rtt_valid \
+                else self.rtts.predict(-1)
+            self.estimates.track([event.slot], [event.backend_id], [rtt], self._rate_prior())
+            self._slot_last_active[event.slot] = self._last_poll or 0.0
+
+    def flow_removed(self, key: bytes, backend_id: int, slot: int) -> None:
+        if self.track_flows and slot != SHARED_STATS_SLOT:
+            self.estimates.forget([slot])
+
+    def _rate_prior(self) -> float:
+        """A new flow is credited with the mean rate of the flows already sending."""
+        rates = self.estimates.rate[self.estimates.tracked]
+        sending = rates[rates > 0]
+        return float(sending.mean()) if sending.size else 0.0
+
+    # ---- from the switch -----------------------------------------------------------------
+
+    def update(self, now: float, backend_traffic: dict[int, CounterValue],
+               flow_stats: dict[int, CounterValue] | None) -> None:
+        """One poll: counter totals as read at `now` (monotonic seconds)."""
+        backend_bytes = _bytes_array(backend_traffic, MAX_BACKENDS)
+        if self._last_poll is None:
+            self._backend_bytes = backend_bytes
+            if flow_stats is not None:
+                self._slot_bytes = _bytes_array(flow_stats, len(self._slot_bytes))
+            self._last_poll = now
+            return
+        interval = max(now - self._last_poll, 1e-6)
+        self.interval = interval
+        self.backend_rate = np.maximum(backend_bytes - self._backend_bytes, 0) / interval
+        self._backend_bytes = backend_bytes
+        self.new_flows = self._new_since_poll
+        self._new_since_poll = np.zeros(MAX_BACKENDS, dtype=np.int64)
+        if self.track_flows and flow_stats is not None:
+            slot_bytes = _bytes_array(flow_stats, len(self._slot_bytes))
+            delta = np.maximum(slot_bytes - self._slot_bytes, 0)
+            self._slot_bytes = slot_bytes
+            self._slot_last_active[delta > 0] = now
+            self.estimates.sync(delta, now - self._slot_last_active, interval)
+        self._last_poll = now
+
+    # ---- to the policies ------------------------------------------------------------------
+
+    def view(self, backends: list[LiveBackend], active_flows: NDArray[np.int64],
+             now: float) -> ClusterView:
+        ids = np.array([b.id for b in backends], dtype=np.int64)
+        load = self.estimates.server_load()[ids] if self.track_flows else np.zeros(len(ids))
+        return ClusterView(
+            capacity=np.array([b.config.capacity for b in backends], dtype=np.float64),
+            available=np.array([b.takes_new_flows for b in backends], dtype=bool),
+            configured_weight=np.array([b.config.weight for b in backends], dtype=np.float64),
+            measured_rate=self.backend_rate[ids],
+            active_flows=active_flows[ids],
+            new_flows=self.new_flows[ids],
+            estimated_load=load,
+            response_time=np.zeros(len(ids)),
+            incoming_flows=float(self.new_flows[ids].sum()),
+            interval=self.interval or 0.1,
+            rtt=self.rtts.predict(-1),
+            time=now)

@@ -1,0 +1,76 @@
+"""Prometheus metrics, read from the controller's status at scrape time.
+
+One collector turns the status dictionary (the same one `python -m controller status`
+shows) into metric families, so the numbers on a dashboard and on the terminal agree.
+Rates (digests/s, writes/s) are left to PromQL's rate() over the counters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+ROLES = ("connecting", "backup", "primary", "stopped")
+
+
+class ControllerCollector(Collector):
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator:
+        status = self._status()
+        role = GaugeMetricFamily("dispatcher_controller_role", "1 for the controller's current role",
+                                 labels=["role"])
+        for name in ROLES:
+            role.add_metric([name], 1.0 if status.get("role") == name else 0.0)
+        yield role
+        flows = status.get("flows")
+        if not flows:
+            return
+        yield GaugeMetricFamily("dispatcher_active_flows", "flows entries the controller tracks",
+                                value=flows["active"])
+        yield GaugeMetricFamily("dispatcher_overflow_flows",
+                                "flows waiting for room in a full `flows` table", value=flows["overflow"])
+        for name, help_text in (("digests", "new-flow digests received"),
+                                ("duplicate_digests", "digests for flows already installed or queued"),
+                                ("malformed_digests", "digests that could not be decoded"),
+                                ("unknown_backend", "digests naming an unconfigured backend"),
+                                ("inserted", "flows entries written"),
+                                ("deleted", "flows entries deleted after idle timeout or removal"),
+                                ("table_full", "inserts refused because the table was full"),
+                                ("write_failures", "flows writes that failed otherwise")):
+            yield CounterMetricFamily(f"dispatcher_{name}", help_text, value=flows[name])
+        writes = CounterMetricFamily("dispatcher_writes", "P4Runtime flows updates", labels=["kind"])
+        writes.add_metric(["insert"], flows["inserted"])
+        writes.add_metric(["delete"], flows["deleted"])
+        yield writes
+        if flows.get("install_latency_ms"):
+            latency = GaugeMetricFamily("dispatcher_install_latency_ms",
+                                        "digest arrival to entry written, recent flows", labels=["quantile"])
+            for q in ("p50", "p99"):
+                latency.add_metric([q], flows["install_latency_ms"][q])
+            yield latency
+        load = GaugeMetricFamily("dispatcher_backend_load_bytes_per_second",
+                                 "traffic sent to each backend over the last poll",
+                                 labels=["service", "backend"])
+        share = GaugeMetricFamily("dispatcher_ring_share", "fraction of the ring held by each backend",
+                                  labels=["service", "backend"])
+        active = GaugeMetricFamily("dispatcher_backend_flows", "installed flows per backend",
+                                   labels=["service", "backend"])
+        for service in status.get("services", []):
+            for b in service["backends"]:
+                labels = [service["name"], b["name"]]
+                load.add_metric(labels, b["load_mbps"] * 1e6 / 8)
+                share.add_metric(labels, b["ring_share"])
+                active.add_metric(labels, b["flows"])
+        yield load
+        yield share
+        yield active
+
+
+def make_registry(status: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(status))
+    return registry
