@@ -66,7 +66,7 @@ class Controller:
         stats_slots = self.info.counter("flow_stats").size
         self.flows = FlowManager(self.tables, writer=_NoSwitch(), known_backend=self._known_backend,
                                  idle_timeout_ns=int(config.timers.flow_idle_timeout_s * 1e9),
-                                 stats_slots=stats_slots)
+                                 stats_slots=stats_slots, table_size=self.info.table("flows").size)
         self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
         self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold) for s in config.services}
         self.monitor = LoadMonitor(stats_slots, any(p.needs_flow_estimates for p in self.policies.values()))
@@ -153,8 +153,8 @@ class Controller:
                 log.info("restored %d flows entries the switch had lost", len(restore))
         else:
             self._adopt(client)
-        self._set_role("primary")
         self._update_rings(client, force=True)
+        self._set_role("primary")
         log.info("serving %d services, %d backends, %d flows (take-over %.0f ms)",
                  len(self.pool.services), sum(1 for _ in self.pool), len(self.flows.table),
                  (time.monotonic() - started) * 1e3)

@@ -71,12 +71,13 @@ class InstallEvent:
 class FlowManager:
     def __init__(self, tables: DispatcherTables, writer: Writer, *,
                  known_backend: Callable[[int], bool], idle_timeout_ns: int, stats_slots: int,
-                 batch_size: int = 1000, latency_samples: int = 100_000) -> None:
+                 table_size: int, batch_size: int = 1000, latency_samples: int = 100_000) -> None:
         self.tables = tables
         self.writer = writer
         self.known_backend = known_backend
         self.idle_timeout_ns = idle_timeout_ns
         self.batch_size = batch_size
+        self.table_size = table_size
         self.table = FlowTable(stats_slots)
         self.stats = FlowStats()
         self.on_installed: list[Callable[[InstallEvent], None]] = []
@@ -193,7 +194,7 @@ class FlowManager:
         full = 0
         for i, ((key, pending), slot) in enumerate(zip(items, slots)):
             code = failures.get(i)
-            if code == rpc_code.RESOURCE_EXHAUSTED:
+            if self._is_table_full(code):
                 self.table.release_slot(slot)
                 self._overflow[key] = pending
                 full += 1
@@ -203,6 +204,8 @@ class FlowManager:
             elif code is not None:
                 self.table.release_slot(slot)
                 self.stats.write_failures += 1
+                if code == rpc_code.UNKNOWN:
+                    log.error("flows insert refused (UNKNOWN) with the table below its size")
                 continue
             else:
                 self.stats.inserted += 1
@@ -230,10 +233,17 @@ class FlowManager:
                 if failure.code in tolerate:
                     continue
                 failed[failure.index] = failure.code
-                if failure.code not in (rpc_code.RESOURCE_EXHAUSTED, rpc_code.ALREADY_EXISTS):
+                if failure.code not in (rpc_code.RESOURCE_EXHAUSTED, rpc_code.ALREADY_EXISTS,
+                                        rpc_code.UNKNOWN):
                     log.error("flows write failed: update %d: %s %s", failure.index,
                               rpc_code.Code.Name(failure.code), failure.message)
             return failed
+
+    def _is_table_full(self, code: int | None) -> bool:
+        # P4Runtime says RESOURCE_EXHAUSTED; BMv2's PI answers UNKNOWN ("Error when adding
+        # match entry to target"), so a refusal with the table at its size counts as full.
+        return code == rpc_code.RESOURCE_EXHAUSTED or (
+            code == rpc_code.UNKNOWN and len(self.table) >= self.table_size)
 
     def _table_still_full(self) -> bool:
         return self._table_full_at is not None and not self._deleted_since_full

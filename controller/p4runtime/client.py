@@ -80,11 +80,12 @@ class P4RuntimeClient:
 
     # ---- session -------------------------------------------------------------
 
-    def connect(self) -> bool:
+    def connect(self, arbitrate: bool = True) -> bool:
         """Open the channel and the stream, and take part in arbitration.
 
         Returns True when this client became primary. Raises P4RuntimeError when the
-        switch does not answer within the timeout.
+        switch does not answer within the timeout. With arbitrate=False only the channel
+        is opened: enough for reads, which need no election id (a monitor, a test).
         """
         self._channel = grpc.insecure_channel(self.address, options=[
             ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -96,6 +97,8 @@ class P4RuntimeClient:
             self._channel.close()
             raise P4RuntimeError(f"no P4Runtime server at {self.address} after {self.timeout:.0f} s") from None
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
+        if not arbitrate:
+            return False
         responses = self._stub.StreamChannel(iter(self._requests.get, None))
         self._reader = threading.Thread(target=self._read_stream, args=(responses,),
                                         name=f"p4rt-stream-{self.address}", daemon=True)

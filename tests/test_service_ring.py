@@ -1,0 +1,44 @@
+"""When the controller rewrites a service's ring, and what it writes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.service_ring import EMPTY_SLOT, ServiceRing
+
+
+def test_first_plan_fills_every_slot_by_weight():
+    ring = ServiceRing(1, 64, threshold=0.05)
+    changes = ring.plan([10, 11, 12], np.array([2.0, 1.0, 1.0]))
+    assert len(changes) == 64
+    ring.commit(changes)
+    assert ring.shares() == {10: 0.5, 11: 0.25, 12: 0.25}
+
+
+def test_small_changes_wait_for_the_threshold():
+    ring = ServiceRing(1, 256, threshold=0.05)
+    ring.commit(ring.plan([10, 11], np.array([1.0, 1.0])))
+    assert ring.plan([10, 11], np.array([1.02, 0.98])) == {}, "1 % of slots: below 5 %"
+    changes = ring.plan([10, 11], np.array([1.2, 0.8]))
+    assert len(changes) == round(0.1 * 256), "exactly the slots that must move"
+    assert set(changes.values()) == {10}
+
+
+def test_a_quiesced_backend_leaves_at_once_whatever_the_threshold():
+    ring = ServiceRing(1, 256, threshold=0.5)
+    ring.commit(ring.plan([10, 11, 12], np.ones(3)))
+    before = ring.slots.copy()
+    changes = ring.plan([10, 11, 12], np.array([1.0, 1.0, 0.0]))
+    ring.commit(changes)
+    assert 12 not in ring.shares()
+    moved = np.flatnonzero(before != ring.slots)
+    assert set(before[moved]) == {12}, "only the quiesced backend's slots move"
+
+
+def test_a_removed_backend_and_adopted_gaps_are_replaced():
+    ring = ServiceRing(1, 8, threshold=1.0)
+    ring.adopt({0: 10, 1: 11, 2: 99, 3: 10})          # 99 no longer exists; 4..7 missing
+    changes = ring.plan([10, 11], np.array([1.0, 1.0]))
+    ring.commit(changes)
+    assert EMPTY_SLOT not in ring.slots and 99 not in ring.slots
+    assert ring.slots[0] == 10 and ring.slots[1] == 11 and ring.slots[3] == 10, "kept slots stay"
