@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REACTIVE_BACKEND_ID = 1023      # the punt_to_controller pseudo-backend of reactive services
 OVERFLOW_RETRY_S = 1.0          # with a full table, try again at most this often ...
 OVERFLOW_LIMIT = 200_000        # ... for at most this many waiting flows
+DELETE_SLICE = 2000             # deletes per flush, after the inserts
 
 
 class Writer(Protocol):
@@ -154,9 +155,14 @@ class FlowManager:
     # ---- output -------------------------------------------------------------------------
 
     def flush(self, now: float | None = None) -> None:
-        """Write pending deletes, then inserts (retrying overflow flows when there may be room)."""
+        """Write pending inserts, then some deletes; retry overflow flows when there may be room.
+
+        New flows go first: a late delete only holds a table slot a little longer, a late
+        insert leaves a flow on its cache slot. Deletes go in bounded slices so a burst of
+        expiries never holds new flows back; with a full table they go first, to make room.
+        """
         now = time.monotonic() if now is None else now
-        if self._deletes:
+        if self._deletes and self._overflow:
             self._write_deletes()
         self._expire_overflow(now)
         if self._overflow and (self._deleted_since_full or self._table_full_at is None
@@ -167,10 +173,11 @@ class FlowManager:
             self._table_full_at = None
         if self._inserts:
             self._write_inserts(now)
+        if self._deletes:
+            self._write_deletes()
 
     def _write_deletes(self) -> None:
-        keys = list(self._deletes)
-        self._deletes.clear()
+        keys = [self._deletes.pop() for _ in range(min(len(self._deletes), DELETE_SLICE))]
         updates = [self.tables.flow_delete(unpack_key(k)) for k in keys]
         failed = self._write(updates, tolerate=(rpc_code.NOT_FOUND,))
         for i, key in enumerate(keys):

@@ -134,10 +134,12 @@ def entity(message) -> p4r.Entity:
     return ent
 
 
+UPDATE_TYPES = {"insert": p4r.Update.INSERT, "modify": p4r.Update.MODIFY, "delete": p4r.Update.DELETE}
+
+
 def update(kind: str, message) -> p4r.Update:
     """kind: 'insert', 'modify' or 'delete'."""
-    types = {"insert": p4r.Update.INSERT, "modify": p4r.Update.MODIFY, "delete": p4r.Update.DELETE}
-    return p4r.Update(type=types[kind], entity=entity(message))
+    return p4r.Update(type=UPDATE_TYPES[kind], entity=entity(message))
 
 
 def decode_match(info: P4InfoIndex, entry: p4r.TableEntry) -> dict[str, int]:
