@@ -24,7 +24,7 @@ done
 say() { printf 'setup: %s\n' "$*"; }
 
 # ---- 1. system packages --------------------------------------------------------------
-apt_packages=(python3-venv tshark tcpdump tcpreplay iproute2 ethtool)
+apt_packages=(python3-venv tshark tcpdump tcpreplay iproute2 ethtool mininet)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${apt_packages[@]}"; do
@@ -33,7 +33,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        # No Recommends: mininet's would pull in Open vSwitch, which the topologies do not use.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 else
     say "not root or no apt-get: make sure ${apt_packages[*]} are installed"
@@ -52,6 +53,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -r requirements.txt
     echo "$want" > "$stamp"
+fi
+# Mininet is a Debian package (a module of the system python). Link only that module into
+# .venv: all of dist-packages on the path would let old system packages shadow the venv's.
+mininet_dir=$(/usr/bin/python3 -c 'import mininet, os; print(os.path.dirname(mininet.__file__))' 2>/dev/null || true)
+if [ -n "$mininet_dir" ]; then
+    mkdir -p .venv/system-mininet
+    ln -sfn "$mininet_dir" .venv/system-mininet/mininet
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$root/.venv/system-mininet" > "$site/system_mininet.pth"
+else
+    say "mininet not installed: the Mininet tests and the cluster demo will skip"
 fi
 if [ $with_shell = yes ] && [ ! -x .venv-shell/bin/python ]; then
     say "creating .venv-shell with p4runtime-shell"
