@@ -45,6 +45,7 @@ log = logging.getLogger("controller")
 
 BACKOFF_FIRST_S = 0.25
 BACKOFF_LONGEST_S = 4.0
+DIGESTS_PER_ROUND = 512
 
 
 def pipeline_cookie(program: CompiledProgram) -> int:
@@ -92,7 +93,8 @@ class Controller:
         delay = BACKOFF_FIRST_S
         sw = self.config.switch
         while not stop.is_set():
-            client = P4RuntimeClient(sw.grpc_address, sw.device_id, sw.election_id, timeout=5.0)
+            client = P4RuntimeClient(sw.grpc_address, sw.device_id, sw.election_id, timeout=5.0,
+                                     timestamp_digests=True)
             try:
                 client.connect()
             except P4RuntimeError as exc:
@@ -112,6 +114,7 @@ class Controller:
                 log.error("lost the switch: %s", exc)
             finally:
                 self._client = None
+                self.flows.abandon_in_flight()
                 client.close()
             if not stop.is_set():
                 self.counts["reconnects"] += 1
@@ -181,7 +184,8 @@ class Controller:
         interval = self.config.timers.poll_interval_ms / 1000
         next_poll = time.monotonic()
         while not stop.is_set():
-            client.activity.wait(max(0.0, min(next_poll - time.monotonic(), 0.05)))
+            if client.digests.empty():
+                client.activity.wait(max(0.0, min(next_poll - time.monotonic(), 0.05)))
             client.activity.clear()
             if client.stream_closed.is_set():
                 raise P4RuntimeError(f"stream to {client.address} closed")
@@ -197,14 +201,18 @@ class Controller:
                 next_poll = max(next_poll + interval, now + interval / 2)
 
     def _drain_stream(self, client: P4RuntimeClient) -> None:
-        now = time.monotonic()
-        while True:
+        # Digests in rounds of at most DIGESTS_PER_ROUND flows, each written before the next
+        # is taken: a backlog is then worked off in batches whose write takes a few ms,
+        # rather than one batch that makes every flow in it wait for all the others.
+        taken = 0
+        while taken < DIGESTS_PER_ROUND:
             try:
-                digest_list = client.digests.get_nowait()
+                arrived, digest_list = client.digests.get_nowait()
             except queue.Empty:
                 break
             client.ack_digest(digest_list)
-            self.flows.on_digest_list(digest_list, now)
+            self.flows.on_digest_list(digest_list, arrived)
+            taken += len(digest_list.data)
         while True:
             try:
                 self.flows.on_idle_timeout(client.idle_timeouts.get_nowait())
@@ -318,7 +326,7 @@ class Controller:
         self.pool.remove(name)
         self._update_rings(client, force=True)
         dropped = self.flows.remove_backend_flows(backend.id)
-        self.flows.flush()
+        self.flows.settle()
         client.write([self.tables.backend_delete(backend.id)])
         log.info("backend %s removed (%d flows entries deleted)", name, dropped)
         return {"removed": name, "flows_deleted": dropped}
@@ -454,4 +462,7 @@ class _NoSwitch:
     """The flow manager's writer before the first connection."""
 
     def write(self, updates, batch_size: int = 1000) -> None:
+        raise P4RuntimeError("not connected to a switch")
+
+    def write_async(self, updates):
         raise P4RuntimeError("not connected to a switch")

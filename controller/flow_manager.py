@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
@@ -23,18 +24,28 @@ from finsy.proto import p4r, rpc_code
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
 from controller.dataplane.flow_digest import FlowDigest, MalformedDigest, decode_digest_list
 from controller.flow_table import FlowTable, pack_key, unpack_key
-from controller.p4runtime.client import WriteError
+from controller.p4runtime.client import P4RuntimeError, WriteError
 
 log = logging.getLogger(__name__)
 
 REACTIVE_BACKEND_ID = 1023      # the punt_to_controller pseudo-backend of reactive services
 OVERFLOW_RETRY_S = 1.0          # with a full table, try again at most this often ...
 OVERFLOW_LIMIT = 200_000        # ... for at most this many waiting flows
-DELETE_SLICE = 2000             # deletes per flush, after the inserts
+DELETE_SLICE = 500              # deletes per write: short, so new flows never wait long
+
+
+class PendingWrite(Protocol):
+    done_at: float | None
+
+    def result(self) -> None: ...
 
 
 class Writer(Protocol):
+    """What the manager needs of a switch: P4RuntimeClient, or a stand-in in tests."""
+
     def write(self, updates: Sequence[p4r.Update], batch_size: int = 1000) -> None: ...
+
+    def write_async(self, updates: Sequence[p4r.Update]) -> PendingWrite: ...
 
 
 @dataclass
@@ -52,12 +63,24 @@ class FlowStats:
     write_failures: int = 0
     idle_notifications: int = 0
     adopted: int = 0
+    write_seconds: float = 0.0      # flows writes: sent -> answered, summed
+    write_batches: int = 0
 
 
 @dataclass
 class _Pending:
     digest: FlowDigest
     received: float     # monotonic time the digest list arrived
+
+
+@dataclass
+class _InFlight:
+    kind: str                   # "insert" or "delete"
+    keys: list[bytes]
+    pending: list[_Pending]     # inserts: the digests
+    slots: list[int]            # inserts: the stats slots they were given
+    write: PendingWrite
+    sent: float
 
 
 @dataclass
@@ -90,6 +113,9 @@ class FlowManager:
         self._overflow: dict[bytes, _Pending] = {}
         self._table_full_at: float | None = None
         self._deleted_since_full = 0
+        self._in_flight: _InFlight | None = None
+        self._in_flight_keys: set[bytes] = set()
+        self._last_kind = "delete"
 
     # ---- input --------------------------------------------------------------------------
 
@@ -118,7 +144,7 @@ class FlowManager:
                             digest.dst_ip, digest.dst_port)
             return
         key = pack_key(digest.key)
-        if key in self.table or key in self._inserts:
+        if key in self.table or key in self._inserts or key in self._in_flight_keys:
             self.stats.duplicate_digests += 1
             return
         if key in self._overflow or self._table_still_full():
@@ -132,7 +158,7 @@ class FlowManager:
     def on_idle_timeout(self, notification: p4r.IdleTimeoutNotification) -> None:
         self.stats.idle_notifications += 1
         for entry in notification.table_entry:
-            key = pack_key(self.tables.flow_key_of(entry))
+            key = self.tables.packed_flow_key_of(entry)
             if key in self.table:
                 self._deletes.add(key)
 
@@ -155,15 +181,16 @@ class FlowManager:
     # ---- output -------------------------------------------------------------------------
 
     def flush(self, now: float | None = None) -> None:
-        """Write pending inserts, then some deletes; retry overflow flows when there may be room.
+        """Collect the write in flight, then send the next batch without waiting for it.
 
-        New flows go first: a late delete only holds a table slot a little longer, a late
-        insert leaves a flow on its cache slot. Deletes go in bounded slices so a burst of
-        expiries never holds new flows back; with a full table they go first, to make room.
+        One write is in flight at a time, so the switch applies a batch while this thread
+        decodes the next digests. New flows usually go first: a late delete only holds a
+        table slot a little longer, a late insert leaves a flow on its cache slot. When both
+        wait, inserts and delete slices alternate, so neither starves; with a full table,
+        deletes go first to make room.
         """
         now = time.monotonic() if now is None else now
-        if self._deletes and self._overflow:
-            self._write_deletes()
+        self._complete()
         self._expire_overflow(now)
         if self._overflow and (self._deleted_since_full or self._table_full_at is None
                                or now - self._table_full_at >= OVERFLOW_RETRY_S):
@@ -171,17 +198,75 @@ class FlowManager:
             for key in list(self._overflow)[:max(room, 1)]:
                 self._inserts[key] = self._overflow.pop(key)
             self._table_full_at = None
-        if self._inserts:
-            self._write_inserts(now)
-        if self._deletes:
-            self._write_deletes()
+        deletes_turn = self._deletes and (self._overflow or not self._inserts
+                                          or self._last_kind == "insert")
+        if deletes_turn:
+            self._send_deletes()
+        elif self._inserts:
+            self._send_inserts()
 
-    def _write_deletes(self) -> None:
+    def settle(self) -> None:
+        """Write everything pending and wait for the answers."""
+        while self._inserts or self._deletes or self._in_flight is not None:
+            self.flush()
+
+    def _send_deletes(self) -> None:
         keys = [self._deletes.pop() for _ in range(min(len(self._deletes), DELETE_SLICE))]
         updates = [self.tables.flow_delete(unpack_key(k)) for k in keys]
-        failed = self._write(updates, tolerate=(rpc_code.NOT_FOUND,))
+        self._submit(_InFlight("delete", keys, [], [], self.writer.write_async(updates), time.monotonic()))
+
+    def _send_inserts(self) -> None:
+        oldest = list(islice(self._inserts, self.batch_size))
+        items = [(key, self._inserts.pop(key)) for key in oldest]
+        slots = [self.table.allocate_slot() for _ in items]
+        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns)
+                   for (_, p), slot in zip(items, slots)]
+        keys = [k for k, _ in items]
+        self._submit(_InFlight("insert", keys, [p for _, p in items], slots,
+                               self.writer.write_async(updates), time.monotonic()))
+
+    def _submit(self, flight: "_InFlight") -> None:
+        self._in_flight = flight
+        self._in_flight_keys = set(flight.keys) if flight.kind == "insert" else set()
+        self._last_kind = flight.kind
+
+    def _complete(self) -> None:
+        flight = self._in_flight
+        if flight is None:
+            return
+        self._in_flight = None
+        self._in_flight_keys = set()
+        try:
+            failures = self._outcome(flight)
+        except P4RuntimeError:
+            self._abandon(flight)
+            raise
+        done = flight.write.done_at or time.monotonic()
+        self.stats.write_seconds += done - flight.sent
+        self.stats.write_batches += 1
+        if flight.kind == "delete":
+            self._deleted(flight.keys, failures)
+        else:
+            self._inserted(flight, failures, done)
+
+    def abandon_in_flight(self) -> None:
+        """The session ended with a write unanswered (the switch or channel went away)."""
+        if self._in_flight is not None:
+            self._abandon(self._in_flight)
+            self._in_flight = None
+            self._in_flight_keys = set()
+
+    def _abandon(self, flight: "_InFlight") -> None:
+        # Forget the inserts (their flows digest again from the cache); keep the deletes
+        # for the next session.
+        for slot in flight.slots:
+            self.table.release_slot(slot)
+        if flight.kind == "delete":
+            self._deletes.update(flight.keys)
+
+    def _deleted(self, keys: list[bytes], failures: dict[int, int]) -> None:
         for i, key in enumerate(keys):
-            if i in failed:
+            if failures.get(i, rpc_code.NOT_FOUND) != rpc_code.NOT_FOUND:
                 continue   # the entry stays; a later notification asks again
             removed = self.table.remove(key)
             if removed is not None:
@@ -190,16 +275,9 @@ class FlowManager:
                 for listener in self.on_removed:
                     listener(key, *removed)
 
-    def _write_inserts(self, now: float) -> None:
-        items = list(self._inserts.items())
-        self._inserts.clear()
-        slots = [self.table.allocate_slot() for _ in items]
-        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns)
-                   for (_, p), slot in zip(items, slots)]
-        failures = self._write(updates, tolerate=())
-        done = time.monotonic()
+    def _inserted(self, flight: "_InFlight", failures: dict[int, int], done: float) -> None:
         full = 0
-        for i, ((key, pending), slot) in enumerate(zip(items, slots)):
+        for i, (key, pending, slot) in enumerate(zip(flight.keys, flight.pending, flight.slots)):
             code = failures.get(i)
             if self._is_table_full(code):
                 self.table.release_slot(slot)
@@ -211,8 +289,7 @@ class FlowManager:
             elif code is not None:
                 self.table.release_slot(slot)
                 self.stats.write_failures += 1
-                if code == rpc_code.UNKNOWN:
-                    log.error("flows insert refused (UNKNOWN) with the table below its size")
+                log.error("flows insert refused: %s", rpc_code.Code.Name(code))
                 continue
             else:
                 self.stats.inserted += 1
@@ -226,25 +303,17 @@ class FlowManager:
                 log.warning("`flows` table full (%d entries): %d flows stay on cache and ring, "
                             "retried when entries are deleted", len(self.table), full)
             self.stats.table_full += full
-            self._table_full_at = now
+            self._table_full_at = time.monotonic()
             self._deleted_since_full = 0
 
-    def _write(self, updates: list[p4r.Update], tolerate: tuple[int, ...]) -> dict[int, int]:
-        """Send; returns {index: code} of failed updates (tolerated codes count as done)."""
+    @staticmethod
+    def _outcome(flight: "_InFlight") -> dict[int, int]:
+        """{index: code} of the updates that failed; raises P4RuntimeError if the switch is gone."""
         try:
-            self.writer.write(updates, batch_size=self.batch_size)
+            flight.write.result()
             return {}
         except WriteError as exc:
-            failed = {}
-            for failure in exc.failures:
-                if failure.code in tolerate:
-                    continue
-                failed[failure.index] = failure.code
-                if failure.code not in (rpc_code.RESOURCE_EXHAUSTED, rpc_code.ALREADY_EXISTS,
-                                        rpc_code.UNKNOWN):
-                    log.error("flows write failed: update %d: %s %s", failure.index,
-                              rpc_code.Code.Name(failure.code), failure.message)
-            return failed
+            return {f.index: f.code for f in exc.failures}
 
     def _is_table_full(self, code: int | None) -> bool:
         # P4Runtime says RESOURCE_EXHAUSTED; BMv2's PI answers UNKNOWN ("Error when adding
@@ -264,11 +333,15 @@ class FlowManager:
 
     def install_now(self, key: tuple[int, int, int, int, int], backend_id: int) -> bool:
         """Reactive mode: one entry written at once (the packet waits for it)."""
+        self._complete()
         packed = pack_key(key)
         slot = self.table.allocate_slot()
-        if self._write([self.tables.flow(key, backend_id, slot, self.idle_timeout_ns)], tolerate=()):
+        try:
+            self.writer.write([self.tables.flow(key, backend_id, slot, self.idle_timeout_ns)])
+        except WriteError as exc:
             self.table.release_slot(slot)
             self.stats.write_failures += 1
+            log.error("reactive insert refused: %s", exc)
             return False
         self.stats.inserted += 1
         self.table.add(packed, backend_id, slot)

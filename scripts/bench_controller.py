@@ -112,6 +112,7 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float) -> di
         sender = multiprocessing.Process(target=_paced_sender,
                                          args=(tb.veths.host_side(1), frames, rate, started))
         inserted0 = fm.stats.inserted
+        cpu0 = time.process_time()
         sender.start()
         per_second = []
         last = fm.stats.inserted
@@ -124,8 +125,13 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float) -> di
                   f"digests {fm.stats.digests:9,d}", flush=True)
         sender.join()
         send_time = time.monotonic() - started.value
+        controller_cpu = (time.process_time() - cpu0) / send_time
         time.sleep(2.0)     # let the last digests in
         stats = fm.stats
+        print(f"  controller process CPU {controller_cpu:.0%} of one core; "
+              f"{stats.write_batches:,} flows writes answered in {stats.write_seconds / max(stats.write_batches, 1) * 1e3:.1f} ms "
+              f"on average ({stats.write_seconds:.1f} s of {send_time:.1f} s); "
+              f"{stats.idle_notifications:,} idle-timeout notifications", flush=True)
         latency = np.array(fm.install_latency) * 1e3
         steady = per_second[2:-1] or per_second
         return {
@@ -139,6 +145,11 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float) -> di
             "digest_to_entry_ms_p99": float(np.percentile(latency, 99)) if latency.size else None,
             "deleted_idle": stats.deleted, "table_full": stats.table_full,
             "write_failures": stats.write_failures,
+            "idle_notifications": stats.idle_notifications,
+            "controller_share_waiting_on_writes": stats.write_seconds / send_time,
+            "controller_cpu_cores": controller_cpu,
+            "write_batches": stats.write_batches,
+            "mean_write_ms": stats.write_seconds / max(stats.write_batches, 1) * 1e3,
             "bmv2": find_tool("simple_switch_grpc"),
         }
 
@@ -207,7 +218,15 @@ def _memory_child(flows: int, kind: str, out) -> None:
     from controller.p4runtime import P4InfoIndex
 
     class NullSwitch:
+        done_at = 0.0
+
         def write(self, updates, batch_size: int = 1000) -> None:
+            pass
+
+        def write_async(self, updates):
+            return self
+
+        def result(self) -> None:
             pass
 
     tables = DispatcherTables(P4InfoIndex.load(BUILD_DIR / "dispatcher.p4info.txtpb"))
@@ -228,7 +247,7 @@ def _memory_child(flows: int, kind: str, out) -> None:
             else:
                 naive[key] = (10 + j % 3, start + j)
         if fm is not None:
-            fm.flush()
+            fm.settle()
     tracked = len(fm.table) if fm is not None else len(naive)
     out.put((kind, tracked, _rss() - before))
 

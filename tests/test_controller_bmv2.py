@@ -291,3 +291,26 @@ def test_api_cli_and_metrics(testbed):
         assert 'dispatcher_ring_share{backend="b1",service="web"} 0.0' in metrics
     finally:
         api.stop()
+
+
+def test_a_draining_backend_keeps_its_flows_and_leaves_after_the_last(testbed):
+    config = testbed.config(idle_timeout_s=1.0)
+    running = testbed.run_controller(config)
+    running.wait_role("primary")
+    keys = open_flows(testbed, range(30))
+    assert running.wait_flows(30) == 30
+    on_b0 = [i for i, k in enumerate(keys) if testbed.wire.port_of(k) == backend_port(0)]
+    assert on_b0, "round robin gave b0 some flows"
+    assert running.call("drain", name="b0") == {"backend": "b0", "state": "draining"}
+    for _ in range(3):   # b0's flows go on reaching b0; new flows avoid it
+        data_round(testbed, on_b0)
+        time.sleep(0.3)
+    new_keys = open_flows(testbed, range(100, 130))
+    assert_consistent(testbed, 60 + 3 * len(on_b0) + 60)
+    assert all(testbed.wire.port_of(k) != backend_port(0) for k in new_keys)
+    assert "b0" in [b.name for b in running.controller.pool]
+    deadline = time.monotonic() + 10      # no more traffic: entries idle out, b0 goes
+    while "b0" in [b.name for b in running.controller.pool] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "b0" not in [b.name for b in running.controller.pool]
+    assert 10 not in switch_flows(testbed, config).values()

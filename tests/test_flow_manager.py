@@ -52,6 +52,25 @@ class SwitchTable:
         if failures:
             raise WriteError(failures, len(updates))
 
+    def write_async(self, updates) -> "Answered":
+        try:
+            self.write(updates)
+            return Answered(None)
+        except WriteError as exc:
+            return Answered(exc)
+
+
+class Answered:
+    """A write the in-memory switch has already applied."""
+
+    def __init__(self, error: WriteError | None) -> None:
+        self.error = error
+        self.done_at = 0.0
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
+
 
 def digest_list(*flows: dict) -> p4r.DigestList:
     msg = p4r.DigestList(digest_id=1, list_id=1)
@@ -98,6 +117,13 @@ def test_key_packing_round_trips_and_is_compact():
     assert len(packed) == 37 and unpack_key(packed) == key
 
 
+def test_packed_key_from_an_entry_matches_pack_key(tables):
+    key = ((0xFFFF << 32) | 0x0A000001, 1 << 100, 6, 7, 65535)
+    entry = tables.flow(key, 10, 3).entity.table_entry
+    assert tables.packed_flow_key_of(entry) == pack_key(key)
+    assert tables.flow_key_of(entry) == key
+
+
 def test_flow_table_slots_are_recycled_and_shared_when_exhausted():
     table = FlowTable(stats_slots=3)            # slots 1 and 2 are per-flow, 0 shared
     slots = [table.allocate_slot() for _ in range(3)]
@@ -113,7 +139,7 @@ def test_flow_table_slots_are_recycled_and_shared_when_exhausted():
 def test_digests_become_entries_with_the_switch_chosen_backend(tables):
     fm, switch = manager(tables)
     fm.on_digest_list(digest_list(flow(1, 10), flow(2, 12), flow(3, 11)))
-    fm.flush()
+    fm.settle()
     assert {k: v[0] for k, v in switch.entries.items()} == {key_of(1): 10, key_of(2): 12, key_of(3): 11}
     assert fm.stats.inserted == 3 and len(fm.table) == 3
     assert len({v[1] for v in switch.entries.values()}) == 3, "each flow its own stats slot"
@@ -123,9 +149,9 @@ def test_digests_become_entries_with_the_switch_chosen_backend(tables):
 def test_duplicate_digests_write_nothing(tables):
     fm, switch = manager(tables)
     fm.on_digest_list(digest_list(flow(1), flow(1, flags=2)))   # collision repeats
-    fm.flush()
+    fm.settle()
     fm.on_digest_list(digest_list(flow(1, flags=1)))   # the data plane's retry
-    fm.flush()
+    fm.settle()
     assert fm.stats.inserted == 1 and fm.stats.duplicate_digests == 2 and switch.writes == 1
 
 
@@ -135,7 +161,7 @@ def test_malformed_and_unknown_backend_digests_are_counted_not_fatal(tables):
     bad.data.add().struct.members.add().bitstring = b"\x01"
     fm.on_digest_list(bad)
     fm.on_digest_list(digest_list(flow(1, backend=99), flow(2, backend=REACTIVE_BACKEND_ID), flow(3)))
-    fm.flush()
+    fm.settle()
     assert fm.stats.malformed_digests == 1
     assert fm.stats.unknown_backend == 1
     assert fm.stats.reactive_digests == 1
@@ -145,14 +171,14 @@ def test_malformed_and_unknown_backend_digests_are_counted_not_fatal(tables):
 def test_idle_timeouts_delete_once_and_free_slots(tables):
     fm, switch = manager(tables)
     fm.on_digest_list(digest_list(flow(1), flow(2)))
-    fm.flush()
+    fm.settle()
     removed = []
     fm.on_removed.append(lambda key, backend, slot: removed.append((unpack_key(key), slot)))
     for _ in range(3):   # BMv2 repeats the notification until the entry is gone
         fm.on_idle_timeout(idle_notification(tables, 1))
-    fm.flush()
+    fm.settle()
     fm.on_idle_timeout(idle_notification(tables, 1))   # late repeat: already gone
-    fm.flush()
+    fm.settle()
     assert list(switch.entries) == [key_of(2)]
     assert fm.stats.deleted == 1 and len(removed) == 1 and removed[0][0] == key_of(1)
     assert fm.table.free_slots == 100 - 1 - 1   # slot 0 shared, one flow still holds one
@@ -161,14 +187,14 @@ def test_idle_timeouts_delete_once_and_free_slots(tables):
 def test_full_table_keeps_flows_waiting_and_retries_after_deletes(tables):
     fm, switch = manager(tables, capacity=2)
     fm.on_digest_list(digest_list(flow(1), flow(2), flow(3), flow(4)))
-    fm.flush()
+    fm.settle()
     assert len(switch.entries) == 2 and fm.stats.table_full == 2 and fm.overflow == 2
     writes = switch.writes
     fm.on_digest_list(digest_list(flow(3, flags=1)))   # repeated digest while still full
-    fm.flush()
+    fm.settle()
     assert switch.writes == writes, "no write attempt while the table is known to be full"
     fm.on_idle_timeout(idle_notification(tables, 1))
-    fm.flush()
+    fm.settle()
     assert key_of(1) not in switch.entries
     assert len(switch.entries) == 2 and fm.overflow == 1, "the freed room went to a waiting flow"
 
@@ -178,7 +204,7 @@ def test_adopting_the_switch_writes_nothing_and_keeps_slots(tables):
     installed = [InstalledFlow(key_of(i), 10 + i % 3, 5 + i) for i in range(4)]
     assert fm.adopt(installed) == 4
     fm.on_digest_list(digest_list(flow(0), flow(1, backend=11)))   # digests for adopted flows
-    fm.flush()
+    fm.settle()
     assert switch.writes == 0
     assert fm.table.get(pack_key(key_of(2))) == (12, 7)
     assert fm.table.allocate_slot() not in {5, 6, 7, 8}
@@ -187,7 +213,7 @@ def test_adopting_the_switch_writes_nothing_and_keeps_slots(tables):
 def test_restore_rewrites_every_tracked_flow(tables):
     fm, switch = manager(tables)
     fm.on_digest_list(digest_list(flow(1, 10), flow(2, 11)))
-    fm.flush()
+    fm.settle()
     lost = SwitchTable(tables, 1000)     # the switch restarted empty
     lost.write(fm.restore_updates())
     assert lost.entries == switch.entries

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from finsy.proto import p4r
 
 from controller.dataplane.constants import DigestFlag
-from controller.p4runtime.encoding import address_from_flow, decode_int
+from controller.p4runtime.encoding import address_from_flow
 
 # Member order of flow_digest_t: the digest's P4Data struct lists them in this order.
 FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port", "service_id",
@@ -63,10 +63,13 @@ class MalformedDigest(ValueError):
 def decode_digest_list(digest_list: p4r.DigestList) -> list[FlowDigest]:
     flows = []
     for data in digest_list.data:
-        members = data.struct.members
-        if len(members) != len(FIELDS) or not all(m.HasField("bitstring") for m in members):
+        raw = [m.bitstring for m in data.struct.members]
+        # A bitstring is never empty (0 is one zero byte): an empty one is another kind of
+        # member or none. (Checked this way, not with HasField: this runs 10,000 times a second.)
+        if len(raw) != len(FIELDS) or not all(raw):
             raise MalformedDigest(
                 f"digest {digest_list.digest_id} list {digest_list.list_id}: expected "
-                f"{len(FIELDS)} bitstring members, got {len(members)}")
-        flows.append(FlowDigest(*(decode_int(m.bitstring) for m in members)))
+                f"{len(FIELDS)} bitstring members, got {len(raw)} members "
+                f"({sum(1 for r in raw if r)} bitstrings)")
+        flows.append(FlowDigest(*[int.from_bytes(r, "big") for r in raw]))
     return flows

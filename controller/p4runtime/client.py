@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -53,17 +54,48 @@ def _write_failures(exc: grpc.RpcError, total: int) -> list[UpdateFailure]:
     return [UpdateFailure(-1, exc.code().value[0], exc.details() or "")]
 
 
+class PendingWrite:
+    """A write in flight (P4RuntimeClient.write_async)."""
+
+    def __init__(self, client: "P4RuntimeClient", future: grpc.Future, total: int) -> None:
+        self.done_at: float | None = None      # monotonic time the switch answered
+        self._client = client
+        self._future = future
+        self._total = total
+        future.add_done_callback(self._mark_done)
+
+    def _mark_done(self, _future: grpc.Future) -> None:
+        self.done_at = time.monotonic()
+        self._client.activity.set()   # wake a loop waiting on the stream: its write is back
+
+    def result(self) -> None:
+        """Wait for the answer; raises WriteError / P4RuntimeError as `write` does."""
+        try:
+            self._future.result()
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                              grpc.StatusCode.CANCELLED):
+                raise P4RuntimeError(f"Write on {self._client.address}: {exc.code().name}: "
+                                     f"{exc.details()}") from None
+            failures = [UpdateFailure(max(f.index, 0), f.code, f.message)
+                        for f in _write_failures(exc, self._total)]
+            raise WriteError(failures, self._total) from None
+
+
 class P4RuntimeClient:
     """One controller's session with one device."""
 
     def __init__(self, address: str, device_id: int = 0, election_id: int = 1,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, timestamp_digests: bool = False) -> None:
         self.address = address
         self.device_id = device_id
         self.election_id = election_id
         self.timeout = timeout
         self.is_primary = False
-        self.digests: queue.Queue[p4r.DigestList] = queue.Queue()
+        # DigestList messages; with timestamp_digests, (monotonic arrival time, DigestList)
+        # so a consumer can tell how long one waited in this process.
+        self.timestamp_digests = timestamp_digests
+        self.digests: queue.Queue = queue.Queue()
         self.packet_ins: queue.Queue[p4r.PacketIn] = queue.Queue()
         self.idle_timeouts: queue.Queue[p4r.IdleTimeoutNotification] = queue.Queue()
         self.stream_errors: queue.Queue[p4r.StreamError] = queue.Queue()
@@ -127,7 +159,8 @@ class P4RuntimeClient:
                     (self.primary.set if self.is_primary else self.primary.clear)()
                     self._arbitration.put(msg.arbitration)
                 elif kind == "digest":
-                    self.digests.put(msg.digest)
+                    self.digests.put((time.monotonic(), msg.digest) if self.timestamp_digests
+                                     else msg.digest)
                 elif kind == "packet":
                     self.packet_ins.put(msg.packet)
                 elif kind == "idle_timeout_notification":
@@ -219,6 +252,12 @@ class P4RuntimeClient:
                     failures.append(UpdateFailure(start + max(f.index, 0), f.code, f.message))
         if failures:
             raise WriteError(failures, len(updates))
+
+    def write_async(self, updates: Sequence[p4r.Update]) -> "PendingWrite":
+        """One WriteRequest sent without waiting: the caller prepares its next batch while
+        the switch applies this one, and collects the outcome with `result()`."""
+        req = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(), updates=updates)
+        return PendingWrite(self, self._stub.Write.future(req, timeout=self.timeout), len(updates))
 
     def read(self, entities: Iterable[p4r.Entity]) -> Iterator[p4r.Entity]:
         req = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
