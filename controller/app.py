@@ -250,7 +250,7 @@ class Controller:
             ring = self.rings[service.id]
             if not backends:
                 continue
-            view = self.monitor.view(backends, self.flows.table.per_backend, now)
+            view = self.monitor.view(backends, self.flows.table.per_backend, now, service.load_visibility)
             try:
                 weights = self.policies[service.id].weights(view)
             except NoServerAvailable:

@@ -21,6 +21,7 @@ from controller.policies import POLICIES
 
 PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
 MAX_SWITCH_PORT = 510  # bit<9>, less the CPU port range
+DSR_VISIBLE_LOAD_RATIO = 66 / (2 * 1448)   # one ACK per two full segments
 
 
 class ConfigError(ValueError):
@@ -100,6 +101,11 @@ class Service(Strict):
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
     tunnel_mac: MacAddress | None = None       # IP-in-IP outer source MAC
     truncate_bytes: int = Field(default=0, ge=0)
+    # The share of a backend's traffic the switch sees, to put its counters and the
+    # backends' capacities in one unit. Capture: everything (1). DSR and IP-in-IP: only the
+    # clients' side, mostly ACKs of what the server sends: about 66 bytes per two 1448-byte
+    # segments, 0.023. Unset: that default for the forwarding method.
+    visible_load_ratio: float | None = Field(default=None, gt=0, le=1)
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -128,6 +134,12 @@ class Service(Strict):
     @property
     def protocol_number(self) -> int:
         return PROTOCOLS[self.protocol]
+
+    @property
+    def load_visibility(self) -> float:
+        if self.visible_load_ratio is not None:
+            return self.visible_load_ratio
+        return 1.0 if self.forwarding == "capture" else DSR_VISIBLE_LOAD_RATIO
 
 
 class Switch(Strict):

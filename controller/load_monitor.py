@@ -102,11 +102,16 @@ class LoadMonitor:
     # ---- to the policies ------------------------------------------------------------------
 
     def view(self, backends: list[LiveBackend], active_flows: NDArray[np.int64],
-             now: float) -> ClusterView:
+             now: float, visibility: float = 1.0) -> ClusterView:
+        """What the policy sees; capacities scaled to the share of traffic the switch counts."""
         ids = np.array([b.id for b in backends], dtype=np.int64)
         load = self.estimates.server_load()[ids] if self.track_flows else np.zeros(len(ids))
+        # New flows of the next interval are expected to bring what an average active flow
+        # carries now: without this, water-filling would give them all to one backend.
+        per_flow = self.backend_rate[ids].sum() / max(int(active_flows[ids].sum()), 1)
+        incoming_flows = float(self.new_flows[ids].sum())
         return ClusterView(
-            capacity=np.array([b.config.capacity for b in backends], dtype=np.float64),
+            capacity=np.array([b.config.capacity for b in backends], dtype=np.float64) * visibility,
             available=np.array([b.takes_new_flows for b in backends], dtype=bool),
             configured_weight=np.array([b.config.weight for b in backends], dtype=np.float64),
             measured_rate=self.backend_rate[ids],
@@ -114,7 +119,8 @@ class LoadMonitor:
             new_flows=self.new_flows[ids],
             estimated_load=load,
             response_time=np.zeros(len(ids)),
-            incoming_flows=float(self.new_flows[ids].sum()),
+            incoming_flows=incoming_flows,
+            incoming_rate=incoming_flows * per_flow,
             interval=self.interval or 0.1,
             rtt=self.rtts.predict(-1),
             time=now)

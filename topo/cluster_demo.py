@@ -1,0 +1,454 @@
+"""The main job: an emulated cluster, the real controller, real traffic, a live table, a plot.
+
+    python -m controller demo [--topo servers|capture] [--policy fb_est] [--duration 30] ...
+
+servers: clients open HTTP connections (Poisson arrivals, object sizes from
+  ../shared/data/flowsize) to a VIP; the BMv2 dispatcher spreads them over backends of unequal
+  capacity, which answer directly (DSR). The controller installs the switch's choices and
+  rewrites the ring by the chosen policy.
+capture: a tap replays captures into the switch; each flow, both directions, goes to one
+  capture node running tcpdump; the files are checked with tshark at the end.
+
+A live table shows each backend while it runs; at the end a PNG and a JSON summary are
+written to --out. Ctrl-C or any error stops everything this run started: controller, hosts'
+processes, switch, namespaces and links.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+
+from controller.config import Config
+from topo.mininet_support import free_tcp_port, missing_mininet_reason
+
+REPO = Path(__file__).resolve().parent.parent
+PCAPS = REPO.parent / "shared" / "data" / "pcaps"
+# Ethernet captures with many flows of both directions (checked to replay cleanly).
+DEFAULT_CAPTURES = ("ftp.pcap", "sip.pcap", "smtp.pcap", "http.pcap", "dns.pcap", "telnet.pcap")
+
+
+class DemoError(RuntimeError):
+    """The run cannot go on (the switch died, the controller never became primary, ...)."""
+
+
+@dataclass
+class DemoOptions:
+    topo: str = "servers"
+    policy: str = "fb_est"
+    duration: float = 30.0
+    rate: float = 30.0                     # new connections/s over all clients
+    clients: int = 4
+    capacities: tuple[float, ...] = (20.0, 10.0, 5.0)
+    cdf: str = "fb_hadoop"
+    max_bytes: int = 2_000_000
+    probes: int = 3
+    captures: tuple[str, ...] = DEFAULT_CAPTURES
+    replay_pps: int = 500
+    out: Path = REPO / "results" / "demo"
+    api_port: int = 9100
+
+
+@dataclass
+class Sample:
+    at: float
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class EmbeddedController:
+    """The controller and its HTTP API in this process, stopped on exit."""
+
+    def __init__(self, config: Config) -> None:
+        from controller.admin_api import AdminApi
+        from controller.app import Controller
+        self.controller = Controller(config)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.controller.run, args=(self.stop_event,),
+                                       name="controller", daemon=True)
+        self.api = AdminApi(self.controller, config.api.address, config.api.port)
+
+    def __enter__(self) -> "EmbeddedController":
+        self.api.start()
+        self.thread.start()
+        return self
+
+    def wait_primary(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.controller.role != "primary":
+            if time.monotonic() > deadline:
+                raise DemoError(f"the controller did not become primary in {timeout:.0f} s "
+                                f"(it is {self.controller.role}); see the log")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=15)
+        self.api.stop()
+
+
+def run(options: DemoOptions) -> int:
+    console = Console()
+    reason = missing_mininet_reason()
+    if reason:
+        console.print(f"[red]demo cannot run here:[/] {reason}")
+        return 77
+    options.out.mkdir(parents=True, exist_ok=True)
+    _log_to_file(options.out / f"{options.topo}-controller.log", console)
+    try:
+        if options.topo == "servers":
+            return _run_servers(options, console)
+        return _run_capture(options, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: everything this run started has been stopped[/]")
+        return 130
+    except DemoError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        console.print("everything this run started has been stopped")
+        return 1
+
+
+def _log_to_file(path: Path, console: Console) -> None:
+    """Everything to a file; warnings also on the console, above the live table."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    to_file = logging.FileHandler(path, mode="w")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    to_console = RichHandler(console=console, level=logging.WARNING, show_path=False)
+    root.addHandler(to_file)
+    root.addHandler(to_console)
+
+
+# ---- server cluster ------------------------------------------------------------------------------
+
+def _run_servers(options: DemoOptions, console: Console) -> int:
+    from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
+
+    spec = ServerClusterSpec(clients=options.clients, capacities_mbit=options.capacities,
+                             policy=options.policy, grpc_port=free_tcp_port(), thrift_port=free_tcp_port())
+    workdir = options.out / "servers-run"
+    console.print(f"starting the server cluster: {spec.clients} clients, backends of "
+                  f"{', '.join(f'{c:g}' for c in spec.capacities_mbit)} Mbit/s, policy {spec.policy}")
+    with ServerCluster(spec, workdir) as cluster:
+        config = cluster.controller_config()
+        config["api"] = {"address": "127.0.0.1", "port": options.api_port}
+        with EmbeddedController(Config.model_validate(config)) as embedded:
+            embedded.wait_primary()
+            logs = cluster.start_http_servers()
+            per_client = max(1, round(options.rate * options.duration / spec.clients))
+            outcome: dict[str, Any] = {}
+
+            def clients() -> None:
+                try:
+                    outcome["runs"] = cluster.run_clients(
+                        rate=options.rate / spec.clients, requests=per_client, cdf=options.cdf,
+                        max_bytes=options.max_bytes, timeout=options.duration + 120)
+                except Exception as exc:   # reported by the main thread
+                    outcome["error"] = exc
+
+            runner = threading.Thread(target=clients, name="clients", daemon=True)
+            started = time.monotonic()
+            runner.start()
+            samples: list[Sample] = []
+            console.print(f"controller API and metrics: http://127.0.0.1:{options.api_port} "
+                          f"(python -m controller status --api http://127.0.0.1:{options.api_port})")
+            with Live(console=console, refresh_per_second=4) as live:
+                while runner.is_alive():
+                    if not cluster.switch.alive():
+                        raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
+                                        f"{cluster.switch.output_tail(5)}")
+                    status = embedded.controller.status()
+                    connections = {name: read_connection_log(path) for name, path in logs.items()}
+                    samples.append(_sample(time.monotonic() - started, status, connections))
+                    live.update(_server_table(status, connections, time.monotonic() - started,
+                                              options.duration))
+                    runner.join(0.5)
+            if "error" in outcome:
+                raise DemoError(f"the clients failed: {outcome['error']}")
+            final_status = embedded.controller.status()
+        connections = {name: read_connection_log(path) for name, path in logs.items()}
+    summary = _server_summary(options, spec, outcome["runs"], connections, final_status)
+    plot = _server_plot(options, spec, connections, summary)
+    path = options.out / "servers-summary.json"
+    path.write_text(json.dumps(summary, indent=2))
+    _print_server_summary(console, summary, plot, path)
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _sample(at: float, status: dict, connections: dict[str, list[dict]]) -> Sample:
+    sample = Sample(at)
+    for service in status.get("services", []):
+        for b in service["backends"]:
+            sample.backends[b["name"]] = {"flows": b["flows"], "ring_share": b["ring_share"],
+                                          "connections": len(connections.get(b["name"], []))}
+    return sample
+
+
+def _server_table(status: dict, connections: dict[str, list[dict]], elapsed: float,
+                  duration: float) -> Table:
+    flows = status.get("flows") or {}
+    table = Table(title=f"flow dispatcher demo: {elapsed:.0f} s of ~{duration:.0f} s",
+                  caption=f"controller {status.get('role')}: {flows.get('active', 0)} flows entries, "
+                          f"{flows.get('digests', 0)} digests, {flows.get('inserted', 0)} inserted, "
+                          f"{flows.get('deleted', 0)} deleted")
+    for column in ("backend", "state", "capacity Mbit/s", "ring share", "connections", "share",
+                   "served Mbit/s (last 5 s)", "flows entries"):
+        table.add_column(column, justify="left" if column in ("backend", "state") else "right")
+    total = sum(len(c) for c in connections.values()) or 1
+    now = time.time()
+    for service in status.get("services", []):
+        for b in service["backends"]:
+            served = connections.get(b["name"], [])
+            recent = sum(c["bytes"] for c in served if c["time"] + c["seconds"] > now - 5) * 8 / 5 / 1e6
+            table.add_row(b["name"], b["state"], f"{b['capacity_mbps']:g}", f"{b['ring_share']:.0%}",
+                          str(len(served)), f"{len(served) / total:.0%}", f"{recent:.1f}", str(b["flows"]))
+    return table
+
+
+def served_rate_per_second(connections: list[dict], start: float, seconds: int) -> np.ndarray:
+    """Bytes/s a server sent in each 1 s bin, each response spread evenly over its duration."""
+    bins = np.zeros(seconds)
+    for c in connections:
+        first, last = c["time"] - start, c["time"] - start + max(c["seconds"], 1e-3)
+        lo, hi = int(max(first, 0)), int(min(np.ceil(last), seconds))
+        for b in range(lo, hi):
+            overlap = min(last, b + 1) - max(first, b)
+            if overlap > 0:
+                bins[b] += c["bytes"] * overlap / (last - first)
+    return bins
+
+
+def _server_summary(options: DemoOptions, spec, runs: dict, connections: dict[str, list[dict]],
+                    status: dict) -> dict:
+    records = [r for run in runs.values() for r in run.records]
+    ok = [r for r in records if r.get("status") == 200 and not r.get("error")]
+    latencies = np.array([r["latency"] for r in ok if r.get("latency") is not None])
+    seen: dict[str, list[str]] = defaultdict(list)
+    for name, conns in connections.items():
+        for c in conns:
+            seen[c["client"]].append(name)
+    start = min((c["time"] for conns in connections.values() for c in conns), default=time.time())
+    end = max((c["time"] + c["seconds"] for conns in connections.values() for c in conns), default=start)
+    seconds = max(1, int(np.ceil(end - start)))
+    capacity = {spec.backend_name(j): spec.capacities_mbit[j - 1] for j in spec.backend_indices()}
+    utilisation = np.array([served_rate_per_second(connections.get(n, []), start, seconds) * 8 / 1e6 / capacity[n]
+                            for n in capacity])
+    busy = utilisation.mean(axis=0) > 0.05           # windows with real load
+    ratio = utilisation.max(axis=0)[busy] / utilisation.mean(axis=0)[busy] if busy.any() else np.array([])
+    total = sum(len(c) for c in connections.values()) or 1
+    backends = []
+    for name in capacity:
+        conns = connections.get(name, [])
+        backends.append({"name": name, "capacity_mbps": capacity[name],
+                         "capacity_share": capacity[name] / sum(capacity.values()),
+                         "connections": len(conns), "share": len(conns) / total,
+                         "bytes_served": sum(c["bytes"] for c in conns),
+                         "mean_utilisation": float(utilisation[list(capacity).index(name)].mean())})
+    return {
+        "topo": "servers", "policy": options.policy, "clients": spec.clients,
+        "offered_rate": options.rate, "object_sizes": options.cdf, "max_bytes": options.max_bytes,
+        "requests": len(records), "ok": len(ok), "failed": len(records) - len(ok),
+        "errors": dict(Counter(r.get("error") or f"status {r.get('status')}" for r in records
+                               if r not in ok)),
+        "requests_per_s": len(ok) / max(max(run.summary["seconds"] for run in runs.values()), 1e-9),
+        "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3) if latencies.size else None,
+        "latency_p99_ms": float(np.percentile(latencies, 99) * 1e3) if latencies.size else None,
+        "connections_at_two_servers": sum(1 for servers in seen.values() if len(set(servers)) > 1),
+        "max_over_mean_utilisation_mean": float(ratio.mean()) if ratio.size else None,
+        "max_over_mean_utilisation_p99": float(np.percentile(ratio, 99)) if ratio.size else None,
+        "backends": backends,
+        "controller": {k: status.get("flows", {}).get(k) for k in
+                       ("digests", "inserted", "deleted", "duplicate_digests", "table_full")},
+        "utilisation_per_second": {n: utilisation[i].round(3).tolist() for i, n in enumerate(capacity)},
+    }
+
+
+def _server_plot(options: DemoOptions, spec, connections: dict, summary: dict) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (load, shares) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    for name, series in summary["utilisation_per_second"].items():
+        load.plot(np.arange(len(series)), np.array(series) * 100, label=name)
+    load.set_xlabel("time, s")
+    load.set_ylabel("served / capacity, %")
+    load.set_title(f"backend utilisation ({options.policy})")
+    load.legend()
+    names = [b["name"] for b in summary["backends"]]
+    x = np.arange(len(names))
+    shares.bar(x - 0.2, [b["capacity_share"] * 100 for b in summary["backends"]], 0.4, label="capacity")
+    shares.bar(x + 0.2, [b["share"] * 100 for b in summary["backends"]], 0.4, label="connections")
+    shares.set_xticks(x, names)
+    shares.set_ylabel("% of total")
+    shares.set_title("shares")
+    shares.legend()
+    fig.tight_layout()
+    path = options.out / "servers.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _print_server_summary(console: Console, s: dict, plot: Path, path: Path) -> None:
+    table = Table(title=f"summary: {s['ok']} of {s['requests']} requests ok, {s['failed']} failed, "
+                        f"{s['requests_per_s']:.1f} req/s, latency p50 {s['latency_p50_ms'] or 0:.0f} ms "
+                        f"p99 {s['latency_p99_ms'] or 0:.0f} ms")
+    for column in ("backend", "capacity share", "connection share", "MB served", "mean utilisation"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for b in s["backends"]:
+        table.add_row(b["name"], f"{b['capacity_share']:.0%}", f"{b['share']:.0%}",
+                      f"{b['bytes_served'] / 1e6:.1f}", f"{b['mean_utilisation']:.0%}")
+    console.print(table)
+    ratio = s["max_over_mean_utilisation_mean"]
+    console.print(f"max/mean utilisation over 1 s windows: mean {ratio or 0:.2f}, "
+                  f"p99 {s['max_over_mean_utilisation_p99'] or 0:.2f}; connections seen by two "
+                  f"servers: {s['connections_at_two_servers']}")
+    console.print(f"plot: {plot}\nsummary: {path}")
+
+
+# ---- capture cluster --------------------------------------------------------------------------------
+
+def _run_capture(options: DemoOptions, console: Console) -> int:
+    from topo.capture_cluster import CaptureCluster, CaptureClusterSpec
+
+    captures = [PCAPS / name for name in options.captures]
+    missing = [str(c) for c in captures if not c.exists()]
+    if missing:
+        raise DemoError(f"no such capture: {', '.join(missing)}")
+    spec = CaptureClusterSpec(probes=options.probes, policy=options.policy,
+                              grpc_port=free_tcp_port(), thrift_port=free_tcp_port())
+    workdir = options.out / "capture-run"
+    console.print(f"starting the capture cluster: {spec.probes} capture nodes, policy {spec.policy}; "
+                  f"replaying {len(captures)} captures at {options.replay_pps} packets/s")
+    with CaptureCluster(spec, workdir) as cluster:
+        config = cluster.controller_config()
+        config["api"] = {"address": "127.0.0.1", "port": options.api_port}
+        with EmbeddedController(Config.model_validate(config)) as embedded:
+            embedded.wait_primary()
+            files = cluster.start_captures()
+            replayed = {}
+            with Live(console=console, refresh_per_second=4) as live:
+                for capture in captures:
+                    outcome: dict[str, Any] = {}
+                    replay = threading.Thread(target=lambda c=capture: outcome.update(
+                        result=cluster.replay(c, pps=options.replay_pps)), daemon=True)
+                    replay.start()
+                    while replay.is_alive():
+                        if not cluster.switch.alive():
+                            raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
+                                            f"{cluster.switch.output_tail(5)}")
+                        live.update(_capture_table(embedded.controller.status(), capture.name, replayed))
+                        replay.join(0.5)
+                    if "result" not in outcome:
+                        raise DemoError(f"replaying {capture.name} failed (see {workdir})")
+                    replayed[capture.name] = outcome["result"].sent
+                time.sleep(1.0)   # the last frames through the switch
+                live.update(_capture_table(embedded.controller.status(), "done", replayed))
+            cluster.stop_captures()
+    summary = capture_summary(options, captures, files)
+    plot = _capture_plot(options, summary)
+    path = options.out / "capture-summary.json"
+    path.write_text(json.dumps(summary, indent=2))
+    console.print(f"replayed {summary['replayed_frames']} frames; captured {summary['captured_frames']} "
+                  f"on {len(files)} nodes; flows split over nodes: {summary['flows_on_two_nodes']}")
+    for node in summary["nodes"]:
+        console.print(f"  {node['name']}: {node['frames']} frames, {node['flows']} flows "
+                      f"({node['frame_share']:.0%} of frames)")
+    console.print(f"plot: {plot}\nsummary: {path}")
+    ok = summary["captured_frames"] == summary["replayed_frames"] and summary["flows_on_two_nodes"] == 0
+    return 0 if ok else 1
+
+
+def _capture_table(status: dict, current: str, replayed: dict[str, int]) -> Table:
+    flows = status.get("flows") or {}
+    table = Table(title=f"capture demo: replaying {current}; done: {', '.join(replayed) or '-'}",
+                  caption=f"controller {status.get('role')}: {flows.get('active', 0)} flows entries, "
+                          f"{flows.get('digests', 0)} digests")
+    for column in ("capture node", "state", "ring share", "flows entries", "packets"):
+        table.add_column(column)
+    for service in status.get("services", []):
+        for b in service["backends"]:
+            table.add_row(b["name"], b["state"], f"{b['ring_share']:.0%}", str(b["flows"]), str(b["packets"]))
+    return table
+
+
+def tshark_flows(path: Path) -> Counter:
+    """Frames per flow (both directions as one) in a capture file, by tshark."""
+    fields = ["ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "ipv6.nxt",
+              "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "eth.src", "eth.dst"]
+    args = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|"]
+    for f in fields:
+        args += ["-e", f]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    flows: Counter = Counter()
+    for line in out.splitlines():
+        v = line.split("|")
+        src, dst = (v[0] or v[2] or v[10]), (v[1] or v[3] or v[11])
+        proto = (v[4] or v[5]).split(",")[0]
+        sport, dport = (v[6] or v[8]).split(",")[0], (v[7] or v[9]).split(",")[0]
+        a, b = sorted([(src, sport), (dst, dport)])
+        flows[(a, b, proto)] += 1
+    return flows
+
+
+def tshark_count(path: Path) -> int:
+    out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.split())
+
+
+def capture_summary(options: DemoOptions, captures: list[Path], files: dict[str, Path]) -> dict:
+    replayed = sum(tshark_count(c) for c in captures)
+    per_node = {name: tshark_flows(path) for name, path in files.items()}
+    nodes_of: dict[tuple, list[str]] = defaultdict(list)
+    for name, flows in per_node.items():
+        for flow in flows:
+            nodes_of[flow].append(name)
+    captured = sum(sum(f.values()) for f in per_node.values())
+    return {
+        "topo": "capture", "policy": options.policy, "captures": [c.name for c in captures],
+        "replayed_frames": replayed, "captured_frames": captured,
+        "flows": len(nodes_of), "flows_on_two_nodes": sum(1 for n in nodes_of.values() if len(n) > 1),
+        "nodes": [{"name": name, "frames": sum(flows.values()), "flows": len(flows),
+                   "frame_share": sum(flows.values()) / max(captured, 1)}
+                  for name, flows in per_node.items()],
+    }
+
+
+def _capture_plot(options: DemoOptions, summary: dict) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [n["name"] for n in summary["nodes"]]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [n["frames"] for n in summary["nodes"]], 0.4, label="frames")
+    ax2 = ax.twinx()
+    ax2.bar(x + 0.2, [n["flows"] for n in summary["nodes"]], 0.4, color="tab:orange", label="flows")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("frames captured")
+    ax2.set_ylabel("flows")
+    ax.set_title(f"capture nodes ({options.policy}): {summary['captured_frames']} of "
+                 f"{summary['replayed_frames']} frames, {summary['flows_on_two_nodes']} flows split")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    path = options.out / "capture.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
