@@ -37,8 +37,10 @@ from topo.mininet_support import free_tcp_port, missing_mininet_reason
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO.parent / "shared" / "data" / "pcaps"
-# Ethernet captures with many flows of both directions (checked to replay cleanly).
-DEFAULT_CAPTURES = ("ftp.pcap", "sip.pcap", "smtp.pcap", "http.pcap", "dns.pcap", "telnet.pcap")
+# Ethernet captures with many flows of both directions (24 to 86 TCP flows each), no frame
+# above 1514 bytes (larger, TSO-sized frames cannot be replayed onto the emulated links).
+DEFAULT_CAPTURES = ("whatsapp.pcap", "instagram.pcap", "starcraft_battle.pcap", "bittorrent.pcap", "zabbix.pcap",
+                    "android.pcap")
 
 
 class DemoError(RuntimeError):
@@ -365,7 +367,9 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
     path = options.out / "capture-summary.json"
     path.write_text(json.dumps(summary, indent=2))
     console.print(f"replayed {summary['replayed_frames']} frames; captured {summary['captured_frames']} "
-                  f"on {len(files)} nodes; flows split over nodes: {summary['flows_on_two_nodes']}")
+                  f"on {len(files)} nodes; {summary['flows']} IP flows, split over nodes: "
+                  f"{summary['flows_on_two_nodes']} ({summary['non_ip_frames']} non-IP frames, spread "
+                  f"frame by frame)")
     for node in summary["nodes"]:
         console.print(f"  {node['name']}: {node['frames']} frames, {node['flows']} flows "
                       f"({node['frame_share']:.0%} of frames)")
@@ -387,8 +391,9 @@ def _capture_table(status: dict, current: str, replayed: dict[str, int]) -> Tabl
     return table
 
 
-def tshark_flows(path: Path) -> Counter:
-    """Frames per flow (both directions as one) in a capture file, by tshark."""
+def tshark_flows(path: Path, directional: bool = False) -> Counter:
+    """Frames per flow in a capture file, by tshark: both directions as one flow, or (with
+    `directional`) each direction on its own."""
     fields = ["ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "ipv6.nxt",
               "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "eth.src", "eth.dst"]
     args = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|"]
@@ -401,7 +406,7 @@ def tshark_flows(path: Path) -> Counter:
         src, dst = (v[0] or v[2] or v[10]), (v[1] or v[3] or v[11])
         proto = (v[4] or v[5]).split(",")[0]
         sport, dport = (v[6] or v[8]).split(",")[0], (v[7] or v[9]).split(",")[0]
-        a, b = sorted([(src, sport), (dst, dport)])
+        a, b = ((src, sport), (dst, dport)) if directional else sorted([(src, sport), (dst, dport)])
         flows[(a, b, proto)] += 1
     return flows
 
@@ -420,10 +425,14 @@ def capture_summary(options: DemoOptions, captures: list[Path], files: dict[str,
         for flow in flows:
             nodes_of[flow].append(name)
     captured = sum(sum(f.values()) for f in per_node.values())
+    # Non-IP frames (ARP, LLDP, ...) have no connection: the switch spreads them frame by
+    # frame, so they are counted but not held to "one node per flow".
+    ip_flows = {flow: nodes for flow, nodes in nodes_of.items() if flow[2]}
     return {
         "topo": "capture", "policy": options.policy, "captures": [c.name for c in captures],
         "replayed_frames": replayed, "captured_frames": captured,
-        "flows": len(nodes_of), "flows_on_two_nodes": sum(1 for n in nodes_of.values() if len(n) > 1),
+        "non_ip_frames": sum(c for flows in per_node.values() for f, c in flows.items() if not f[2]),
+        "flows": len(ip_flows), "flows_on_two_nodes": sum(1 for n in ip_flows.values() if len(n) > 1),
         "nodes": [{"name": name, "frames": sum(flows.values()), "flows": len(flows),
                    "frame_share": sum(flows.values()) / max(captured, 1)}
                   for name, flows in per_node.items()],
