@@ -16,6 +16,17 @@ class SwitchError(RuntimeError):
     """The switch did not start, or died."""
 
 
+def end_process(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Terminate, give it `grace` seconds to exit, then kill: never leave a switch running."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -84,13 +95,7 @@ class Bmv2Switch:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        end_process(self.process)
         self.process = None
         if self._stderr_file is not None:
             self._stderr_file.close()

@@ -25,8 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from controller.config import Config  # noqa: E402
-from topo.cluster_demo import EmbeddedController, served_rate_per_second  # noqa: E402
+from topo.cluster_demo import controlled, served_rate_per_second  # noqa: E402
 from topo.mininet_support import free_tcp_port, missing_mininet_reason  # noqa: E402
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log  # noqa: E402
 from topo.static_pipeline import minimal_forward_updates  # noqa: E402
@@ -36,26 +35,27 @@ def run_variant(program: str, policy: str | None, args: argparse.Namespace, work
     spec = ServerClusterSpec(clients=args.clients, capacities_mbit=tuple(args.capacities), program=program,
                              policy=policy or "round_robin", grpc_port=free_tcp_port(),
                              thrift_port=free_tcp_port())
-    with ServerCluster(spec, workdir) as cluster:
-        requests = max(1, round(args.rate * args.duration / spec.clients))
-        if program == "minimal_forward":
+    cluster = ServerCluster(spec, workdir)
+    requests = max(1, round(args.rate * args.duration / spec.clients))
+
+    def load() -> tuple[dict, dict[str, list[dict]]]:
+        """The clients' runs, and each server's connection log."""
+        logs = cluster.start_http_servers()
+        runs = cluster.run_clients(rate=args.rate / spec.clients, requests=requests, cdf=args.cdf,
+                                   max_bytes=args.max_bytes, timeout=args.duration + 120)
+        return runs, {name: read_connection_log(path) for name, path in logs.items()}
+
+    if program == "minimal_forward":
+        with cluster:
             client, info = cluster.connect()
             try:
                 client.write(minimal_forward_updates(info, spec.minimal_forward_ports()))
-                logs = cluster.start_http_servers()
-                runs = cluster.run_clients(rate=args.rate / spec.clients, requests=requests, cdf=args.cdf,
-                                           max_bytes=args.max_bytes, timeout=args.duration + 120)
+                runs, connections = load()
             finally:
                 client.close()
-        else:
-            config = cluster.controller_config()
-            config["api"] = {"port": free_tcp_port()}
-            with EmbeddedController(Config.model_validate(config)) as embedded:
-                embedded.wait_primary()
-                logs = cluster.start_http_servers()
-                runs = cluster.run_clients(rate=args.rate / spec.clients, requests=requests, cdf=args.cdf,
-                                           max_bytes=args.max_bytes, timeout=args.duration + 120)
-        connections = {name: read_connection_log(path) for name, path in logs.items()}
+    else:
+        with controlled(cluster, free_tcp_port()):
+            runs, connections = load()
     records = [r for run in runs.values() for r in run.records]
     ok = [r for r in records if r.get("status") == 200 and not r.get("error")]
     latency = np.array([r["latency"] for r in ok]) * 1e3

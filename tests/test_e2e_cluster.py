@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import Config
-from topo.cluster_demo import PCAPS, DemoOptions, EmbeddedController, capture_summary, tshark_flows
+from topo.cluster_demo import PCAPS, DemoOptions, capture_summary, controlled, tshark_flows
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
 
@@ -50,42 +49,38 @@ def served_by(logs: dict[str, Path]) -> dict[str, list[tuple[str, float]]]:
 
 def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_request(tmp_path):
     spec = ServerClusterSpec(clients=3, capacities_mbit=(40.0, 40.0, 40.0), policy="round_robin", **ports())
-    with ServerCluster(spec, tmp_path) as cluster:
-        config = cluster.controller_config()
-        config["timers"]["flow_idle_timeout_s"] = 2.0
-        config["api"] = {"port": free_tcp_port()}
-        with EmbeddedController(Config.model_validate(config)) as embedded:
-            embedded.wait_primary()
-            controller = embedded.controller
-            logs = cluster.start_http_servers()
-            outcome = {}
-            load = threading.Thread(target=lambda: outcome.update(runs=cluster.run_clients(
-                rate=8, requests=240, cdf="fb_hadoop", max_bytes=200_000, timeout=120)))
-            load.start()
-            web3 = next(b for b in controller.pool if b.name == "web3").config
+    cluster = ServerCluster(spec, tmp_path)
+    with controlled(cluster, free_tcp_port(), timers={"flow_idle_timeout_s": 2.0}) as embedded:
+        controller = embedded.controller
+        logs = cluster.start_http_servers()
+        outcome = {}
+        load = threading.Thread(target=lambda: outcome.update(runs=cluster.run_clients(
+            rate=8, requests=240, cdf="fb_hadoop", max_bytes=200_000, timeout=120)))
+        load.start()
+        web3 = next(b for b in controller.pool if b.name == "web3").config
 
-            def call(command: str, **args):
-                return controller.submit(command, **args).result(timeout=10)
+        def call(command: str, **args):
+            return controller.submit(command, **args).result(timeout=10)
 
-            def connections(name: str) -> int:
-                return len(read_connection_log(logs[name]))
+        def connections(name: str) -> int:
+            return len(read_connection_log(logs[name]))
 
-            time.sleep(4)
-            call("quiesce", name="web3")
-            quiesced_at = connections("web3")
-            time.sleep(5)
-            # A flow already decided may still arrive (its SYN was in flight), but no new ones.
-            assert connections("web3") <= quiesced_at + 3
-            call("activate", name="web3")
-            wait_for(lambda: connections("web3") > quiesced_at + 5, 15, "web3 to take flows again")
-            call("drain", name="web3")
-            wait_for(lambda: "web3" not in [b.name for b in controller.pool], 20, "web3 drained and removed")
-            time.sleep(2)
-            assert call("add", service="web", backend=web3.model_dump()) == {"added": "web3"}
-            readded_at = connections("web3")
-            load.join(timeout=120)
-            assert "runs" in outcome, "clients did not finish"
-            assert connections("web3") > readded_at, "the re-added backend took new flows"
+        time.sleep(4)
+        call("quiesce", name="web3")
+        quiesced_at = connections("web3")
+        time.sleep(5)
+        # A flow already decided may still arrive (its SYN was in flight), but no new ones.
+        assert connections("web3") <= quiesced_at + 3
+        call("activate", name="web3")
+        wait_for(lambda: connections("web3") > quiesced_at + 5, 15, "web3 to take flows again")
+        call("drain", name="web3")
+        wait_for(lambda: "web3" not in [b.name for b in controller.pool], 20, "web3 drained and removed")
+        time.sleep(2)
+        assert call("add", service="web", backend=web3.model_dump()) == {"added": "web3"}
+        readded_at = connections("web3")
+        load.join(timeout=120)
+        assert "runs" in outcome, "clients did not finish"
+        assert connections("web3") > readded_at, "the re-added backend took new flows"
     runs = outcome["runs"]
     failed = {name: run.summary["errors"] for name, run in runs.items() if run.summary["failed"]}
     assert not failed, f"failed requests: {failed}"
@@ -103,18 +98,15 @@ def test_capture_cluster_keeps_whole_flows_on_one_node_with_the_controller(tmp_p
     captures = [PCAPS / name for name in ("whatsapp.pcap", "instagram.pcap", "bittorrent.pcap", "zabbix.pcap",
                                             "android.pcap")]
     spec = CaptureClusterSpec(probes=3, policy="round_robin", **ports())
-    with CaptureCluster(spec, tmp_path) as cluster:
-        config = cluster.controller_config()
-        config["api"] = {"port": free_tcp_port()}
-        with EmbeddedController(Config.model_validate(config)) as embedded:
-            embedded.wait_primary()
-            files = cluster.start_captures()
-            for capture in captures:
-                result = cluster.replay(capture, pps=500)
-                assert result.failed == 0, f"{capture.name}: tcpreplay could not send {result.failed} frames"
-            time.sleep(1.5)
-            installed = embedded.controller.flows.stats.inserted
-            cluster.stop_captures()
+    cluster = CaptureCluster(spec, tmp_path)
+    with controlled(cluster, free_tcp_port()) as embedded:
+        files = cluster.start_captures()
+        for capture in captures:
+            result = cluster.replay(capture, pps=500)
+            assert result.failed == 0, f"{capture.name}: tcpreplay could not send {result.failed} frames"
+        time.sleep(1.5)
+        installed = embedded.controller.flows.stats.inserted
+        cluster.stop_captures()
     summary = capture_summary(DemoOptions(topo="capture", policy="round_robin"), captures, files)
     print(json.dumps({n["name"]: n for n in summary["nodes"]}, indent=1))   # the per-node balance
     assert summary["captured_frames"] == summary["replayed_frames"], summary

@@ -22,9 +22,10 @@ import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from rich.console import Console
@@ -64,12 +65,6 @@ class DemoOptions:
     api_port: int = 9100
 
 
-@dataclass
-class Sample:
-    at: float
-    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
 class EmbeddedController:
     """The controller and its HTTP API in this process, stopped on exit."""
 
@@ -99,6 +94,18 @@ class EmbeddedController:
         self.stop_event.set()
         self.thread.join(timeout=15)
         self.api.stop()
+
+
+@contextmanager
+def controlled(cluster, api_port: int, timers: dict[str, Any] | None = None) -> Iterator[EmbeddedController]:
+    """The cluster up and the controller serving it as primary; both stopped on exit."""
+    with cluster:
+        config = cluster.controller_config()
+        config["api"] = {"address": "127.0.0.1", "port": api_port}
+        config["timers"].update(timers or {})
+        with EmbeddedController(Config.model_validate(config)) as embedded:
+            embedded.wait_primary()
+            yield embedded
 
 
 def run(options: DemoOptions) -> int:
@@ -145,43 +152,38 @@ def _run_servers(options: DemoOptions, console: Console) -> int:
     workdir = options.out / "servers-run"
     console.print(f"starting the server cluster: {spec.clients} clients, backends of "
                   f"{', '.join(f'{c:g}' for c in spec.capacities_mbit)} Mbit/s, policy {spec.policy}")
-    with ServerCluster(spec, workdir) as cluster:
-        config = cluster.controller_config()
-        config["api"] = {"address": "127.0.0.1", "port": options.api_port}
-        with EmbeddedController(Config.model_validate(config)) as embedded:
-            embedded.wait_primary()
-            logs = cluster.start_http_servers()
-            per_client = max(1, round(options.rate * options.duration / spec.clients))
-            outcome: dict[str, Any] = {}
+    cluster = ServerCluster(spec, workdir)
+    with controlled(cluster, options.api_port) as embedded:
+        logs = cluster.start_http_servers()
+        per_client = max(1, round(options.rate * options.duration / spec.clients))
+        outcome: dict[str, Any] = {}
 
-            def clients() -> None:
-                try:
-                    outcome["runs"] = cluster.run_clients(
-                        rate=options.rate / spec.clients, requests=per_client, cdf=options.cdf,
-                        max_bytes=options.max_bytes, timeout=options.duration + 120)
-                except Exception as exc:   # reported by the main thread
-                    outcome["error"] = exc
+        def clients() -> None:
+            try:
+                outcome["runs"] = cluster.run_clients(
+                    rate=options.rate / spec.clients, requests=per_client, cdf=options.cdf,
+                    max_bytes=options.max_bytes, timeout=options.duration + 120)
+            except Exception as exc:   # reported by the main thread
+                outcome["error"] = exc
 
-            runner = threading.Thread(target=clients, name="clients", daemon=True)
-            started = time.monotonic()
-            runner.start()
-            samples: list[Sample] = []
-            console.print(f"controller API and metrics: http://127.0.0.1:{options.api_port} "
-                          f"(python -m controller status --api http://127.0.0.1:{options.api_port})")
-            with Live(console=console, refresh_per_second=4) as live:
-                while runner.is_alive():
-                    if not cluster.switch.alive():
-                        raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
-                                        f"{cluster.switch.output_tail(5)}")
-                    status = embedded.controller.status()
-                    connections = {name: read_connection_log(path) for name, path in logs.items()}
-                    samples.append(_sample(time.monotonic() - started, status, connections))
-                    live.update(_server_table(status, connections, time.monotonic() - started,
-                                              options.duration))
-                    runner.join(0.5)
-            if "error" in outcome:
-                raise DemoError(f"the clients failed: {outcome['error']}")
-            final_status = embedded.controller.status()
+        runner = threading.Thread(target=clients, name="clients", daemon=True)
+        started = time.monotonic()
+        runner.start()
+        console.print(f"controller API and metrics: http://127.0.0.1:{options.api_port} "
+                      f"(python -m controller status --api http://127.0.0.1:{options.api_port})")
+        with Live(console=console, refresh_per_second=4) as live:
+            while runner.is_alive():
+                if not cluster.switch.alive():
+                    raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
+                                    f"{cluster.switch.output_tail(5)}")
+                status = embedded.controller.status()
+                connections = {name: read_connection_log(path) for name, path in logs.items()}
+                live.update(_server_table(status, connections, time.monotonic() - started,
+                                          options.duration))
+                runner.join(0.5)
+        if "error" in outcome:
+            raise DemoError(f"the clients failed: {outcome['error']}")
+        final_status = embedded.controller.status()
         connections = {name: read_connection_log(path) for name, path in logs.items()}
     summary = _server_summary(options, spec, outcome["runs"], connections, final_status)
     plot = _server_plot(options, spec, connections, summary)
@@ -189,15 +191,6 @@ def _run_servers(options: DemoOptions, console: Console) -> int:
     path.write_text(json.dumps(summary, indent=2))
     _print_server_summary(console, summary, plot, path)
     return 0 if summary["failed"] == 0 else 1
-
-
-def _sample(at: float, status: dict, connections: dict[str, list[dict]]) -> Sample:
-    sample = Sample(at)
-    for service in status.get("services", []):
-        for b in service["backends"]:
-            sample.backends[b["name"]] = {"flows": b["flows"], "ring_share": b["ring_share"],
-                                          "connections": len(connections.get(b["name"], []))}
-    return sample
 
 
 def _server_table(status: dict, connections: dict[str, list[dict]], elapsed: float,
@@ -337,31 +330,28 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
     workdir = options.out / "capture-run"
     console.print(f"starting the capture cluster: {spec.probes} capture nodes, policy {spec.policy}; "
                   f"replaying {len(captures)} captures at {options.replay_pps} packets/s")
-    with CaptureCluster(spec, workdir) as cluster:
-        config = cluster.controller_config()
-        config["api"] = {"address": "127.0.0.1", "port": options.api_port}
-        with EmbeddedController(Config.model_validate(config)) as embedded:
-            embedded.wait_primary()
-            files = cluster.start_captures()
-            replayed = {}
-            with Live(console=console, refresh_per_second=4) as live:
-                for capture in captures:
-                    outcome: dict[str, Any] = {}
-                    replay = threading.Thread(target=lambda c=capture: outcome.update(
-                        result=cluster.replay(c, pps=options.replay_pps)), daemon=True)
-                    replay.start()
-                    while replay.is_alive():
-                        if not cluster.switch.alive():
-                            raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
-                                            f"{cluster.switch.output_tail(5)}")
-                        live.update(_capture_table(embedded.controller.status(), capture.name, replayed))
-                        replay.join(0.5)
-                    if "result" not in outcome:
-                        raise DemoError(f"replaying {capture.name} failed (see {workdir})")
-                    replayed[capture.name] = outcome["result"].sent
-                time.sleep(1.0)   # the last frames through the switch
-                live.update(_capture_table(embedded.controller.status(), "done", replayed))
-            cluster.stop_captures()
+    cluster = CaptureCluster(spec, workdir)
+    with controlled(cluster, options.api_port) as embedded:
+        files = cluster.start_captures()
+        replayed = {}
+        with Live(console=console, refresh_per_second=4) as live:
+            for capture in captures:
+                outcome: dict[str, Any] = {}
+                replay = threading.Thread(target=lambda c=capture: outcome.update(
+                    result=cluster.replay(c, pps=options.replay_pps)), daemon=True)
+                replay.start()
+                while replay.is_alive():
+                    if not cluster.switch.alive():
+                        raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
+                                        f"{cluster.switch.output_tail(5)}")
+                    live.update(_capture_table(embedded.controller.status(), capture.name, replayed))
+                    replay.join(0.5)
+                if "result" not in outcome:
+                    raise DemoError(f"replaying {capture.name} failed (see {workdir})")
+                replayed[capture.name] = outcome["result"].sent
+            time.sleep(1.0)   # the last frames through the switch
+            live.update(_capture_table(embedded.controller.status(), "done", replayed))
+        cluster.stop_captures()
     summary = capture_summary(options, captures, files)
     plot = _capture_plot(options, summary)
     path = options.out / "capture-summary.json"

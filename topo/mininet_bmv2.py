@@ -19,6 +19,7 @@ from pathlib import Path
 from mininet.node import Switch
 
 from controller.dataplane.constants import CPU_PORT
+from controller.bmv2 import end_process
 from controller.toolchain import find_tool
 from topo.mininet_support import port_accepts
 
@@ -116,13 +117,7 @@ class Bmv2P4RuntimeSwitch(Switch):
     def stop_process(self) -> None:
         """Terminate, give it a few seconds to exit, then kill: never leave a switch running."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=5)
+            end_process(self.process)
             self.process = None
         self._close_output()
 
