@@ -201,7 +201,7 @@ def _server_table(status: dict, connections: dict[str, list[dict]], elapsed: flo
                           f"{flows.get('digests', 0)} digests, {flows.get('inserted', 0)} inserted, "
                           f"{flows.get('deleted', 0)} deleted")
     for column in ("backend", "state", "capacity Mbit/s", "ring share", "connections", "share",
-                   "served Mbit/s (last 5 s)", "flows entries"):
+                   "Mbit/s (last 5 s)", "MB served", "flows entries"):
         table.add_column(column, justify="left" if column in ("backend", "state") else "right")
     total = sum(len(c) for c in connections.values()) or 1
     now = time.time()
@@ -210,7 +210,8 @@ def _server_table(status: dict, connections: dict[str, list[dict]], elapsed: flo
             served = connections.get(b["name"], [])
             recent = sum(c["bytes"] for c in served if c["time"] + c["seconds"] > now - 5) * 8 / 5 / 1e6
             table.add_row(b["name"], b["state"], f"{b['capacity_mbps']:g}", f"{b['ring_share']:.0%}",
-                          str(len(served)), f"{len(served) / total:.0%}", f"{recent:.1f}", str(b["flows"]))
+                          str(len(served)), f"{len(served) / total:.0%}", f"{recent:.1f}",
+                          f"{sum(c['bytes'] for c in served) / 1e6:.1f}", str(b["flows"]))
     return table
 
 
@@ -300,6 +301,7 @@ def _server_plot(options: DemoOptions, spec, connections: dict, summary: dict) -
 
 
 def _print_server_summary(console: Console, s: dict, plot: Path, path: Path) -> None:
+    console.print()
     table = Table(title=f"summary: {s['ok']} of {s['requests']} requests ok, {s['failed']} failed, "
                         f"{s['requests_per_s']:.1f} req/s, latency p50 {s['latency_p50_ms'] or 0:.0f} ms "
                         f"p99 {s['latency_p99_ms'] or 0:.0f} ms")
@@ -356,6 +358,7 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
     plot = _capture_plot(options, summary)
     path = options.out / "capture-summary.json"
     path.write_text(json.dumps(summary, indent=2))
+    console.print()
     console.print(f"replayed {summary['replayed_frames']} frames; captured {summary['captured_frames']} "
                   f"on {len(files)} nodes; {summary['flows']} IP flows, split over nodes: "
                   f"{summary['flows_on_two_nodes']} ({summary['non_ip_frames']} non-IP frames, spread "
@@ -437,16 +440,17 @@ def _capture_plot(options: DemoOptions, summary: dict) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [n["name"] for n in summary["nodes"]]
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [n["frames"] for n in summary["nodes"]], 0.4, label="frames")
+    frames = ax.bar(x - 0.2, [n["frames"] for n in summary["nodes"]], 0.4, label="frames")
     ax2 = ax.twinx()
-    ax2.bar(x + 0.2, [n["flows"] for n in summary["nodes"]], 0.4, color="tab:orange", label="flows")
+    flows = ax2.bar(x + 0.2, [n["flows"] for n in summary["nodes"]], 0.4, color="tab:orange", label="IP flows")
     ax.set_xticks(x, names)
     ax.set_ylabel("frames captured")
     ax2.set_ylabel("flows")
     ax.set_title(f"capture nodes ({options.policy}): {summary['captured_frames']} of "
-                 f"{summary['replayed_frames']} frames, {summary['flows_on_two_nodes']} flows split")
-    fig.legend(loc="upper right")
-    fig.tight_layout()
+                 f"{summary['replayed_frames']} frames, {summary['flows_on_two_nodes']} flows split",
+                 fontsize=10)
+    fig.legend(handles=[frames, flows], loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = options.out / "capture.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
