@@ -239,7 +239,9 @@ class Controller:
         self.monitor.update(now, backend_traffic, flow_stats)
         self._finish_drains(client, now)
         self._update_rings(client)
-        self._publish_status(now, backend_traffic)
+        ports = {direction: self.tables.read_counter(client, counter)
+                 for direction, counter in (("in", "port_in"), ("out", "port_out"))}
+        self._publish_status(now, backend_traffic, ports)
 
     # ---- rings ----------------------------------------------------------------------------
 
@@ -406,7 +408,7 @@ class Controller:
         with self._status_lock:
             self._status["role"] = role
 
-    def _publish_status(self, now: float, backend_traffic: dict) -> None:
+    def _publish_status(self, now: float, backend_traffic: dict, ports: dict[str, dict]) -> None:
         stats = self.flows.stats
         rates = {}
         if self._rate_base is not None:
@@ -448,6 +450,9 @@ class Controller:
                                               "p99": float(np.percentile(latency, 99)) * 1e3}
                                              if latency is not None else None)},
             "controller": dict(self.counts),
+            "ports": {direction: {str(port): {"packets": c.packets, "bytes": c.bytes}
+                                  for port, c in sorted(cells.items())}
+                      for direction, cells in ports.items()},
             "services": services,
         }
         with self._status_lock:

@@ -68,6 +68,16 @@ class ControllerCollector(Collector):
         yield load
         yield share
         yield active
+        port_packets = CounterMetricFamily("dispatcher_port_packets", "packets per switch port",
+                                           labels=["port", "direction"])
+        port_bytes = CounterMetricFamily("dispatcher_port_bytes", "bytes per switch port",
+                                         labels=["port", "direction"])
+        for direction, cells in status.get("ports", {}).items():
+            for port, cell in cells.items():
+                port_packets.add_metric([port, direction], cell["packets"])
+                port_bytes.add_metric([port, direction], cell["bytes"])
+        yield port_packets
+        yield port_bytes
 
 
 def make_registry(status: Callable[[], dict[str, Any]]) -> CollectorRegistry:

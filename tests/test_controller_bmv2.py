@@ -289,6 +289,8 @@ def test_api_cli_and_metrics(testbed):
         metrics = urllib.request.urlopen(f"{api.url}/metrics").read().decode()
         assert "dispatcher_active_flows 10.0" in metrics
         assert 'dispatcher_ring_share{backend="b1",service="web"} 0.0' in metrics
+        # 10 SYNs and 10 ACKs came in on the client port
+        assert 'dispatcher_port_packets_total{direction="in",port="1"} 20.0' in metrics
     finally:
         api.stop()
 
