@@ -21,20 +21,20 @@ import threading
 import time
 import zlib
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from controller.backend_pool import BackendError, BackendPool, BackendState, LiveBackend
+from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config
 from controller.dataplane.constants import PACKET_IN_REASON_REACTIVE
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import REACTIVE_BACKEND_ID, FlowManager
-from controller.flow_table import pack_key
+from controller.flow_table import pack_key, unpack_key
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
 from controller.p4runtime import entities as ent
+from controller.p4runtime.encoding import address_from_flow, flow_address
 from controller.policies import NoServerAvailable, Policy, make_policy
 from controller.service_ring import EMPTY_SLOT, ServiceRing
 from controller.switch_setup import backend_update, configuration_updates, write_idempotent
@@ -55,10 +55,8 @@ def pipeline_cookie(program: CompiledProgram) -> int:
 
 
 class Controller:
-    def __init__(self, config: Config, program: CompiledProgram | None = None,
-                 config_path: Path | None = None) -> None:
+    def __init__(self, config: Config, program: CompiledProgram | None = None) -> None:
         self.config = config
-        self.config_path = config_path
         self.program = program or compiled_program(config.switch.program)
         self.cookie = pipeline_cookie(self.program)
         self.info = P4InfoIndex.load(self.program.p4info)
@@ -76,12 +74,10 @@ class Controller:
         self.role = "connecting"
         self.started = time.monotonic()
         self.counts = {"reconnects": 0, "pipeline_pushes": 0, "restored_flows": 0,
-                       "reactive_packets": 0, "reactive_failures": 0, "poll_errors": 0}
+                       "reactive_packets": 0, "reactive_failures": 0}
         self._commands: queue.Queue[tuple[Callable[[P4RuntimeClient], Any], Future]] = queue.Queue()
         self._status: dict[str, Any] = {}
         self._status_lock = threading.Lock()
-        self._client: P4RuntimeClient | None = None
-        self._last_status_at = 0.0
         self._rate_base: tuple[float, int, int] | None = None
 
     def _known_backend(self, backend_id: int) -> bool:
@@ -105,7 +101,6 @@ class Controller:
                 delay = min(delay * 2, BACKOFF_LONGEST_S)
                 continue
             delay = BACKOFF_FIRST_S
-            self._client = client
             try:
                 if self._wait_primary(client, stop):
                     self._take_over(client)
@@ -113,7 +108,6 @@ class Controller:
             except P4RuntimeError as exc:
                 log.error("lost the switch: %s", exc)
             finally:
-                self._client = None
                 self.flows.abandon_in_flight()
                 client.close()
             if not stop.is_set():
@@ -165,7 +159,7 @@ class Controller:
     def _adopt(self, client: P4RuntimeClient) -> None:
         """The switch is the truth: its flows and rings replace what this controller believed."""
         installed = self.tables.read_flows(client)
-        self.flows.table.__init__(self.flows.table.stats_slots)
+        self.flows.table.clear()
         adopted = self.flows.adopt(installed)
         rings: dict[int, dict[int, int]] = {sid: {} for sid in self.rings}
         for entity in client.read([ent.entity(ent.table_entry(self.info, "dispatch_ring"))]):
@@ -304,7 +298,6 @@ class Controller:
         client.packet_out(frame, self.tables.packet_out_metadata(dispatch=True))
 
     def _reactive_service(self, key: tuple[int, int, int, int, int]) -> int | None:
-        from controller.p4runtime.encoding import flow_address
         for service in self.pool.services.values():
             if (service.dispatch == "reactive" and service.vip is not None
                     and flow_address(service.vip) == key[1] and service.port == key[4]
@@ -384,8 +377,6 @@ class Controller:
                 future.set_exception(exc)
 
     def _flow_list(self, limit: int) -> list[dict[str, Any]]:
-        from controller.flow_table import unpack_key
-        from controller.p4runtime.encoding import address_from_flow
         out = []
         for key, backend_id, slot in self.flows.table.items():
             if len(out) >= limit:

@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     api = config.api.model_copy(update={"port": args.api_port} if args.api_port is not None else {})
     config = config.model_copy(update={"switch": switch, "api": api})
     try:
-        controller = Controller(config, config_path=args.config)
+        controller = Controller(config)
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"error: cannot load the P4 program: {exc}", file=sys.stderr)
         return 2

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from itertools import islice
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from finsy.proto import p4r, rpc_code
@@ -166,8 +166,9 @@ class FlowManager:
         """Delete every entry of a removed backend (its flows have nowhere left to go)."""
         keys = self.table.keys_of_backend(backend_id)
         self._deletes.update(keys)
-        for key in [k for k, p in self._inserts.items() if p.digest.backend_id == backend_id]:
-            del self._inserts[key]
+        for waiting in (self._inserts, self._overflow):
+            for key in [k for k, p in waiting.items() if p.digest.backend_id == backend_id]:
+                del waiting[key]
         return len(keys)
 
     @property

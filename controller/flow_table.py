@@ -39,6 +39,11 @@ class FlowTable:
         if stats_slots < 2:
             raise ValueError("need at least two statistics slots (slot 0 is shared)")
         self.stats_slots = stats_slots
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every flow and free every slot (before adopting the switch's view)."""
+        stats_slots = self.stats_slots
         self._entries: dict[bytes, int] = {}
         self._slot_used = np.zeros(stats_slots, dtype=bool)
         self._slot_used[SHARED_STATS_SLOT] = True

@@ -32,7 +32,6 @@ import random
 import socket
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 
