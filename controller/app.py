@@ -8,7 +8,8 @@ doubles clones), entries already there are adopted, the ring already there is th
 point. After a switch restart the flows this controller knew are written back.
 
 Serving is a single thread: stream messages (digests, idle timeouts, reactive packet-ins),
-operator commands and the poll all run here, so nothing else touches the P4Runtime client.
+operator commands, every write and the reaction to each counter poll run here, so no
+state needs a lock. Only the counter reads run beside it (controller/counter_poller.py).
 Other threads (HTTP API) talk to it through `submit()` and read `status()`.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config
+from controller.counter_poller import CounterPoller, CounterReading
 from controller.dataplane.constants import PACKET_IN_REASON_REACTIVE
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import REACTIVE_BACKEND_ID, FlowManager
@@ -175,24 +177,24 @@ class Controller:
     # ---- serving ----------------------------------------------------------------------------
 
     def _serve(self, client: P4RuntimeClient, stop: threading.Event) -> None:
-        interval = self.config.timers.poll_interval_ms / 1000
-        next_poll = time.monotonic()
-        while not stop.is_set():
-            if client.digests.empty():
-                client.activity.wait(max(0.0, min(next_poll - time.monotonic(), 0.05)))
-            client.activity.clear()
-            if client.stream_closed.is_set():
-                raise P4RuntimeError(f"stream to {client.address} closed")
-            if not client.is_primary:
-                log.warning("no longer primary (another controller took over)")
-                return
-            self._drain_stream(client)
-            self._run_commands(client)
-            self.flows.flush()
-            now = time.monotonic()
-            if now >= next_poll:
-                self._poll(client, now)
-                next_poll = max(next_poll + interval, now + interval / 2)
+        poller = CounterPoller(client, self.tables, self.config.timers.poll_interval_ms / 1000,
+                               per_flow=self.monitor.track_flows)
+        with poller:
+            while not stop.is_set():
+                if client.digests.empty():
+                    client.activity.wait(0.05)
+                client.activity.clear()
+                if client.stream_closed.is_set():
+                    raise P4RuntimeError(f"stream to {client.address} closed")
+                if not client.is_primary:
+                    log.warning("no longer primary (another controller took over)")
+                    return
+                self._drain_stream(client)
+                self._run_commands(client)
+                self.flows.flush()
+                reading = poller.latest()
+                if reading is not None:
+                    self._poll(client, reading)
 
     def _drain_stream(self, client: P4RuntimeClient) -> None:
         # Digests in rounds of at most DIGESTS_PER_ROUND flows, each written before the next
@@ -226,16 +228,12 @@ class Controller:
                 break
             log.warning("switch reported a stream error: %s", error.message or error)
 
-    def _poll(self, client: P4RuntimeClient, now: float) -> None:
-        backend_traffic = self.tables.read_counter(client, "backend_traffic")
-        flow_stats = (self.tables.read_counter(client, "flow_stats")
-                      if self.monitor.track_flows else None)
-        self.monitor.update(now, backend_traffic, flow_stats)
-        self._finish_drains(client, now)
+    def _poll(self, client: P4RuntimeClient, reading: CounterReading) -> None:
+        """A counter reading: estimators, drains, rings, status."""
+        self.monitor.update(reading.at, reading.backend_traffic, reading.flow_stats)
+        self._finish_drains(client, reading.at)
         self._update_rings(client)
-        ports = {direction: self.tables.read_counter(client, counter)
-                 for direction, counter in (("in", "port_in"), ("out", "port_out"))}
-        self._publish_status(now, backend_traffic, ports)
+        self._publish_status(reading.at, reading.backend_traffic, reading.ports)
 
     # ---- rings ----------------------------------------------------------------------------
 

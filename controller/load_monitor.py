@@ -49,6 +49,10 @@ class LoadMonitor:
         self._new_since_poll = np.zeros(MAX_BACKENDS, dtype=np.int64)
         self.interval = 0.0
         self._last_poll: float | None = None
+        # Flows installed since the last poll, tracked in one vectorised step at the next
+        # (one at a time would cost numpy's per-call overhead 10,000 times a second).
+        self._to_track: dict[int, tuple[int, float]] = {}     # slot -> (backend, rtt)
+        self._rate_prior = 0.0
 
     # ---- from the flow manager ------------------------------------------------------
 
@@ -60,18 +64,26 @@ class LoadMonitor:
         if self.track_flows and event.slot != SHARED_STATS_SLOT:
             rtt = event.digest.rtt_us / 1e6 if event.digest is not None and event.digest.rtt_valid \
                 else self.rtts.predict(-1)
-            self.estimates.track([event.slot], [event.backend_id], [rtt], self._rate_prior())
-            self._slot_last_active[event.slot] = self._last_poll or 0.0
+            self._to_track[event.slot] = (event.backend_id, rtt)
 
     def flow_removed(self, key: bytes, backend_id: int, slot: int) -> None:
-        if self.track_flows and slot != SHARED_STATS_SLOT:
+        if self.track_flows and slot != SHARED_STATS_SLOT and self._to_track.pop(slot, None) is None:
             self.estimates.forget([slot])
 
-    def _rate_prior(self) -> float:
-        """A new flow is credited with the mean rate of the flows already sending."""
+    def _track_new_flows(self) -> None:
+        """New flows start with the mean rate of the flows already sending (the prior)."""
+        if not self._to_track:
+            return
+        slots = np.fromiter(self._to_track, dtype=np.int64, count=len(self._to_track))
+        backends, rtts = zip(*self._to_track.values())
+        self.estimates.track(slots, backends, rtts, self._rate_prior)
+        self._slot_last_active[slots] = self._last_poll or 0.0
+        self._to_track.clear()
+
+    def _update_rate_prior(self) -> None:
         rates = self.estimates.rate[self.estimates.tracked]
         sending = rates[rates > 0]
-        return float(sending.mean()) if sending.size else 0.0
+        self._rate_prior = float(sending.mean()) if sending.size else 0.0
 
     # ---- from the switch -----------------------------------------------------------------
 
@@ -92,11 +104,13 @@ class LoadMonitor:
         self.new_flows = self._new_since_poll
         self._new_since_poll = np.zeros(MAX_BACKENDS, dtype=np.int64)
         if self.track_flows and flow_stats is not None:
+            self._track_new_flows()
             slot_bytes = _bytes_array(flow_stats, len(self._slot_bytes))
             delta = np.maximum(slot_bytes - self._slot_bytes, 0)
             self._slot_bytes = slot_bytes
             self._slot_last_active[delta > 0] = now
             self.estimates.sync(delta, now - self._slot_last_active, interval)
+            self._update_rate_prior()
         self._last_poll = now
 
     # ---- to the policies ------------------------------------------------------------------
