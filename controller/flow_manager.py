@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 REACTIVE_BACKEND_ID = 1023      # the punt_to_controller pseudo-backend of reactive services
 OVERFLOW_RETRY_S = 1.0          # with a full table, try again at most this often ...
 OVERFLOW_LIMIT = 200_000        # ... for at most this many waiting flows
-DELETE_SLICE = 500              # deletes per write: short, so new flows never wait long
+DELETE_SLICE = 250              # deletes per write: short, so new flows never wait long
+EXPIRED_SLICE = 2000            # expired entries read per flush
 
 
 class PendingWrite(Protocol):
@@ -116,6 +117,7 @@ class FlowManager:
         self._in_flight: _InFlight | None = None
         self._in_flight_keys: set[bytes] = set()
         self._last_kind = "delete"
+        self._expired: deque = deque()      # idle-timeout notifications' entries, not yet read
 
     # ---- input --------------------------------------------------------------------------
 
@@ -156,11 +158,21 @@ class FlowManager:
         self._inserts[key] = _Pending(digest, received)
 
     def on_idle_timeout(self, notification: p4r.IdleTimeoutNotification) -> None:
+        """Queue the expired entries; `flush` reads them a slice at a time: BMv2 sends
+        thousands in one notification, and reading them at once holds new flows up."""
         self.stats.idle_notifications += 1
-        for entry in notification.table_entry:
-            key = self.tables.packed_flow_key_of(entry)
-            if key in self.table:
-                self._deletes.add(key)
+        self._expired.append(iter(notification.table_entry))
+
+    def _take_expired(self, limit: int) -> None:
+        """Read up to `limit` expired entries into the delete set."""
+        while self._expired and limit > 0:
+            for entry in islice(self._expired[0], limit):
+                limit -= 1
+                key = self.tables.packed_flow_key_of(entry)
+                if key in self.table:
+                    self._deletes.add(key)
+            if limit > 0:   # that notification ran out before the slice did
+                self._expired.popleft()
 
     def remove_backend_flows(self, backend_id: int) -> int:
         """Delete every entry of a removed backend (its flows have nowhere left to go)."""
@@ -192,6 +204,7 @@ class FlowManager:
         """
         now = time.monotonic() if now is None else now
         self._complete()
+        self._take_expired(EXPIRED_SLICE)
         self._expire_overflow(now)
         if self._overflow and (self._deleted_since_full or self._table_full_at is None
                                or now - self._table_full_at >= OVERFLOW_RETRY_S):
@@ -208,7 +221,7 @@ class FlowManager:
 
     def settle(self) -> None:
         """Write everything pending and wait for the answers."""
-        while self._inserts or self._deletes or self._in_flight is not None:
+        while self._inserts or self._deletes or self._expired or self._in_flight is not None:
             self.flush()
 
     def _send_deletes(self) -> None:
