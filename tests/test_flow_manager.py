@@ -217,3 +217,14 @@ def test_restore_rewrites_every_tracked_flow(tables):
     lost = SwitchTable(tables, 1000)     # the switch restarted empty
     lost.write(fm.restore_updates())
     assert lost.entries == switch.entries
+
+
+def test_a_notification_of_thousands_is_read_in_slices_and_all_deleted(tables):
+    fm, switch = manager(tables, capacity=10_000, slots=10_000)
+    fm.on_digest_list(digest_list(*[flow(i) for i in range(5000)]))
+    fm.settle()
+    fm.on_idle_timeout(idle_notification(tables, *range(4500)))
+    fm.flush()
+    assert 0 < fm.pending + fm.stats.deleted < 4500, "one flush reads one slice"
+    fm.settle()
+    assert fm.stats.deleted == 4500 and len(switch.entries) == 500
