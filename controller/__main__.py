@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--captures", help="comma-separated names in ../shared/data/pcaps (capture)")
     demo.add_argument("--replay-pps", type=int, default=500, help="tcpreplay rate (capture)")
     demo.add_argument("--out", default="results/demo", help="plot and summary go here")
-    demo.add_argument("--api-port", type=int, default=9100, help="controller API and metrics port")
+    demo.add_argument("--api-port", type=int, default=9180, help="controller API and metrics port")
     from controller.cli import add_commands, run_command
     add_commands(commands)
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-DEFAULT_API = "http://127.0.0.1:9100"
+DEFAULT_API = "http://127.0.0.1:9180"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

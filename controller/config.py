@@ -153,7 +153,7 @@ class Switch(Strict):
 class Api(Strict):
     """The controller's HTTP endpoint: /metrics for Prometheus, /api/... for the CLI."""
     address: str = "127.0.0.1"
-    port: int = Field(default=9100, ge=0, le=65535)
+    port: int = Field(default=9180, ge=0, le=65535)
 
 
 class Timers(Strict):

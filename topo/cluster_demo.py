@@ -62,7 +62,7 @@ class DemoOptions:
     captures: tuple[str, ...] = DEFAULT_CAPTURES
     replay_pps: int = 500
     out: Path = REPO / "results" / "demo"
-    api_port: int = 9100
+    api_port: int = 9180
 
 
 class EmbeddedController:
@@ -75,7 +75,11 @@ class EmbeddedController:
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop_event,),
                                        name="controller", daemon=True)
-        self.api = AdminApi(self.controller, config.api.address, config.api.port)
+        try:
+            self.api = AdminApi(self.controller, config.api.address, config.api.port)
+        except OSError as exc:
+            raise DemoError(f"cannot serve the controller API on {config.api.address}:"
+                            f"{config.api.port} ({exc.strerror}): choose another with --api-port") from None
 
     def __enter__(self) -> "EmbeddedController":
         self.api.start()
