@@ -22,6 +22,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import Future
+from itertools import islice
 from typing import Any, Callable
 
 import numpy as np
@@ -48,6 +49,7 @@ log = logging.getLogger("controller")
 BACKOFF_FIRST_S = 0.25
 BACKOFF_LONGEST_S = 4.0
 DIGESTS_PER_ROUND = 512
+STATUS_LATENCY_SAMPLES = 2000   # install latencies behind the status' p50/p99
 
 
 def pipeline_cookie(program: CompiledProgram) -> int:
@@ -91,8 +93,7 @@ class Controller:
         delay = BACKOFF_FIRST_S
         sw = self.config.switch
         while not stop.is_set():
-            client = P4RuntimeClient(sw.grpc_address, sw.device_id, sw.election_id, timeout=5.0,
-                                     timestamp_digests=True)
+            client = P4RuntimeClient(sw.grpc_address, sw.device_id, sw.election_id, timeout=5.0)
             try:
                 client.connect()
             except P4RuntimeError as exc:
@@ -407,7 +408,11 @@ class Controller:
                      "writes_per_s": (stats.inserted + stats.deleted - writes0) / dt}
         if self._rate_base is None or now - self._rate_base[0] >= 1.0:
             self._rate_base = (now, stats.digests, stats.inserted + stats.deleted)
-        latency = np.array(self.flows.install_latency) if self.flows.install_latency else None
+        # The newest installs only: converting the whole 100,000-sample window at every
+        # poll would cost the serving loop milliseconds ten times a second.
+        recent = list(islice(reversed(self.flows.install_latency), STATUS_LATENCY_SAMPLES))
+        latency = np.array(recent) if recent else None
+        estimated = self.monitor.estimates.server_load() if self.monitor.track_flows else None
         services = []
         for service in self.pool.services.values():
             shares = self.rings[service.id].shares()
@@ -419,8 +424,7 @@ class Controller:
                     "capacity_mbps": b.config.capacity_mbps,
                     "flows": int(self.flows.table.per_backend[b.id]),
                     "load_mbps": float(self.monitor.backend_rate[b.id]) * 8 / 1e6,
-                    "estimated_mbps": (float(self.monitor.estimates.server_load()[b.id]) * 8 / 1e6
-                                       if self.monitor.track_flows else None),
+                    "estimated_mbps": float(estimated[b.id]) * 8 / 1e6 if estimated is not None else None,
                     "ring_share": shares.get(b.id, 0.0),
                     "packets": traffic.packets if traffic else 0,
                     "bytes": traffic.bytes if traffic else 0,

@@ -1,9 +1,10 @@
 """The data-plane demo: the dispatcher on BMv2 with a sample configuration, real packets.
 
-Until the Mininet demo exists this is the main job: it compiles the program, starts
+The data plane alone, without Mininet or the controller's loop (`python -m controller
+demo-dataplane`; the main job is the cluster demo): it compiles the program, starts
 simple_switch_grpc on veth pairs, loads the pipeline and a sample VIP service (three DSR
 backends, ring weights 2:1:1), opens TCP flows through it, installs `flows` entries from
-the digests with the backend the switch chose, and prints where every flow went and what
+the digests with the backend the switch chose (the controller's flow manager), and prints where every flow went and what
 the switch counted. Everything it made is removed on exit.
 """
 
@@ -19,7 +20,7 @@ from scapy.layers.l2 import Ether
 
 from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
-from controller.dataplane.flow_digest import decode_digest_list
+from controller.flow_installer import FlowInstaller
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
 
 VIP = "10.0.0.100"
@@ -67,18 +68,14 @@ def run(flows: int = 60) -> int:
                 receivers[b] = s
             sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             sender.bind((testbed.host_interface(CLIENT_PORT), 0))
+            installer = FlowInstaller(client, tables, idle_timeout_ns=10**10)
+            installer.start()
             for flags in ("S", "A", "PA"):          # handshake, confirmation, data
                 for i in range(flows):
                     sender.send(_flow_packet(i, flags))
             time.sleep(1.0)
-            installed = 0
-            while not client.digests.empty():
-                msg = client.digests.get()
-                client.ack_digest(msg)
-                digests = decode_digest_list(msg)
-                client.write([tables.flow(d.key, d.backend_id, installed + n, idle_timeout_ns=10**10)
-                              for n, d in enumerate(digests)])
-                installed += len(digests)
+            installer.stop()
+            installed = len(installer.installed)
             for i in range(flows):                  # now served by the `flows` table
                 sender.send(_flow_packet(i, "PA"))
             time.sleep(1.0)

@@ -48,7 +48,7 @@ class ControllerCollector(Collector):
         yield writes
         if flows.get("install_latency_ms"):
             latency = GaugeMetricFamily("dispatcher_install_latency_ms",
-                                        "digest arrival to entry written, recent flows", labels=["quantile"])
+                                        "digest arrival to entry written, last 2,000 flows", labels=["quantile"])
             for q in ("p50", "p99"):
                 latency.add_metric([q], flows["install_latency_ms"][q])
             yield latency

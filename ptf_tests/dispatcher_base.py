@@ -153,7 +153,7 @@ class DispatcherTest(BaseTest):
         deadline = time.monotonic() + timeout
         while len(flows) < count:
             try:
-                msg = self.client.digests.get(timeout=max(0.01, deadline - time.monotonic()))
+                _, msg = self.client.digests.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
             self.client.ack_digest(msg)

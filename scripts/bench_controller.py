@@ -33,6 +33,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,8 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         sender = multiprocessing.Process(target=_paced_sender,
                                          args=(tb.veths.host_side(1), frames, rate, started))
         inserted0 = fm.stats.inserted
+        # Every flow's latency, not the controller's rolling window of the last 100,000.
+        fm.install_latency = deque()
         cpu0 = time.process_time()
         sender.start()
         per_second = []
@@ -134,6 +137,10 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
               f"{stats.idle_notifications:,} idle-timeout notifications", flush=True)
         latency = np.array(fm.install_latency) * 1e3
         steady = per_second[2:-1] or per_second
+        # Latencies are in completion order, so the installs of each second are one run of them.
+        p99_per_second = [float(np.percentile(chunk, 99))
+                          for chunk in np.split(latency, np.cumsum(per_second)[:-1]) if chunk.size]
+        print("  p99 ms per second: " + " ".join(f"{v:.0f}" for v in p99_per_second), flush=True)
         return {
             "offered_flows_per_s": count / send_time,
             "flows_offered": count,
@@ -143,6 +150,7 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
             "digests": stats.digests, "duplicate_digests": stats.duplicate_digests,
             "digest_to_entry_ms_p50": float(np.percentile(latency, 50)) if latency.size else None,
             "digest_to_entry_ms_p99": float(np.percentile(latency, 99)) if latency.size else None,
+            "latency_samples": int(latency.size), "p99_ms_per_second": p99_per_second,
             "deleted_idle": stats.deleted, "table_full": stats.table_full,
             "write_failures": stats.write_failures,
             "idle_notifications": stats.idle_notifications,

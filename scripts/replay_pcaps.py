@@ -6,9 +6,9 @@ packets left on two ports, or packets went unaccounted for.
     python scripts/replay_pcaps.py                     # all of ../shared/data/pcaps, both modes
     python scripts/replay_pcaps.py --mode capture --limit 20 --json build/replay.json
 
-A small flow installer plays the controller's part: it turns digests into `flows` entries
-with the backend the switch chose, so flows move from cache to table mid-replay, as they
-would in service.
+The controller's flow manager (controller/flow_installer.py) turns digests into `flows`
+entries with the backend the switch chose, so flows move from cache to table mid-replay,
+as they would in service.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import collections
 import json
 import logging
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +32,8 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
-from controller.dataplane.flow_digest import decode_digest_list  # noqa: E402
-from controller.p4runtime import P4RuntimeClient, WriteError  # noqa: E402
+from controller.flow_installer import FlowInstaller  # noqa: E402
+from controller.p4runtime import P4RuntimeClient  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
 from controller.traces.flow_keys import flow_key  # noqa: E402
 from controller.traces.pcap_frames import CaptureError, read_frames  # noqa: E402
@@ -102,36 +100,6 @@ def top_services(captures: list[tuple[Path, list[bytes]]]) -> list[tuple[int, in
             if service not in services and len({s[0] for s in services} | {service[0]}) <= MAX_VIPS:
                 services.append(service)
     return services
-
-
-class FlowInstaller(threading.Thread):
-    """Digests in, `flows` entries out, with the backend the switch chose."""
-
-    def __init__(self, client: P4RuntimeClient, tables: DispatcherTables) -> None:
-        super().__init__(daemon=True, name="flow-installer")
-        self.client, self.tables = client, tables
-        self.installed: set[tuple] = set()
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            batch = []
-            deadline = time.monotonic() + 0.05
-            while time.monotonic() < deadline:
-                try:
-                    msg = self.client.digests.get(timeout=0.01)
-                except queue.Empty:
-                    continue
-                self.client.ack_digest(msg)
-                for d in decode_digest_list(msg):
-                    if d.key not in self.installed:
-                        self.installed.add(d.key)
-                        batch.append(self.tables.flow(d.key, d.backend_id, len(self.installed) % 65536))
-            if batch:
-                try:
-                    self.client.write(batch)
-                except WriteError:
-                    pass  # a full table or a duplicate: the flow stays on the cache and ring
 
 
 class Sniffers:
@@ -232,7 +200,7 @@ def replay_mode(mode: str, files: list[Path], rate: float, install: bool, workdi
             time.sleep(2.0)  # let the switch drain
         finally:
             sniffers.stop()
-            installer.stop.set()
+            installer.stop()
         report.switch_alive = testbed.switch.alive()
         if report.switch_alive:
             report.switch_received = tables.read_counter(client, "port_in").get(IN_PORT).packets

@@ -34,6 +34,7 @@ class Bmv2Testbed:
     grpc_port: int = 9559
     thrift_port: int = 9090
     log_file: Path | None = None
+    prefix: str = "fd"                  # veth names: <prefix>-sw<N> / <prefix>-h<N>
     veths: VethPairs | None = None
     switch: Bmv2Switch | None = None
     compiled: CompiledProgram | None = None
@@ -53,17 +54,29 @@ class Bmv2Testbed:
 
     def __enter__(self) -> "Bmv2Testbed":
         self.compiled = compiled_program(self.program)
-        self.veths = VethPairs(self.ports)
+        self.veths = VethPairs(self.ports, prefix=self.prefix)
         self.veths.create()
         try:
-            self.switch = Bmv2Switch({p: self.veths.switch_side(p) for p in self.ports},
-                                     grpc_port=self.grpc_port, thrift_port=self.thrift_port,
-                                     log_file=self.log_file)
-            self.switch.start()
+            self.start_switch()
         except BaseException:
             self.veths.destroy()
             raise
         return self
+
+    def start_switch(self) -> None:
+        """A fresh simple_switch_grpc on the testbed's veths (again, after kill_switch)."""
+        assert self.veths is not None
+        self.switch = Bmv2Switch({p: self.veths.switch_side(p) for p in self.ports},
+                                 grpc_port=self.grpc_port, thrift_port=self.thrift_port,
+                                 log_file=self.log_file)
+        self.switch.start()
+
+    def kill_switch(self) -> None:
+        """SIGKILL, as a crash: the switch forgets its pipeline and every entry."""
+        assert self.switch is not None and self.switch.process is not None
+        self.switch.process.kill()
+        self.switch.process.wait(timeout=5)
+        self.switch.stop()
 
     def __exit__(self, *exc) -> None:
         if self.switch is not None:

@@ -112,6 +112,11 @@ def controlled(cluster, api_port: int, timers: dict[str, Any] | None = None) -> 
             yield embedded
 
 
+def _check_switch(cluster) -> None:
+    if not cluster.switch.alive():
+        raise DemoError(f"the switch (simple_switch_grpc) died mid-run:\n{cluster.switch.output_tail(5)}")
+
+
 def run(options: DemoOptions) -> int:
     console = Console()
     reason = missing_mininet_reason()
@@ -177,9 +182,7 @@ def _run_servers(options: DemoOptions, console: Console) -> int:
                       f"(python -m controller status --api http://127.0.0.1:{options.api_port})")
         with Live(console=console, refresh_per_second=4) as live:
             while runner.is_alive():
-                if not cluster.switch.alive():
-                    raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
-                                    f"{cluster.switch.output_tail(5)}")
+                _check_switch(cluster)
                 status = embedded.controller.status()
                 connections = {name: read_connection_log(path) for name, path in logs.items()}
                 live.update(_server_table(status, connections, time.monotonic() - started,
@@ -347,9 +350,7 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
                     result=cluster.replay(c, pps=options.replay_pps)), daemon=True)
                 replay.start()
                 while replay.is_alive():
-                    if not cluster.switch.alive():
-                        raise DemoError("the switch (simple_switch_grpc) died mid-run:\n"
-                                        f"{cluster.switch.output_tail(5)}")
+                    _check_switch(cluster)
                     live.update(_capture_table(embedded.controller.status(), capture.name, replayed))
                     replay.join(0.5)
                 if "result" not in outcome:

@@ -1,4 +1,4 @@
-"""A BMv2 switch on veth pairs, the real controller, and raw-socket clients and backends.
+"""The BMv2 testbed (topo/bmv2_testbed.py), the real controller, raw-socket clients and backends.
 
 For the controller's tests and benchmarks: port 1 is the client side, ports 2.. are
 backends. `Wire` sends TCP/UDP flows into port 1 and records, on every backend port, which
@@ -16,16 +16,17 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.bmv2 import Bmv2Switch
+import tomli_w
+
 from controller.config import Config
 from controller.toolchain import REPO
 from controller.traces.flow_keys import flow_key
+from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
 from topo.veth_pairs import VethPairs
 
 VIP = "10.0.0.100"
@@ -62,28 +63,8 @@ def dispatcher_config(backends: int = 3, *, grpc_port: int, api_port: int = 0, p
 
 
 def write_toml(config: dict[str, Any], path: Path) -> Path:
-    """Just enough TOML for dispatcher_config's shape (tables, arrays of tables, scalars)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    lines = []
-    for section in ("switch", "timers", "api"):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {value(v)}" for k, v in config[section].items()]
-    for service in config["services"]:
-        lines.append("[[services]]")
-        lines += [f"{k} = {value(v)}" for k, v in service.items() if k != "backends"]
-        for backend in service["backends"]:
-            lines.append("[[services.backends]]")
-            lines += [f"{k} = {value(v)}" for k, v in backend.items()]
-    path.write_text("\n".join(lines) + "\n")
-    tomllib.loads(path.read_text())   # what we wrote must parse
+    """The configuration as the TOML file `python -m controller run --config` reads."""
+    path.write_text(tomli_w.dumps(config))
     return path
 
 
@@ -217,48 +198,32 @@ class ControllerProcess:
 
 
 @dataclass
-class ControllerTestbed:
-    """Switch + veths; controllers are started by the test (in-process or as processes)."""
+class ControllerTestbed(Bmv2Testbed):
+    """The BMv2 testbed with a client port and `backends` backend ports, and a Wire on them;
+    controllers are started by the test (in-process or as processes) and stopped on exit."""
     backends: int = 3
     grpc_port: int = 9659
     thrift_port: int = 9190
     prefix: str = "fc"
     work_dir: Path = Path("/tmp/fd-controller-testbed")
-    veths: VethPairs | None = None
-    switch: Bmv2Switch | None = None
     wire: Wire | None = None
     _controllers: list = field(default_factory=list)
 
-    @property
-    def ports(self) -> list[int]:
-        return [CLIENT_PORT] + [backend_port(i) for i in range(self.backends)]
+    def __post_init__(self) -> None:
+        self.ports = [CLIENT_PORT] + [backend_port(i) for i in range(self.backends)]
 
     def config(self, **overrides: Any) -> Config:
         return Config.model_validate(dispatcher_config(self.backends, grpc_port=self.grpc_port, **overrides))
 
     def __enter__(self) -> "ControllerTestbed":
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.veths = VethPairs(self.ports, prefix=self.prefix)
-        self.veths.create()
+        super().__enter__()
         try:
-            self.start_switch()
             self.wire = Wire(self.veths, self.ports[1:])
         except BaseException:
             self.__exit__()
             raise
         return self
-
-    def start_switch(self) -> None:
-        assert self.veths is not None
-        self.switch = Bmv2Switch({p: self.veths.switch_side(p) for p in self.ports},
-                                 grpc_port=self.grpc_port, thrift_port=self.thrift_port)
-        self.switch.start()
-
-    def kill_switch(self) -> None:
-        assert self.switch is not None and self.switch.process is not None
-        self.switch.process.kill()
-        self.switch.process.wait(timeout=5)
-        self.switch.stop()
 
     def run_controller(self, config: Config) -> "RunningController":
         from controller.app import Controller
@@ -280,10 +245,7 @@ class ControllerTestbed:
             c.stop()
         if self.wire is not None:
             self.wire.close()
-        if self.switch is not None:
-            self.switch.stop()
-        if self.veths is not None:
-            self.veths.destroy()
+        super().__exit__(*exc)
 
 
 class RunningController:
@@ -319,5 +281,4 @@ class RunningController:
 
 
 def missing_reason() -> str | None:
-    from topo.bmv2_testbed import missing_testbed_reason
     return missing_testbed_reason()

@@ -4,25 +4,20 @@
 controller configuration (controller/config.py's Config, as the topologies generate it)
 into the table entries the controller writes at start (services, VIPs, backends, timers,
 digest: controller/switch_setup.py's own list) plus a fixed ring weighted by capacity.
-`FlowInstaller` plays the flow manager's part (digest in, `flows` entry out, with the
-backend the switch chose), so flows move from the cache to the table during a test, as they
-do in service. The controller itself (controller/app.py) does all this and then keeps
-adapting; this module never does.
+controller/flow_installer.py then plays the flow manager's part during a test. The
+controller itself (controller/app.py) does all this and then keeps adapting; this module
+never does.
 """
 
 from __future__ import annotations
-
-import queue
-import threading
 
 from finsy.proto import p4r
 
 from controller.backend_pool import BackendPool
 from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
-from controller.dataplane.flow_digest import decode_digest_list
 from controller.dispatch_ring import build_ring
-from controller.p4runtime import P4InfoIndex, P4RuntimeClient, WriteError
+from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.p4runtime import entities as ent
 from controller.switch_setup import configuration_updates
 from controller.toolchain import compiled_program
@@ -66,40 +61,3 @@ def minimal_forward_updates(info: P4InfoIndex, port_map: dict[int, int]) -> list
     return [ent.update("insert", ent.table_entry(info, "port_forward", {"ingress_port": src},
                                                  "output", {"port": dst}))
             for src, dst in sorted(port_map.items())]
-
-
-class FlowInstaller(threading.Thread):
-    """Digests in, `flows` entries out, with the backend the switch chose; duplicates ignored.
-
-    A stand-in for the controller's flow manager while a test runs. Entries never expire
-    here (no idle timeout): a test is short, and the table is large.
-    """
-
-    def __init__(self, client: P4RuntimeClient, tables: DispatcherTables) -> None:
-        super().__init__(daemon=True, name="flow-installer")
-        self.client, self.tables = client, tables
-        self.installed: dict[tuple, int] = {}          # flow key -> backend id
-        self.failed_writes = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                msg = self.client.digests.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            self.client.ack_digest(msg)
-            batch = []
-            for digest in decode_digest_list(msg):
-                if digest.key not in self.installed:
-                    self.installed[digest.key] = digest.backend_id
-                    batch.append(self.tables.flow(digest.key, digest.backend_id, len(self.installed) % 65536))
-            if batch:
-                try:
-                    self.client.write(batch)
-                except WriteError:
-                    self.failed_writes += 1   # the flow stays served from cache and ring
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=2)

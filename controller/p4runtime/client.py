@@ -86,16 +86,14 @@ class P4RuntimeClient:
     """One controller's session with one device."""
 
     def __init__(self, address: str, device_id: int = 0, election_id: int = 1,
-                 timeout: float = 10.0, timestamp_digests: bool = False) -> None:
+                 timeout: float = 10.0) -> None:
         self.address = address
         self.device_id = device_id
         self.election_id = election_id
         self.timeout = timeout
         self.is_primary = False
-        # DigestList messages; with timestamp_digests, (monotonic arrival time, DigestList)
-        # so a consumer can tell how long one waited in this process.
-        self.timestamp_digests = timestamp_digests
-        self.digests: queue.Queue = queue.Queue()
+        # (monotonic arrival time, DigestList): a consumer can tell how long one waited here.
+        self.digests: queue.Queue[tuple[float, p4r.DigestList]] = queue.Queue()
         self.packet_ins: queue.Queue[p4r.PacketIn] = queue.Queue()
         self.idle_timeouts: queue.Queue[p4r.IdleTimeoutNotification] = queue.Queue()
         self.stream_errors: queue.Queue[p4r.StreamError] = queue.Queue()
@@ -159,8 +157,7 @@ class P4RuntimeClient:
                     (self.primary.set if self.is_primary else self.primary.clear)()
                     self._arbitration.put(msg.arbitration)
                 elif kind == "digest":
-                    self.digests.put((time.monotonic(), msg.digest) if self.timestamp_digests
-                                     else msg.digest)
+                    self.digests.put((time.monotonic(), msg.digest))
                 elif kind == "packet":
                     self.packet_ins.put(msg.packet)
                 elif kind == "idle_timeout_notification":
