@@ -41,8 +41,8 @@ from controller.p4runtime.encoding import address_from_flow, flow_address
 from controller.policies import NoServerAvailable, Policy, make_policy
 from controller.service_ring import EMPTY_SLOT, ServiceRing
 from controller.switch_setup import backend_update, configuration_updates, write_idempotent
-from controller.toolchain import CompiledProgram, compiled_program
-from controller.traces.flow_keys import flow_key
+from controller.pipeline import CompiledProgram, compiled_program
+from controller.dataplane.flow_key import flow_key
 
 log = logging.getLogger("controller")
 
@@ -52,17 +52,12 @@ DIGESTS_PER_ROUND = 512
 STATUS_LATENCY_SAMPLES = 2000   # install latencies behind the status' p50/p99
 
 
-def pipeline_cookie(program: CompiledProgram) -> int:
-    """Identifies the program on the switch, so a restarted controller can tell it is loaded."""
-    digest = hashlib.sha256(program.bmv2_json.read_bytes() + program.p4info.read_bytes()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
 
 class Controller:
     def __init__(self, config: Config, program: CompiledProgram | None = None) -> None:
         self.config = config
         self.program = program or compiled_program(config.switch.program)
-        self.cookie = pipeline_cookie(self.program)
+        self.cookie = self.program.cookie()
         self.info = P4InfoIndex.load(self.program.p4info)
         self.tables = DispatcherTables(self.info)
         self.pool = BackendPool(config)

@@ -24,8 +24,10 @@ from rich.table import Table
 DEFAULT_API = "http://127.0.0.1:9180"
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
+    """The runtime's sub-commands: the controller itself and the commands that talk to it."""
     run = commands.add_parser("run", help="run the controller against a switch (config file)")
+    run.set_defaults(handler=run_command)
     run.add_argument("--config", required=True, help="TOML configuration (see configs/sample.toml)")
     run.add_argument("--election-id", type=int, help="override [switch] election_id (backups: lower)")
     run.add_argument("--grpc-address", help="override [switch] grpc_address")
@@ -35,6 +37,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     for name, text in (("status", "backends, flows and rates of a running controller"),
                        ("flows", "installed flows of a running controller")):
         p = commands.add_parser(name, help=text)
+        p.set_defaults(handler=run_command)
         p.add_argument("--api", default=DEFAULT_API, help=f"controller API (default {DEFAULT_API})")
         if name == "status":
             p.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
@@ -43,6 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             p.add_argument("--limit", type=int, default=50)
 
     backends = commands.add_parser("backends", help="add, remove, quiesce, drain or activate a backend")
+    backends.set_defaults(handler=run_command)
     backends.add_argument("--api", default=DEFAULT_API, help=f"controller API (default {DEFAULT_API})")
     actions = backends.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a backend to a service")

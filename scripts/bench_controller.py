@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from controller.toolchain import BUILD_DIR, find_tool  # noqa: E402
+from topo.toolchain import BUILD_DIR, find_tool  # noqa: E402
 
 BENCH_PORTS = {"grpc_port": 9759, "thrift_port": 9290, "prefix": "fb"}
 
@@ -168,9 +168,9 @@ def bench_readback(flows: int, reads: int) -> dict:
     from controller.dataplane.dispatcher_tables import DispatcherTables
     from controller.load_monitor import LoadMonitor
     from controller.p4runtime import P4InfoIndex, P4RuntimeClient
-    from controller.toolchain import compiled_program
+    from topo.toolchain import build_program
     from topo.controller_testbed import ControllerTestbed
-    program = compiled_program("dispatcher")
+    program = build_program("dispatcher")
     info = P4InfoIndex.load(program.p4info)
     tables = DispatcherTables(info)
     with ControllerTestbed(**BENCH_PORTS) as tb:
@@ -279,7 +279,7 @@ def bench_memory(flows: int) -> dict:
 def bench_first_packet(flows: int) -> dict:
     from controller.cli import api_call
     from topo.controller_testbed import ControllerTestbed, dispatcher_config, udp_frame, client_flow
-    from controller.traces.flow_keys import flow_key
+    from controller.dataplane.flow_key import flow_key
     with ControllerTestbed(**BENCH_PORTS) as tb:
         config = dispatcher_config(3, grpc_port=tb.grpc_port, protocol="udp")
         ring_service = config["services"][0]

@@ -39,7 +39,7 @@ from scapy.utils import wrpcap  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient  # noqa: E402
 from controller.p4runtime import entities as ent  # noqa: E402
-from controller.traces.flow_keys import flow_key  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
 
 VIP = "10.0.0.100"

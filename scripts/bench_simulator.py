@@ -26,9 +26,9 @@ def one_run(policy_name: str, packets: int, seed: int) -> dict:
     import numpy as np
 
     from controller.policies import make_policy
-    from controller.simulator.cli import GBIT, MBIT, _cdf
-    from controller.simulator.engine import Simulation, SimulationConfig
-    from controller.simulator.workload import PACKET_BYTES, GeneratedWorkload, WorkloadSpec
+    from sim.cli import GBIT, MBIT, _cdf
+    from sim.engine import Simulation, SimulationConfig
+    from sim.workload import PACKET_BYTES, GeneratedWorkload, WorkloadSpec
 
     capacity = np.full(3, GBIT)
     offered = 0.8 * capacity.sum()

@@ -6,7 +6,7 @@ packets left on two ports, or packets went unaccounted for.
     python scripts/replay_pcaps.py                     # all of ../shared/data/pcaps, both modes
     python scripts/replay_pcaps.py --mode capture --limit 20 --json build/replay.json
 
-The controller's flow manager (controller/flow_installer.py) turns digests into `flows`
+The controller's flow manager (topo/flow_installer.py) turns digests into `flows`
 entries with the backend the switch chose, so flows move from cache to table mid-replay,
 as they would in service.
 """
@@ -32,11 +32,11 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
-from controller.flow_installer import FlowInstaller  # noqa: E402
+from topo.flow_installer import FlowInstaller  # noqa: E402
 from controller.p4runtime import P4RuntimeClient  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
-from controller.traces.flow_keys import flow_key  # noqa: E402
-from controller.traces.pcap_frames import CaptureError, read_frames  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
+from sim.pcap_frames import CaptureError, read_frames  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
 
 DEFAULT_PCAPS = REPO.parent / "shared" / "data" / "pcaps"

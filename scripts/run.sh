@@ -8,4 +8,4 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-exec .venv/bin/python -m controller demo "$@"
+exec .venv/bin/p4dispatch demo "$@"

@@ -47,11 +47,13 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing requirements.txt into .venv"
+    say "installing requirements.txt and this project (the p4dispatch command) into .venv"
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -r requirements.txt
+    # (setuptools warns at length about editable installs: quiet unless it fails)
+    .venv/bin/pip install -q --no-deps -e . >/dev/null 2>&1 || .venv/bin/pip install --no-deps -e .
     echo "$want" > "$stamp"
 fi
 # Mininet is a Debian package (a module of the system python). Link only that module into

@@ -3,7 +3,7 @@
 # One core, a few minutes. Every number in docs/policies.md comes from these commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sim() { .venv/bin/python -m controller simulate --quiet "$@"; }
+sim() { .venv/bin/p4dispatch simulate --quiet "$@"; }
 out=docs/figures
 mkdir -p "$out"
 

@@ -18,7 +18,7 @@ from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_table import pack_key
 from controller.p4runtime import P4RuntimeClient
-from controller.traces.flow_keys import flow_key
+from controller.dataplane.flow_key import flow_key
 from topo.controller_testbed import (ControllerTestbed, backend_port, client_flow, missing_reason,
                                      tcp_frame, dispatcher_config, udp_frame)
 

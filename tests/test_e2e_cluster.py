@@ -135,7 +135,7 @@ def test_capture_cluster_keeps_whole_flows_on_one_node_with_the_controller(tmp_p
 @pytest.mark.parametrize("how", ["switch killed", "ctrl-c"])
 def test_the_demo_stops_cleanly_on_a_dead_switch_or_ctrl_c(tmp_path, how):
     out = tmp_path / "demo"
-    demo = subprocess.Popen([sys.executable, "-m", "controller", "demo", "--duration", "60", "--rate", "10",
+    demo = subprocess.Popen([sys.executable, "-m", "p4dispatch", "demo", "--duration", "60", "--rate", "10",
                              "--out", str(out), "--api-port", str(free_tcp_port())],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "COLUMNS": "120"})

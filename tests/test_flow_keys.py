@@ -6,7 +6,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from controller.p4runtime.encoding import flow_address
-from controller.traces.flow_keys import flow_key
+from controller.dataplane.flow_key import flow_key
 
 E = Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:02")
 

@@ -16,7 +16,7 @@ from controller.flow_table import SHARED_STATS_SLOT, FlowTable, pack_key, unpack
 from controller.p4runtime import P4InfoIndex
 from controller.p4runtime.client import UpdateFailure, WriteError
 from controller.p4runtime.encoding import encode_int
-from controller.toolchain import BUILD_DIR
+from topo.toolchain import BUILD_DIR
 
 P4INFO = BUILD_DIR / "dispatcher.p4info.txtpb"
 pytestmark = pytest.mark.skipif(not P4INFO.exists(), reason="build/dispatcher.p4info.txtpb not built (p4c missing)")

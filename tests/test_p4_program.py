@@ -4,7 +4,7 @@ import pytest
 from finsy.proto import p4i
 
 from controller.p4runtime.p4info import P4InfoIndex
-from controller.toolchain import compiled_program, find_tool
+from topo.toolchain import build_program, find_tool
 
 pytestmark = pytest.mark.skipif(find_tool("p4c-bm2-ss") is None,
                                 reason="p4c-bm2-ss not found on PATH or under $P4_PREFIX")
@@ -12,12 +12,12 @@ pytestmark = pytest.mark.skipif(find_tool("p4c-bm2-ss") is None,
 
 @pytest.fixture(scope="module")
 def info() -> P4InfoIndex:
-    return P4InfoIndex.load(compiled_program("dispatcher").p4info)
+    return P4InfoIndex.load(build_program("dispatcher").p4info)
 
 
 def test_both_programs_compile():
     for name in ("dispatcher", "minimal_forward"):
-        prog = compiled_program(name)
+        prog = build_program(name)
         assert prog.bmv2_json.stat().st_size > 0 and prog.p4info.stat().st_size > 0
 
 

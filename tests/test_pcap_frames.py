@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.traces.pcap_frames import (
+from sim.pcap_frames import (
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, CaptureError, read_frames,
     to_ethernet)
 

@@ -9,15 +9,15 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from controller.__main__ import main
+from p4dispatch.cli import main
 from controller.policies import make_policy
-from controller.simulator.engine import Simulation, SimulationConfig
-from controller.simulator.flow_sizes import CdfError, FlowSizeCdf
-from controller.simulator.metrics import SlowdownHistogram, balance, windowed
-from controller.simulator.pcap_source import CaptureTrace
-from controller.simulator.servers import ServerQueues
-from controller.simulator.switch_model import SwitchModel
-from controller.simulator.workload import GeneratedWorkload, WorkloadSpec
+from sim.engine import Simulation, SimulationConfig
+from sim.flow_sizes import CdfError, FlowSizeCdf
+from sim.metrics import SlowdownHistogram, balance, windowed
+from sim.pcap_source import CaptureTrace
+from sim.servers import ServerQueues
+from sim.switch_model import SwitchModel
+from sim.workload import GeneratedWorkload, WorkloadSpec
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the checkout")

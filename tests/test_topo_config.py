@@ -9,7 +9,7 @@ import pytest
 
 from controller.config import Config
 from controller.dataplane.constants import CPU_PORT
-from controller.toolchain import BUILD_DIR
+from topo.toolchain import BUILD_DIR
 from topo.capture_cluster import CaptureClusterSpec
 from topo.capture_cluster import controller_config as capture_config
 from topo.server_cluster import VIP_MAC, ServerClusterSpec

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.bmv2 import Bmv2Switch
+from topo.bmv2_switch import Bmv2Switch
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
-from controller.toolchain import BUILD_DIR, CompiledProgram, compiled_program, find_tool
+from topo.toolchain import BUILD_DIR, CompiledProgram, build_program, find_tool
 from topo.veth_pairs import VethPairs
 
 
@@ -53,7 +53,7 @@ class Bmv2Testbed:
         return client, info
 
     def __enter__(self) -> "Bmv2Testbed":
-        self.compiled = compiled_program(self.program)
+        self.compiled = build_program(self.program)
         self.veths = VethPairs(self.ports, prefix=self.prefix)
         self.veths.create()
         try:

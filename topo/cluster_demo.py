@@ -1,6 +1,6 @@
 """The main job: an emulated cluster, the real controller, real traffic, a live table, a plot.
 
-    python -m controller demo [--topo servers|capture] [--policy fb_est] [--duration 30] ...
+    p4dispatch demo [--topo servers|capture] [--policy fb_est] [--duration 30] ...
 
 servers: clients open HTTP connections (Poisson arrivals, object sizes from
   ../shared/data/flowsize) to a VIP; the BMv2 dispatcher spreads them over backends of unequal

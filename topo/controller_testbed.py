@@ -24,8 +24,8 @@ from typing import Any
 import tomli_w
 
 from controller.config import Config
-from controller.toolchain import REPO
-from controller.traces.flow_keys import flow_key
+from topo.toolchain import REPO
+from controller.dataplane.flow_key import flow_key
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
 from topo.veth_pairs import VethPairs
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from mininet.node import Switch
 
 from controller.dataplane.constants import CPU_PORT
-from controller.bmv2 import end_process
-from controller.toolchain import find_tool
+from topo.bmv2_switch import end_process
+from topo.toolchain import find_tool
 from topo.mininet_support import port_accepts
 
 

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.toolchain import BUILD_DIR, find_tool
+from topo.toolchain import BUILD_DIR, find_tool
 
 
 def missing_mininet_reason(program: str = "dispatcher") -> str | None:

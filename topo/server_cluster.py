@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from controller.toolchain import REPO
+from topo.toolchain import REPO
 from topo.emulated_cluster import DISPATCHER, EmulatedCluster
 from topo.mininet_support import checked_cmd, set_sysctls
 

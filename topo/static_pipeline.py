@@ -4,7 +4,7 @@
 controller configuration (controller/config.py's Config, as the topologies generate it)
 into the table entries the controller writes at start (services, VIPs, backends, timers,
 digest: controller/switch_setup.py's own list) plus a fixed ring weighted by capacity.
-controller/flow_installer.py then plays the flow manager's part during a test. The
+topo/flow_installer.py then plays the flow manager's part during a test. The
 controller itself (controller/app.py) does all this and then keeps adapting; this module
 never does.
 """
@@ -20,13 +20,13 @@ from controller.dispatch_ring import build_ring
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.p4runtime import entities as ent
 from controller.switch_setup import configuration_updates
-from controller.toolchain import compiled_program
+from topo.toolchain import build_program
 
 
 def push_pipeline(grpc_address: str, program: str = "dispatcher", device_id: int = 0,
                   election_id: int = 1) -> tuple[P4RuntimeClient, P4InfoIndex]:
     """A primary P4Runtime session with `program` loaded (the caller closes the client)."""
-    compiled = compiled_program(program)
+    compiled = build_program(program)
     info = P4InfoIndex.load(compiled.p4info)
     client = P4RuntimeClient(grpc_address, device_id=device_id, election_id=election_id)
     client.connect()

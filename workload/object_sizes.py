@@ -1,6 +1,6 @@
 """Object sizes for the load generator, drawn from the flow-size CDFs the simulator uses.
 
-The CDF reading and inverse-transform sampling are the simulator's (controller/simulator/
+The CDF reading and inverse-transform sampling are the simulator's (sim/
 flow_sizes.py), so an emulated run and a simulated run of "websearch" draw from the same
 distribution. Here sizes become whole bytes, and may be capped: a 30 MB websearch object
 through a 10 Mb/s emulated backend takes 24 s, too long for a test.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.simulator.flow_sizes import FlowSizeCdf
+from sim.flow_sizes import FlowSizeCdf
 
 FLOWSIZE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flowsize"
 

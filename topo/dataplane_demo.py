@@ -20,7 +20,7 @@ from scapy.layers.l2 import Ether
 
 from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
-from controller.flow_installer import FlowInstaller
+from topo.flow_installer import FlowInstaller
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
 
 VIP = "10.0.0.100"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.dataplane.constants import CPU_PORT
-from controller.toolchain import find_tool
+from topo.toolchain import find_tool
 
 
 class SwitchError(RuntimeError):

@@ -18,11 +18,11 @@ from numpy.typing import NDArray
 
 from controller.estimators import FlowEstimates, RttPredictor
 from controller.policies.base import ClusterView, Policy
-from controller.simulator.metrics import LoadRecorder, RunSummary, SlowdownHistogram, summarise
-from controller.simulator.servers import ServerQueues
-from controller.simulator.switch_model import SwitchModel
-from controller.simulator.traffic import TrafficBatch, TrafficSource
-from controller.simulator.workload import PACKET_BYTES
+from sim.metrics import LoadRecorder, RunSummary, SlowdownHistogram, summarise
+from sim.servers import ServerQueues
+from sim.switch_model import SwitchModel
+from sim.traffic import TrafficBatch, TrafficSource
+from sim.workload import PACKET_BYTES
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.simulator.flow_sizes import FlowSizeCdf
-from controller.simulator.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch, empty_new_flows
+from sim.flow_sizes import FlowSizeCdf
+from sim.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch, empty_new_flows
 
 PACKET_BYTES = 1500
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.simulator.engine import SimulationResult
-from controller.simulator.metrics import RunSummary
+from sim.engine import SimulationResult
+from sim.metrics import RunSummary
 
 
 def write_load_csv(path: Path, result: SimulationResult, capacity: np.ndarray, interval: float) -> None:

@@ -16,9 +16,9 @@ from typing import Iterator
 
 import numpy as np
 
-from controller.traces.flow_keys import FlowKey, flow_key
-from controller.traces.pcap_frames import read_frames
-from controller.simulator.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch
+from controller.dataplane.flow_key import FlowKey, flow_key
+from sim.pcap_frames import read_frames
+from sim.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch
 
 IPV4_MAPPED_PREFIX = 0xFFFF << 32
 

@@ -1,4 +1,4 @@
-"""`python -m controller simulate`: compare policies on a capture or a generated workload."""
+"""`p4dispatch simulate`: compare policies on a capture or a generated workload."""
 
 from __future__ import annotations
 
@@ -11,16 +11,24 @@ import numpy as np
 
 from controller.policies import POLICIES, Policy, make_policy
 from controller.policies.fixed_split import FixedSplit
-from controller.simulator.engine import Simulation, SimulationConfig, SimulationResult
-from controller.simulator.flow_sizes import CdfError, FlowSizeCdf
-from controller.simulator.pcap_source import CaptureTrace
-from controller.simulator.report import plot_loads, summary_table, write_load_csv, write_summary_csv
-from controller.simulator.workload import GeneratedWorkload, WorkloadSpec
-from controller.traces.pcap_frames import CaptureError
+from sim.engine import Simulation, SimulationConfig, SimulationResult
+from sim.flow_sizes import CdfError, FlowSizeCdf
+from sim.pcap_source import CaptureTrace
+from sim.report import plot_loads, summary_table, write_load_csv, write_summary_csv
+from sim.workload import GeneratedWorkload, WorkloadSpec
+from sim.pcap_frames import CaptureError
 
-FLOWSIZE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "flowsize"
+FLOWSIZE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flowsize"
 GBIT = 1e9 / 8   # bytes/s
 MBIT = 1e6 / 8
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """`simulate`: the trace-driven simulator's sub-command."""
+    parser = commands.add_parser("simulate", help="compare dispatch policies on a capture or a "
+                                 "generated workload (trace-driven simulator)")
+    parser.set_defaults(handler=run)
+    add_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

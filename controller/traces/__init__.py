@@ -1,1 +1,0 @@
-"""Packet traces: reading captures into Ethernet frames for replay and simulation."""

@@ -1,0 +1,5 @@
+import sys
+
+from p4dispatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""The layers import downwards only: the runtime (controller/) never imports the simulator
+(sim/), the testbed (topo/), the workload tools or the command-line composition."""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+UPPER_LAYERS = {"sim", "topo", "workload", "p4dispatch", "tests", "ptf_tests", "scripts"}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_runtime_imports_no_upper_layer():
+    offenders = {str(p.relative_to(REPO)): sorted(_imported_packages(p) & UPPER_LAYERS)
+                 for p in (REPO / "controller").rglob("*.py")}
+    assert {p: names for p, names in offenders.items() if names} == {}
+
+
+def test_simulator_imports_no_testbed():
+    offenders = {str(p.relative_to(REPO)): sorted(_imported_packages(p) & {"topo", "p4dispatch"})
+                 for p in (REPO / "sim").rglob("*.py")}
+    assert {p: names for p, names in offenders.items() if names} == {}
