@@ -70,7 +70,7 @@ class AdminApi:
         if url.path == "/metrics":
             _reply(req, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         elif url.path == "/api/status":
-            _json(req, 200, self.controller.status())
+            _json(req, 200, self.controller.status().model_dump(mode="json"))
         elif url.path == "/api/flows":
             limit = int(parse_qs(url.query).get("limit", ["100"])[0])
             self._command(req, "flows", limit=limit)

@@ -74,6 +74,11 @@ class BackendPool:
         raise BackendError(f"no backend named {name!r}; backends: "
                            f"{', '.join(b.name for b in self._backends.values())}")
 
+    def name_of(self, backend_id: int) -> str:
+        """The backend's name, or its id when it is not (or no longer) in the pool."""
+        backend = self._backends.get(backend_id)
+        return backend.name if backend is not None else str(backend_id)
+
     def of_service(self, service_id: int) -> list[LiveBackend]:
         """In a stable order (id), so a policy's server indices mean the same every poll."""
         return sorted((b for b in self._backends.values() if b.service.id == service_id),

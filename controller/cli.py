@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from controller.status import ControllerStatus
+
 DEFAULT_API = "http://127.0.0.1:9180"
 
 
@@ -145,35 +147,39 @@ def api_call(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
         raise ApiError(message) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ApiError(f"no controller API at {base} ({reason}); is `python -m controller run` up?") from None
+        raise ApiError(f"no controller API at {base} ({reason}); is `p4dispatch run` up?") from None
 
 
-def status_table(status: dict[str, Any]) -> Table:
-    flows = status.get("flows") or {}
-    latency = flows.get("install_latency_ms")
-    caption = (f"role {status.get('role')} · switch {status.get('switch')} · "
-               f"{flows.get('active', 0)} flows, {flows.get('pending', 0)} pending, "
-               f"{flows.get('overflow', 0)} waiting for room · "
-               f"{flows.get('digests_per_s', 0):.0f} digests/s, {flows.get('writes_per_s', 0):.0f} writes/s"
-               + (f" · entry p50 {latency['p50']:.1f} ms p99 {latency['p99']:.1f} ms" if latency else ""))
+def status_table(status: ControllerStatus) -> Table:
+    caption = f"role {status.role} · switch {status.switch}"
+    if status.flows is not None:
+        flows = status.flows
+        latency = flows.install_latency_ms
+        caption += (f" · {flows.active} flows, {flows.pending} pending, {flows.overflow} waiting for room"
+                    f" · {flows.digests_per_s or 0:.0f} digests/s, {flows.writes_per_s or 0:.0f} writes/s"
+                    + (f" · entry p50 {latency.p50:.1f} ms p99 {latency.p99:.1f} ms" if latency else ""))
     table = Table(title="flow dispatcher", caption=caption)
     for column in ("service", "backend", "state", "port", "flows", "load Mbit/s", "estimated",
                    "capacity", "ring share", "packets"):
         table.add_column(column, justify="left" if column in ("service", "backend", "state") else "right")
-    for service in status.get("services", []):
-        for b in service["backends"]:
-            est = b.get("estimated_mbps")
-            table.add_row(f"{service['name']} ({service['policy']})", b["name"], b["state"], str(b["port"]),
-                          str(b["flows"]), f"{b['load_mbps']:.2f}", "-" if est is None else f"{est:.2f}",
-                          f"{b['capacity_mbps']:g}", f"{b['ring_share']:.1%}", str(b["packets"]))
+    for service in status.services:
+        for b in service.backends:
+            est = b.estimated_mbps
+            table.add_row(f"{service.name} ({service.policy})", b.name, b.state, str(b.port),
+                          str(b.flows), f"{b.load_mbps:.2f}", "-" if est is None else f"{est:.2f}",
+                          f"{b.capacity_mbps:g}", f"{b.ring_share:.1%}", str(b.packets))
     return table
 
 
+def fetch_status(api: str) -> ControllerStatus:
+    return ControllerStatus.model_validate(api_call(api, "/api/status"))
+
+
 def _status(args: argparse.Namespace) -> int:
-    status = api_call(args.api, "/api/status")
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps(api_call(args.api, "/api/status"), indent=2))
         return 0
+    status = fetch_status(args.api)
     console = Console()
     if not args.watch:
         console.print(status_table(status))
@@ -182,7 +188,7 @@ def _status(args: argparse.Namespace) -> int:
         try:
             while True:
                 time.sleep(1)
-                live.update(status_table(api_call(args.api, "/api/status")))
+                live.update(status_table(fetch_status(args.api)))
         except KeyboardInterrupt:
             pass
     return 0

@@ -13,10 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_RING_SIZE
+from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_BACKEND_ID, REACTIVE_BACKEND_ID
+from controller.dispatch_ring import check_ring_size
 from controller.policies import POLICIES
 
 PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
@@ -50,12 +50,6 @@ def _policy(value: str) -> str:
     return value
 
 
-def _power_of_two(value: int) -> int:
-    if value & (value - 1):
-        raise ValueError("expected a power of two (the switch masks the hash)")
-    return value
-
-
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Ipv4Address = Annotated[str, AfterValidator(_ipv4)]
 MacAddress = Annotated[str, AfterValidator(_mac)]
@@ -68,8 +62,8 @@ class Strict(BaseModel):
 
 class Backend(Strict):
     name: str = Field(min_length=1)
-    id: int = Field(ge=1, le=1022, description="backend id in the switch's `backends` table "
-                    "(1023 is the reactive mode's punt pseudo-backend)")
+    id: int = Field(ge=1, le=MAX_BACKEND_ID, description="backend id in the switch's `backends` table "
+                    f"({REACTIVE_BACKEND_ID} is the reactive mode's punt pseudo-backend)")
     port: SwitchPort
     mac: MacAddress
     address: IpAddress | None = None       # for advisors and IP-in-IP
@@ -96,7 +90,7 @@ class Service(Strict):
     dispatch: Literal["ring", "reactive"] = "ring"
     ring_threshold: float = Field(default=0.02, ge=0, le=1,
                                   description="rewrite the ring when this share of slots would change")
-    ring_size: Annotated[int, Field(ge=1, le=MAX_RING_SIZE), AfterValidator(_power_of_two)] = 1024
+    ring_size: Annotated[int, AfterValidator(check_ring_size)] = 1024
     forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
     tunnel_mac: MacAddress | None = None       # IP-in-IP outer source MAC

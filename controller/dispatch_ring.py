@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-MAX_RING_SIZE = 1 << 16   # the data plane's ring index is 16 bits of the CRC32
+from controller.dataplane.constants import MAX_RING_SIZE
 
 
 def check_ring_size(size: int) -> int:
+    """A ring is a power of two (the switch masks the hash) of at most MAX_RING_SIZE slots."""
     if not (1 <= size <= MAX_RING_SIZE) or size & (size - 1):
-        raise ValueError(f"ring size must be a power of two from 1 to {MAX_RING_SIZE}, not {size}")
+        raise ValueError(f"expected a power of two from 1 to {MAX_RING_SIZE} (the switch masks the hash), not {size}")
     return size
 
 

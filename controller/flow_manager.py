@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from finsy.proto import p4r, rpc_code
 
+from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
 from controller.dataplane.flow_digest import FlowDigest, MalformedDigest, decode_digest_list
 from controller.flow_table import FlowTable, pack_key, unpack_key
@@ -28,7 +29,6 @@ from controller.p4runtime.client import P4RuntimeError, WriteError
 
 log = logging.getLogger(__name__)
 
-REACTIVE_BACKEND_ID = 1023      # the punt_to_controller pseudo-backend of reactive services
 OVERFLOW_RETRY_S = 1.0          # with a full table, try again at most this often ...
 OVERFLOW_LIMIT = 200_000        # ... for at most this many waiting flows
 DELETE_SLICE = 250              # deletes per write: short, so new flows never wait long
@@ -384,4 +384,4 @@ class FlowManager:
                 for key, backend_id, slot in self.table.items()]
 
 
-__all__ = ["FlowManager", "FlowStats", "InstallEvent", "REACTIVE_BACKEND_ID", "Writer"]
+__all__ = ["FlowManager", "FlowStats", "InstallEvent", "Writer"]

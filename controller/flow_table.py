@@ -8,28 +8,18 @@ slot is taken, further flows share slot 0 (counted, but with no per-flow figures
 
 from __future__ import annotations
 
-import struct
 from array import array
 from typing import Iterator
 
 import numpy as np
 
-FlowKey = tuple[int, int, int, int, int]   # src_addr, dst_addr, protocol, src_port, dst_port
+from controller.dataplane.constants import MAX_BACKENDS
+from controller.dataplane.flow_key import FlowKey, pack_key, unpack_key
+
+__all__ = ["MAX_BACKENDS", "SHARED_STATS_SLOT", "FlowKey", "FlowTable", "pack_key", "unpack_key"]
+
 SHARED_STATS_SLOT = 0                      # flows beyond the counter's size all count here
-MAX_BACKENDS = 1024                        # backend ids are bit<16> but the table holds 1024
-_BACKEND_BITS = 10
-_PORTS = struct.Struct(">BHH")
-
-
-def pack_key(key: FlowKey) -> bytes:
-    src, dst, protocol, src_port, dst_port = key
-    return src.to_bytes(16, "big") + dst.to_bytes(16, "big") + _PORTS.pack(protocol, src_port, dst_port)
-
-
-def unpack_key(packed: bytes) -> FlowKey:
-    protocol, src_port, dst_port = _PORTS.unpack_from(packed, 32)
-    return (int.from_bytes(packed[:16], "big"), int.from_bytes(packed[16:32], "big"),
-            protocol, src_port, dst_port)
+_BACKEND_BITS = 10                         # backend id bits packed beside the stats slot
 
 
 class FlowTable:

@@ -1,22 +1,22 @@
 """Prometheus metrics, read from the controller's status at scrape time.
 
-One collector turns the status dictionary (the same one `python -m controller status`
-shows) into metric families, so the numbers on a dashboard and on the terminal agree.
+One collector turns the controller's status (the same one `p4dispatch status` shows)
+into metric families, so the numbers on a dashboard and on the terminal agree.
 Rates (digests/s, writes/s) are left to PromQL's rate() over the counters.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-ROLES = ("connecting", "backup", "primary", "stopped")
+from controller.status import ROLES, ControllerStatus
 
 
 class ControllerCollector(Collector):
-    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, status: Callable[[], ControllerStatus]) -> None:
         self._status = status
 
     def collect(self) -> Iterator:
@@ -24,15 +24,15 @@ class ControllerCollector(Collector):
         role = GaugeMetricFamily("dispatcher_controller_role", "1 for the controller's current role",
                                  labels=["role"])
         for name in ROLES:
-            role.add_metric([name], 1.0 if status.get("role") == name else 0.0)
+            role.add_metric([name], 1.0 if status.role == name else 0.0)
         yield role
-        flows = status.get("flows")
-        if not flows:
+        flows = status.flows
+        if flows is None:
             return
         yield GaugeMetricFamily("dispatcher_active_flows", "flows entries the controller tracks",
-                                value=flows["active"])
+                                value=flows.active)
         yield GaugeMetricFamily("dispatcher_overflow_flows",
-                                "flows waiting for room in a full `flows` table", value=flows["overflow"])
+                                "flows waiting for room in a full `flows` table", value=flows.overflow)
         for name, help_text in (("digests", "new-flow digests received"),
                                 ("duplicate_digests", "digests for flows already installed or queued"),
                                 ("malformed_digests", "digests that could not be decoded"),
@@ -41,16 +41,16 @@ class ControllerCollector(Collector):
                                 ("deleted", "flows entries deleted after idle timeout or removal"),
                                 ("table_full", "inserts refused because the table was full"),
                                 ("write_failures", "flows writes that failed otherwise")):
-            yield CounterMetricFamily(f"dispatcher_{name}", help_text, value=flows[name])
+            yield CounterMetricFamily(f"dispatcher_{name}", help_text, value=getattr(flows, name))
         writes = CounterMetricFamily("dispatcher_writes", "P4Runtime flows updates", labels=["kind"])
-        writes.add_metric(["insert"], flows["inserted"])
-        writes.add_metric(["delete"], flows["deleted"])
+        writes.add_metric(["insert"], flows.inserted)
+        writes.add_metric(["delete"], flows.deleted)
         yield writes
-        if flows.get("install_latency_ms"):
+        if flows.install_latency_ms is not None:
             latency = GaugeMetricFamily("dispatcher_install_latency_ms",
                                         "digest arrival to entry written, last 2,000 flows", labels=["quantile"])
-            for q in ("p50", "p99"):
-                latency.add_metric([q], flows["install_latency_ms"][q])
+            latency.add_metric(["p50"], flows.install_latency_ms.p50)
+            latency.add_metric(["p99"], flows.install_latency_ms.p99)
             yield latency
         load = GaugeMetricFamily("dispatcher_backend_load_bytes_per_second",
                                  "traffic sent to each backend over the last poll",
@@ -59,12 +59,12 @@ class ControllerCollector(Collector):
                                   labels=["service", "backend"])
         active = GaugeMetricFamily("dispatcher_backend_flows", "installed flows per backend",
                                    labels=["service", "backend"])
-        for service in status.get("services", []):
-            for b in service["backends"]:
-                labels = [service["name"], b["name"]]
-                load.add_metric(labels, b["load_mbps"] * 1e6 / 8)
-                share.add_metric(labels, b["ring_share"])
-                active.add_metric(labels, b["flows"])
+        for service in status.services:
+            for b in service.backends:
+                labels = [service.name, b.name]
+                load.add_metric(labels, b.load_mbps * 1e6 / 8)
+                share.add_metric(labels, b.ring_share)
+                active.add_metric(labels, b.flows)
         yield load
         yield share
         yield active
@@ -72,15 +72,15 @@ class ControllerCollector(Collector):
                                            labels=["port", "direction"])
         port_bytes = CounterMetricFamily("dispatcher_port_bytes", "bytes per switch port",
                                          labels=["port", "direction"])
-        for direction, cells in status.get("ports", {}).items():
+        for direction, cells in status.ports.items():
             for port, cell in cells.items():
-                port_packets.add_metric([port, direction], cell["packets"])
-                port_bytes.add_metric([port, direction], cell["bytes"])
+                port_packets.add_metric([port, direction], cell.packets)
+                port_bytes.add_metric([port, direction], cell.bytes)
         yield port_packets
         yield port_bytes
 
 
-def make_registry(status: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+def make_registry(status: Callable[[], ControllerStatus]) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(ControllerCollector(status))
     return registry

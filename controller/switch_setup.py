@@ -15,8 +15,8 @@ from finsy.proto import p4r, rpc_code
 
 from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config, Service
+from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables
-from controller.flow_manager import REACTIVE_BACKEND_ID
 from controller.p4runtime.client import P4RuntimeClient, WriteError
 
 log = logging.getLogger(__name__)

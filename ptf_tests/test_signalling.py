@@ -8,7 +8,7 @@ from dispatcher_base import (
     BACKENDS, CLIENT_PORT, SPARE_PORT, SWITCH_MAC, DispatcherTest, tcp_packet, udp_packet)
 from scapy.layers.l2 import Ether
 
-from controller.dataplane.constants import PACKET_IN_REASON_SIGNALLING
+from controller.dataplane.constants import PacketInReason
 
 
 class SignallingReachesCpuWithIngressPort(DispatcherTest):
@@ -22,7 +22,7 @@ class SignallingReachesCpuWithIngressPort(DispatcherTest):
         packet_in = self.client.packet_ins.get(timeout=2)
         fields = self.tables.packet_in_fields(packet_in)
         self.assertEqual(fields["ingress_port"], CLIENT_PORT)
-        self.assertEqual(fields["reason"], PACKET_IN_REASON_SIGNALLING)
+        self.assertEqual(fields["reason"], PacketInReason.SIGNALLING)
         self.assertEqual(packet_in.payload, bytes(invite), "the CPU gets the packet as it arrived")
         # Answers from the signalling port (as source) are cloned too; this one is plain L2.
         self.client.write([self.tables.l2_entry(SWITCH_MAC, CLIENT_PORT)])

@@ -13,10 +13,10 @@ from controller.policies import POLICIES, Policy, make_policy
 from controller.policies.fixed_split import FixedSplit
 from sim.engine import Simulation, SimulationConfig, SimulationResult
 from sim.flow_sizes import CdfError, FlowSizeCdf
+from sim.pcap_frames import CaptureError
 from sim.pcap_source import CaptureTrace
 from sim.report import plot_loads, summary_table, write_load_csv, write_summary_csv
 from sim.workload import GeneratedWorkload, WorkloadSpec
-from sim.pcap_frames import CaptureError
 
 FLOWSIZE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flowsize"
 GBIT = 1e9 / 8   # bytes/s

@@ -16,18 +16,11 @@ from typing import Iterator
 
 import numpy as np
 
-from controller.dataplane.flow_key import FlowKey, flow_key
+from controller.dataplane.flow_key import FlowKey, flow_key, key_hash
 from sim.pcap_frames import read_frames
 from sim.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch
 
-IPV4_MAPPED_PREFIX = 0xFFFF << 32
-
-
-def key_hash(key: FlowKey) -> int:
-    """CRC32 over the key's fields as the data plane lays them out (128-bit addresses)."""
-    src, dst, protocol, sport, dport = key
-    return zlib.crc32(src.to_bytes(16, "big") + dst.to_bytes(16, "big") + bytes([protocol])
-                      + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
+__all__ = ["key_hash"]   # re-exported: the simulator hashes keys as the switch does
 
 
 def source_prefix(address: int) -> int:

@@ -16,11 +16,18 @@ from controller.app import Controller
 from controller.cli import api_call
 from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.dataplane.flow_key import flow_key
 from controller.flow_table import pack_key
 from controller.p4runtime import P4RuntimeClient
-from controller.dataplane.flow_key import flow_key
-from topo.controller_testbed import (ControllerTestbed, backend_port, client_flow, missing_reason,
-                                     tcp_frame, dispatcher_config, udp_frame)
+from topo.controller_testbed import (
+    ControllerTestbed,
+    backend_port,
+    client_flow,
+    dispatcher_config,
+    missing_reason,
+    tcp_frame,
+    udp_frame,
+)
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 PORT_OF_BACKEND = {10 + i: backend_port(i) for i in range(3)}
@@ -140,7 +147,7 @@ def test_a_restarted_controller_adopts_what_is_installed(testbed):
     second = testbed.run_controller(config)
     second.wait_role("primary")
     c = second.controller
-    assert c.counts["pipeline_pushes"] == 0, "the running pipeline is kept"
+    assert c.counts.pipeline_pushes == 0, "the running pipeline is kept"
     assert c.flows.stats.adopted == 40 and len(c.flows.table) == 40
     data_round(testbed, list(range(40)))
     open_flows(testbed, range(40, 50))
@@ -237,7 +244,7 @@ def test_a_restarted_switch_gets_pipeline_and_entries_back(testbed):
     testbed.start_switch()
     running.wait_role("primary", timeout=20)
     c = running.controller
-    assert c.counts["pipeline_pushes"] == 2 and c.counts["restored_flows"] == 40
+    assert c.counts.pipeline_pushes == 2 and c.counts.restored_flows == 40
     assert switch_flows(testbed, config) == before
     data_round(testbed, list(range(40)))
     assert_consistent(testbed, 80 + 40)
@@ -252,12 +259,12 @@ def test_reactive_mode_sends_first_packets_through_the_controller(testbed):
         testbed.wire.send(udp_frame(*client_flow(i)))
     assert_consistent(testbed, 20)
     c = running.controller
-    assert c.counts["reactive_packets"] == 20 and c.counts["reactive_failures"] == 0
+    assert c.counts.reactive_packets == 20 and c.counts.reactive_failures == 0
     assert len(c.flows.table) == 20
     for i in range(20):   # later packets hit the entry: no more punts
         testbed.wire.send(udp_frame(*client_flow(i)))
     assert_consistent(testbed, 40)
-    assert c.counts["reactive_packets"] == 20
+    assert c.counts.reactive_packets == 20
 
 
 def test_api_cli_and_metrics(testbed):

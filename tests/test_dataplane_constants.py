@@ -29,5 +29,5 @@ def test_scalars_match_p4():
     p4 = p4_constants()
     assert p4["CPU_PORT"] == py.CPU_PORT
     assert p4["CPU_CLONE_SESSION_ID"] == py.CPU_CLONE_SESSION_ID
-    assert p4["PACKET_IN_REASON_SIGNALLING"] == py.PACKET_IN_REASON_SIGNALLING
-    assert p4["PACKET_IN_REASON_REACTIVE"] == py.PACKET_IN_REASON_REACTIVE
+    assert p4["PACKET_IN_REASON_SIGNALLING"] == py.PacketInReason.SIGNALLING
+    assert p4["PACKET_IN_REASON_REACTIVE"] == py.PacketInReason.REACTIVE

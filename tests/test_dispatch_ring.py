@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from controller.dispatch_ring import (MAX_RING_SIZE, build_ring, minimal_churn, ring_churn, slot_counts)
+from controller.dispatch_ring import MAX_RING_SIZE, build_ring, minimal_churn, ring_churn, slot_counts
 
 
 def test_known_ring():

@@ -4,10 +4,20 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from controller.estimators import (FlowEstimates, RttPredictor, busy_this_interval, decay_factor,
-                                   residual_capacity, rtt_sample, server_load, update_busy, update_rate)
+from controller.estimators import (
+    FlowEstimates,
+    RttPredictor,
+    busy_this_interval,
+    decay_factor,
+    residual_capacity,
+    rtt_sample,
+    server_load,
+    update_busy,
+    update_rate,
+)
 
 
 def test_eq2_known_answer():

@@ -1,12 +1,13 @@
 """The Python flow-key model follows the data plane's rules."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from controller.p4runtime.encoding import flow_address
 from controller.dataplane.flow_key import flow_key
+from controller.p4runtime.encoding import flow_address
 
 E = Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:02")
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from finsy.proto import p4r, rpc_code
 
+from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
 from controller.dataplane.flow_digest import FIELDS
-from controller.flow_manager import REACTIVE_BACKEND_ID, FlowManager
+from controller.flow_manager import FlowManager
 from controller.flow_table import SHARED_STATS_SLOT, FlowTable, pack_key, unpack_key
 from controller.p4runtime import P4InfoIndex
 from controller.p4runtime.client import UpdateFailure, WriteError

@@ -4,8 +4,7 @@ import pytest
 from finsy.proto import p4i, p4r
 
 from controller.p4runtime import entities as ent
-from controller.p4runtime.encoding import (
-    address_from_flow, decode_int, encode_int, flow_address, mac_to_int)
+from controller.p4runtime.encoding import address_from_flow, decode_int, encode_int, flow_address, mac_to_int
 from controller.p4runtime.p4info import P4InfoError, P4InfoIndex
 
 

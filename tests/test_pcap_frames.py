@@ -5,8 +5,14 @@ from pathlib import Path
 import pytest
 
 from sim.pcap_frames import (
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, CaptureError, read_frames,
-    to_ethernet)
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_RAW,
+    CaptureError,
+    read_frames,
+    to_ethernet,
+)
 
 PCAPS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pcaps"
 needs_data = pytest.mark.skipif(not PCAPS.is_dir(), reason="../shared/data/pcaps is not beside the checkout")

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.policies import POLICIES, ClusterView, NoServerAvailable, make_policy
 from controller.policies.fb_est import FbEst, fb_est_score

@@ -9,8 +9,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from p4dispatch.cli import main
 from controller.policies import make_policy
+from p4dispatch.cli import main
 from sim.engine import Simulation, SimulationConfig
 from sim.flow_sizes import CdfError, FlowSizeCdf
 from sim.metrics import SlowdownHistogram, balance, windowed

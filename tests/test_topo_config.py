@@ -9,11 +9,11 @@ import pytest
 
 from controller.config import Config
 from controller.dataplane.constants import CPU_PORT
-from topo.toolchain import BUILD_DIR
 from topo.capture_cluster import CaptureClusterSpec
 from topo.capture_cluster import controller_config as capture_config
 from topo.server_cluster import VIP_MAC, ServerClusterSpec
 from topo.server_cluster import controller_config as server_config
+from topo.toolchain import BUILD_DIR
 
 
 @pytest.mark.parametrize("clients,capacities", [(1, (10.0,)), (2, (20.0, 10.0, 5.0)), (30, (1.0,) * 40)])

@@ -24,9 +24,9 @@ from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.p4runtime.encoding import address_from_flow
 from topo.capture_cluster import CaptureCluster, CaptureClusterSpec
+from topo.flow_installer import FlowInstaller
 from topo.mininet_support import free_tcp_port, missing_mininet_reason, remove_leftover_links
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
-from topo.flow_installer import FlowInstaller
 from topo.static_pipeline import dispatcher_updates, minimal_forward_updates
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topo.bmv2_switch import Bmv2Switch
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
+from topo.bmv2_switch import Bmv2Switch
 from topo.toolchain import BUILD_DIR, CompiledProgram, build_program, find_tool
 from topo.veth_pairs import VethPairs
 

@@ -34,6 +34,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from controller.config import Config
+from controller.status import ControllerStatus
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def _run_servers(options: DemoOptions, console: Console) -> int:
         started = time.monotonic()
         runner.start()
         console.print(f"controller API and metrics: http://127.0.0.1:{options.api_port} "
-                      f"(python -m controller status --api http://127.0.0.1:{options.api_port})")
+                      f"(p4dispatch status --api http://127.0.0.1:{options.api_port})")
         with Live(console=console, refresh_per_second=4) as live:
             while runner.is_alive():
                 _check_switch(cluster)
@@ -200,25 +201,30 @@ def _run_servers(options: DemoOptions, console: Console) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
-def _server_table(status: dict, connections: dict[str, list[dict]], elapsed: float,
+def _flows_caption(status: ControllerStatus) -> str:
+    flows = status.flows
+    if flows is None:
+        return f"controller {status.role}"
+    return (f"controller {status.role}: {flows.active} flows entries, {flows.digests} digests, "
+            f"{flows.inserted} inserted, {flows.deleted} deleted")
+
+
+def _server_table(status: ControllerStatus, connections: dict[str, list[dict]], elapsed: float,
                   duration: float) -> Table:
-    flows = status.get("flows") or {}
     table = Table(title=f"flow dispatcher demo: {elapsed:.0f} s of ~{duration:.0f} s",
-                  caption=f"controller {status.get('role')}: {flows.get('active', 0)} flows entries, "
-                          f"{flows.get('digests', 0)} digests, {flows.get('inserted', 0)} inserted, "
-                          f"{flows.get('deleted', 0)} deleted")
+                  caption=_flows_caption(status))
     for column in ("backend", "state", "capacity Mbit/s", "ring share", "connections", "share",
                    "Mbit/s (last 5 s)", "MB served", "flows entries"):
         table.add_column(column, justify="left" if column in ("backend", "state") else "right")
     total = sum(len(c) for c in connections.values()) or 1
     now = time.time()
-    for service in status.get("services", []):
-        for b in service["backends"]:
-            served = connections.get(b["name"], [])
+    for service in status.services:
+        for b in service.backends:
+            served = connections.get(b.name, [])
             recent = sum(c["bytes"] for c in served if c["time"] + c["seconds"] > now - 5) * 8 / 5 / 1e6
-            table.add_row(b["name"], b["state"], f"{b['capacity_mbps']:g}", f"{b['ring_share']:.0%}",
+            table.add_row(b.name, b.state, f"{b.capacity_mbps:g}", f"{b.ring_share:.0%}",
                           str(len(served)), f"{len(served) / total:.0%}", f"{recent:.1f}",
-                          f"{sum(c['bytes'] for c in served) / 1e6:.1f}", str(b["flows"]))
+                          f"{sum(c['bytes'] for c in served) / 1e6:.1f}", str(b.flows))
     return table
 
 
@@ -236,7 +242,7 @@ def served_rate_per_second(connections: list[dict], start: float, seconds: int) 
 
 
 def _server_summary(options: DemoOptions, spec, runs: dict, connections: dict[str, list[dict]],
-                    status: dict) -> dict:
+                    status: ControllerStatus) -> dict:
     records = [r for run in runs.values() for r in run.records]
     ok = [r for r in records if r.get("status") == 200 and not r.get("error")]
     latencies = np.array([r["latency"] for r in ok if r.get("latency") is not None])
@@ -274,8 +280,9 @@ def _server_summary(options: DemoOptions, spec, runs: dict, connections: dict[st
         "max_over_mean_utilisation_mean": float(ratio.mean()) if ratio.size else None,
         "max_over_mean_utilisation_p99": float(np.percentile(ratio, 99)) if ratio.size else None,
         "backends": backends,
-        "controller": {k: status.get("flows", {}).get(k) for k in
-                       ("digests", "inserted", "deleted", "duplicate_digests", "table_full")},
+        "controller": ({k: getattr(status.flows, k) for k in
+                        ("digests", "inserted", "deleted", "duplicate_digests", "table_full")}
+                       if status.flows is not None else {}),
         "utilisation_per_second": {n: utilisation[i].round(3).tolist() for i, n in enumerate(capacity)},
     }
 
@@ -376,16 +383,14 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
     return 0 if ok else 1
 
 
-def _capture_table(status: dict, current: str, replayed: dict[str, int]) -> Table:
-    flows = status.get("flows") or {}
+def _capture_table(status: ControllerStatus, current: str, replayed: dict[str, int]) -> Table:
     table = Table(title=f"capture demo: replaying {current}; done: {', '.join(replayed) or '-'}",
-                  caption=f"controller {status.get('role')}: {flows.get('active', 0)} flows entries, "
-                          f"{flows.get('digests', 0)} digests")
+                  caption=_flows_caption(status))
     for column in ("capture node", "state", "ring share", "flows entries", "packets"):
         table.add_column(column)
-    for service in status.get("services", []):
-        for b in service["backends"]:
-            table.add_row(b["name"], b["state"], f"{b['ring_share']:.0%}", str(b["flows"]), str(b["packets"]))
+    for service in status.services:
+        for b in service.backends:
+            table.add_row(b.name, b.state, f"{b.ring_share:.0%}", str(b.flows), str(b.packets))
     return table
 
 

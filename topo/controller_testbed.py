@@ -24,9 +24,9 @@ from typing import Any
 import tomli_w
 
 from controller.config import Config
-from topo.toolchain import REPO
 from controller.dataplane.flow_key import flow_key
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
+from topo.toolchain import REPO
 from topo.veth_pairs import VethPairs
 
 VIP = "10.0.0.100"

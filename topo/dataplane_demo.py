@@ -20,8 +20,8 @@ from scapy.layers.l2 import Ether
 
 from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
-from topo.flow_installer import FlowInstaller
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
+from topo.flow_installer import FlowInstaller
 
 VIP = "10.0.0.100"
 CLIENT_PORT = 1

@@ -20,8 +20,8 @@ from mininet.node import Switch
 
 from controller.dataplane.constants import CPU_PORT
 from topo.bmv2_switch import end_process
-from topo.toolchain import find_tool
 from topo.mininet_support import port_accepts
+from topo.toolchain import find_tool
 
 
 class SwitchStartError(RuntimeError):

@@ -1,14 +1,30 @@
-"""Mirror of p4src/shared/constants.p4 (tests/test_dataplane_constants.py keeps them equal)."""
+"""The data-plane contract in Python: the values p4src/shared/ defines, in one place.
+
+tests/test_dataplane_constants.py keeps them equal to the P4 sources, and
+tests/test_p4_program.py to the compiled program's P4Info. Table sizes the controller needs
+at run time (flows, flow_stats, dispatch_ring, backends) are read from P4Info, not from here.
+"""
 
 from enum import IntEnum
 
 CPU_PORT = 255
 CPU_CLONE_SESSION_ID = 100
-PACKET_IN_REASON_SIGNALLING = 1
-PACKET_IN_REASON_REACTIVE = 2
 IP_PROTO_TCP = 6
 IP_PROTO_UDP = 17
-MAX_RING_SIZE = 1 << 16
+MAX_RING_SIZE = 1 << 16          # the ring index is 16 bits of the flow hash
+# IPv4 addresses sit in 128-bit flow keys as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+IPV4_MAPPED_PREFIX = 0xFFFF << 32
+# Backend ids are bit<16> on the wire, but the `backends` table holds BACKENDS_TABLE_SIZE
+# (p4src/shared/sizes.p4); the top id is the reactive mode's punt pseudo-backend.
+MAX_BACKENDS = 1024
+REACTIVE_BACKEND_ID = MAX_BACKENDS - 1
+MAX_BACKEND_ID = REACTIVE_BACKEND_ID - 1
+
+
+class PacketInReason(IntEnum):
+    """Why a packet came to the controller (the packet-in header's `reason`)."""
+    SIGNALLING = 1
+    REACTIVE = 2        # reactive mode: a new flow's packet, undecided
 
 
 class AdmissionLevel(IntEnum):

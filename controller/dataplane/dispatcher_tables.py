@@ -11,8 +11,9 @@ from typing import Iterable
 
 from finsy.proto import p4r
 
-from controller.dataplane.constants import (
-    CPU_CLONE_SESSION_ID, CPU_PORT, MAX_RING_SIZE, AdmissionLevel)
+from controller.dataplane.constants import CPU_CLONE_SESSION_ID, CPU_PORT, AdmissionLevel
+from controller.dataplane.flow_key import FlowKey
+from controller.dispatch_ring import check_ring_size
 from controller.p4runtime import entities as ent
 from controller.p4runtime.client import P4RuntimeClient
 from controller.p4runtime.encoding import decode_int, encode_int, flow_address, ipv4_to_int, mac_to_int
@@ -30,15 +31,13 @@ class CounterValue:
 
 @dataclass(frozen=True)
 class InstalledFlow:
-    key: tuple[int, int, int, int, int]
+    key: FlowKey
     backend_id: int
     stats_slot: int
 
 
 def ring_mask(ring_size: int) -> int:
-    if ring_size < 1 or ring_size > MAX_RING_SIZE or ring_size & (ring_size - 1):
-        raise ValueError(f"ring size must be a power of two from 1 to {MAX_RING_SIZE}, got {ring_size}")
-    return ring_size - 1
+    return check_ring_size(ring_size) - 1
 
 
 def _canonical(value: int) -> bytes:

@@ -7,8 +7,30 @@ in symmetric (capture) mode the two endpoints sorted.
 
 from __future__ import annotations
 
-IPV4_MAPPED_PREFIX = 0xFFFF << 32
+import struct
+import zlib
+
+from controller.dataplane.constants import IPV4_MAPPED_PREFIX
+
 FlowKey = tuple[int, int, int, int, int]   # src_addr, dst_addr, protocol, src_port, dst_port
+_PORTS = struct.Struct(">BHH")
+
+
+def pack_key(key: FlowKey) -> bytes:
+    """The key's 37 bytes as the data plane lays them out (128-bit addresses)."""
+    src, dst, protocol, src_port, dst_port = key
+    return src.to_bytes(16, "big") + dst.to_bytes(16, "big") + _PORTS.pack(protocol, src_port, dst_port)
+
+
+def unpack_key(packed: bytes) -> FlowKey:
+    protocol, src_port, dst_port = _PORTS.unpack_from(packed, 32)
+    return (int.from_bytes(packed[:16], "big"), int.from_bytes(packed[16:32], "big"),
+            protocol, src_port, dst_port)
+
+
+def key_hash(key: FlowKey) -> int:
+    """The data plane's CRC32 over the key: ring slot and cache slot are its low bits."""
+    return zlib.crc32(pack_key(key))
 
 
 def flow_key(frame: bytes, symmetric: bool = False) -> FlowKey | None:

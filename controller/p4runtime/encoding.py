@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-IPV4_MAPPED_PREFIX = 0xFFFF << 32  # ::ffff:0:0/96, how IPv4 sits in 128-bit flow keys
+from controller.dataplane.constants import IPV4_MAPPED_PREFIX
 
 
 def encode_int(value: int, bitwidth: int) -> bytes:

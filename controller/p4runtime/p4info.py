@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from google.protobuf import text_format
 from finsy.proto import p4i
+from google.protobuf import text_format
 
 T = TypeVar("T")
 

@@ -1,0 +1,83 @@
+"""Rings follow the policies: after each poll (or an operator's change) every service's policy
+gives weights, and only the ring slots that must change are written to the switch.
+
+Rewriting a slot never moves a flow that has packets: those sit in `flows` or the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from controller.backend_pool import BackendPool
+from controller.config import Config
+from controller.dataplane.constants import REACTIVE_BACKEND_ID
+from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.flow_table import FlowTable
+from controller.load_monitor import LoadMonitor
+from controller.p4runtime import P4RuntimeClient
+from controller.policies import NoServerAvailable, Policy, make_policy
+from controller.service_ring import EMPTY_SLOT, ServiceRing
+from controller.switch_setup import write_idempotent
+
+log = logging.getLogger("controller.rings")
+
+
+class RingUpdater:
+    def __init__(self, config: Config, pool: BackendPool, monitor: LoadMonitor, flows: FlowTable,
+                 tables: DispatcherTables) -> None:
+        self.pool = pool
+        self.monitor = monitor
+        self.flows = flows
+        self.tables = tables
+        self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
+        self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold) for s in config.services}
+
+    @property
+    def needs_flow_estimates(self) -> bool:
+        return any(p.needs_flow_estimates for p in self.policies.values())
+
+    def adopt(self, slots_by_service: dict[int, dict[int, int]]) -> None:
+        """The rings as the switch has them (empty after a pipeline push)."""
+        for service_id, ring in self.rings.items():
+            ring.adopt(slots_by_service.get(service_id, {}))
+
+    def update(self, client: P4RuntimeClient, force: bool = False) -> None:
+        now = time.monotonic()
+        for service in self.pool.services.values():
+            backends = self.pool.of_service(service.id)
+            ring = self.rings[service.id]
+            if not backends:
+                continue
+            view = self.monitor.view(backends, self.flows.per_backend, now, service.load_visibility)
+            try:
+                weights = self.policies[service.id].weights(view)
+            except NoServerAvailable:
+                if not ring.warned_no_backend:
+                    log.warning("service %s: no backend takes new flows; the ring stays as it is",
+                                service.name)
+                    ring.warned_no_backend = True
+                continue
+            ring.warned_no_backend = False
+            changes = ring.plan([b.id for b in backends], weights, force=force)
+            if not changes:
+                continue
+            if service.dispatch == "reactive":
+                ring.commit(changes)   # the controller's own ring decides; the switch punts
+                self._write_punt_ring(client, ring)
+                continue
+            updates = [self.tables.ring_slot(service.id, slot, backend,
+                                             "insert" if ring.slots[slot] == EMPTY_SLOT else "modify")
+                       for slot, backend in changes.items()]
+            client.write(updates)
+            ring.commit(changes)
+            shares = ", ".join(f"{self.pool.name_of(b)} {s:.0%}" for b, s in sorted(ring.shares().items()))
+            log.info("service %s: ring rewritten (%d of %d slots): %s", service.name,
+                     len(changes), ring.size, shares)
+
+    def _write_punt_ring(self, client: P4RuntimeClient, ring: ServiceRing) -> None:
+        """A reactive service's switch ring points every slot at the punt pseudo-backend."""
+        if ring.punt_written:
+            return
+        write_idempotent(client, self.tables.ring(ring.service_id, [REACTIVE_BACKEND_ID] * ring.size))
+        ring.punt_written = True

@@ -1,0 +1,148 @@
+"""The controller's status, typed: what `status`, the HTTP API, the metrics and the demo show.
+
+Built by the serving loop after each counter poll (StatusBuilder) and read by other threads
+as an immutable snapshot; over HTTP it travels as JSON and is read back into the same models.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from controller.dataplane.dispatcher_tables import CounterValue
+
+Role = Literal["connecting", "backup", "primary", "stopped"]
+ROLES: tuple[Role, ...] = ("connecting", "backup", "primary", "stopped")
+LATENCY_SAMPLES = 2000   # install latencies behind the status' p50/p99
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class BackendStatus(_Model):
+    name: str
+    id: int
+    state: str
+    port: int
+    capacity_mbps: float
+    flows: int                        # installed flows entries
+    load_mbps: float                  # switch counters, last poll
+    estimated_mbps: float | None      # FB_EST's estimate, when the policy tracks flows
+    ring_share: float
+    packets: int
+    bytes: int
+
+
+class ServiceStatus(_Model):
+    name: str
+    id: int
+    mode: str
+    policy: str
+    dispatch: str
+    ring_rewrites: int
+    backends: list[BackendStatus]
+
+
+class LatencyQuantiles(_Model):
+    p50: float
+    p99: float
+
+
+class FlowStatus(_Model):
+    active: int
+    pending: int
+    overflow: int
+    digests: int
+    duplicate_digests: int
+    malformed_digests: int
+    unknown_backend: int
+    reactive_digests: int
+    inserted: int
+    deleted: int
+    already_installed: int
+    table_full: int
+    write_failures: int
+    idle_notifications: int
+    adopted: int
+    write_seconds: float
+    write_batches: int
+    digests_per_s: float | None = None
+    writes_per_s: float | None = None
+    install_latency_ms: LatencyQuantiles | None = None
+
+
+class ControllerCounts(_Model):
+    reconnects: int = 0
+    pipeline_pushes: int = 0
+    restored_flows: int = 0
+    reactive_packets: int = 0
+    reactive_failures: int = 0
+
+
+class PortCounter(_Model):
+    packets: int
+    bytes: int
+
+
+class ControllerStatus(_Model):
+    role: Role
+    switch: str
+    election_id: int
+    uptime_s: float = 0.0
+    flows: FlowStatus | None = None            # None until the first counter poll
+    controller: ControllerCounts = ControllerCounts()
+    ports: dict[str, dict[str, PortCounter]] = {}   # direction -> port -> counts
+    services: list[ServiceStatus] = []
+
+
+@dataclass
+class RunCounts:
+    """What the controller itself did, counted by the serving loop (mutable; see ControllerCounts)."""
+    reconnects: int = 0
+    pipeline_pushes: int = 0
+    restored_flows: int = 0
+    reactive_packets: int = 0
+    reactive_failures: int = 0
+
+    def snapshot(self) -> ControllerCounts:
+        return ControllerCounts(**asdict(self))
+
+
+class RateTracker:
+    """Digests/s and writes/s over windows of at least a second."""
+
+    def __init__(self) -> None:
+        self._base: tuple[float, int, int] | None = None
+
+    def rates(self, now: float, digests: int, writes: int) -> tuple[float | None, float | None]:
+        result: tuple[float | None, float | None] = (None, None)
+        if self._base is not None:
+            t0, digests0, writes0 = self._base
+            dt = max(now - t0, 1e-6)
+            result = ((digests - digests0) / dt, (writes - writes0) / dt)
+        if self._base is None or now - self._base[0] >= 1.0:
+            self._base = (now, digests, writes)
+        return result
+
+
+def latency_quantiles(latencies: deque[float]) -> LatencyQuantiles | None:
+    """p50/p99 in ms of the newest installs only: converting the whole 100,000-sample window
+    at every poll would cost the serving loop milliseconds ten times a second."""
+    recent = list(islice(reversed(latencies), LATENCY_SAMPLES))
+    if not recent:
+        return None
+    values = np.array(recent) * 1e3
+    return LatencyQuantiles(p50=float(np.percentile(values, 50)), p99=float(np.percentile(values, 99)))
+
+
+def port_status(ports: Mapping[str, Mapping[int, CounterValue]]) -> dict[str, dict[str, PortCounter]]:
+    return {direction: {str(port): PortCounter(packets=c.packets, bytes=c.bytes)
+                        for port, c in sorted(cells.items())}
+            for direction, cells in ports.items()}
