@@ -44,43 +44,43 @@ class AdmitAll(AdmissionTest):
 
 class DropNewWithProbability(AdmissionTest):
     def runTest(self) -> None:
-        self.set_admission(AdmissionLevel.ADMIT_DROP_NEW_PROB, drop_prob=0.5)
+        self.set_admission(AdmissionLevel.DROP_NEW_PROB, drop_prob=0.5)
         passed = self.new_flows_pass(200)
         # Binomial(200, 0.5): mean 100, sd 7.1; 55..145 is over six sd either side.
         self.assertTrue(55 <= passed <= 145, f"{passed} of 200 new flows admitted at p=0.5")
         self.assertEqual(self.established_passes(20), 20)
-        self.assertEqual(self.drops()[DropReason.DROP_ADMISSION_NEW], 200 - passed)
+        self.assertEqual(self.drops()[DropReason.ADMISSION_NEW], 200 - passed)
         # p = 0 at the same level admits everything.
-        self.client.write([self.tables.admission(1, AdmissionLevel.ADMIT_DROP_NEW_PROB, 0.0, kind="modify")])
+        self.client.write([self.tables.admission(1, AdmissionLevel.DROP_NEW_PROB, 0.0, kind="modify")])
         self.assertEqual(self.new_flows_pass(20, first_sport=31000), 20)
 
 
 class EstablishedOnly(AdmissionTest):
     def runTest(self) -> None:
-        self.set_admission(AdmissionLevel.ADMIT_ESTABLISHED_ONLY)
+        self.set_admission(AdmissionLevel.ESTABLISHED_ONLY)
         self.assertEqual(self.new_flows_pass(10), 0)
         self.assertEqual(self.established_passes(5), 5)
-        self.assertEqual(self.drops(), {DropReason.DROP_ADMISSION_NEW: 10})
+        self.assertEqual(self.drops(), {DropReason.ADMISSION_NEW: 10})
 
 
 class DegradeEstablished(AdmissionTest):
     def runTest(self) -> None:
-        self.set_admission(AdmissionLevel.ADMIT_DEGRADE_ESTABLISHED, drop_prob=0.5)
+        self.set_admission(AdmissionLevel.DEGRADE_ESTABLISHED, drop_prob=0.5)
         self.assertEqual(self.new_flows_pass(10), 0)
         passed = self.established_passes(200)
         self.assertTrue(55 <= passed <= 145, f"{passed} of 200 established packets passed at p=0.5")
         drops = self.drops()
-        self.assertEqual(drops[DropReason.DROP_ADMISSION_NEW], 10)
-        self.assertEqual(drops[DropReason.DROP_ADMISSION_ESTABLISHED], 200 - passed)
+        self.assertEqual(drops[DropReason.ADMISSION_NEW], 10)
+        self.assertEqual(drops[DropReason.ADMISSION_ESTABLISHED], 200 - passed)
 
 
 class RejectAll(AdmissionTest):
     def runTest(self) -> None:
-        self.set_admission(AdmissionLevel.ADMIT_REJECT_ALL)
+        self.set_admission(AdmissionLevel.REJECT_ALL)
         self.assertEqual(self.new_flows_pass(5), 0)
         self.assertEqual(self.established_passes(5), 0)
-        self.assertEqual(self.drops(), {DropReason.DROP_ADMISSION_NEW: 5,
-                                        DropReason.DROP_ADMISSION_ESTABLISHED: 5})
+        self.assertEqual(self.drops(), {DropReason.ADMISSION_NEW: 5,
+                                        DropReason.ADMISSION_ESTABLISHED: 5})
 
 
 class MidStreamPacketWithoutStateIsEstablished(AdmissionTest):
@@ -88,7 +88,7 @@ class MidStreamPacketWithoutStateIsEstablished(AdmissionTest):
     (e.g. after the controller lost it): "established only" lets it through."""
 
     def runTest(self) -> None:
-        self.set_admission(AdmissionLevel.ADMIT_ESTABLISHED_ONLY)
+        self.set_admission(AdmissionLevel.ESTABLISHED_ONLY)
         self.send(CLIENT_PORT, tcp_packet(sport=50500, flags="PA"))
         got = self.receive(1.0)
         self.assertIsNotNone(got)

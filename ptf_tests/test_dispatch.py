@@ -146,7 +146,7 @@ class EmptyRingSlotDropsAndCounts(DispatcherTest):
         self.client.write([self.tables.vip_service(VIP, 6, 80, SERVICE_ID, RING_SIZE), self.tables.vip(VIP)])
         self.send(CLIENT_PORT, tcp_packet(sport=47000, flags="S"))
         self.expect_nothing()
-        self.assertEqual(self.drops(), {DropReason.DROP_NO_BACKEND: 1})
+        self.assertEqual(self.drops(), {DropReason.NO_BACKEND: 1})
 
 
 class RingSharesFollowEntries(DispatcherTest):

@@ -47,7 +47,7 @@ class PlainL2Forwarding(DispatcherTest):
         arp = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src="00:00:00:00:00:01") / ARP(pdst="10.0.1.2"))
         self.send(CLIENT_PORT, arp)
         self.expect_nothing()
-        self.assertEqual(self.drops(), {DropReason.DROP_L2_MISS: 1})
+        self.assertEqual(self.drops(), {DropReason.L2_MISS: 1})
         self.client.write(self.tables.l2_flood(1, [1, 2, 6]))
         self.send(CLIENT_PORT, arp)
         copies = [self.receive(1.0), self.receive(1.0)]

@@ -37,18 +37,18 @@ def set_byte(data: bytes, index: int, value: int) -> bytes:
 
 # (name, frame, expected drop reason). Offsets: Ethernet 14, IPv4 header 20.
 CASES = [
-    ("IPv4 header cut short", bytes(eth() / IP(src=CLIENT_IP, dst=VIP))[:14 + 12], R.DROP_PARSER_TRUNCATED),
-    ("TCP header cut short", bytes(tcp_packet(flags="S"))[:14 + 20 + 8], R.DROP_PARSER_TRUNCATED),
-    ("IPv4 options cut short", with_ip(set_byte(ipv4_bytes(), 0, 0x4F))[:14 + 30], R.DROP_PARSER_TRUNCATED),
-    ("IPv4 version 5", with_ip(set_byte(ipv4_bytes(), 0, 0x55)), R.DROP_IPV4_BAD_VERSION),
-    ("IPv4 IHL 3", with_ip(set_byte(ipv4_bytes(), 0, 0x43)), R.DROP_IPV4_BAD_IHL),
-    ("IPv4 total length 12", bytes(eth() / IP(src=CLIENT_IP, dst=VIP, len=12) / TCP(dport=80)), R.DROP_IPV4_BAD_TOTAL_LEN),
-    ("IPv4 bad checksum", bad_checksum(), R.DROP_IPV4_BAD_CHECKSUM),
-    ("IP payload shorter than stated", bytes(eth() / IP(src=CLIENT_IP, dst=VIP, len=400) / TCP(dport=80)), R.DROP_IP_TRUNCATED),
-    ("IPv6 version 4 in an IPv6 frame", set_byte(bytes(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP()), 14, 0x40), R.DROP_IPV6_BAD_VERSION),
-    ("TCP data offset 2", bytes(eth() / IP(src=CLIENT_IP, dst=VIP) / TCP(dport=80, dataofs=2)), R.DROP_TCP_BAD_OFFSET),
-    ("UDP length 4", bytes(eth() / IP(src=CLIENT_IP, dst=VIP) / UDP(dport=53, len=4)), R.DROP_UDP_BAD_LENGTH),
-    ("VLAN-tagged truncated IPv4", bytes(eth() / Dot1Q(vlan=7) / IP(src=CLIENT_IP, dst=VIP))[:18 + 10], R.DROP_PARSER_TRUNCATED),
+    ("IPv4 header cut short", bytes(eth() / IP(src=CLIENT_IP, dst=VIP))[:14 + 12], R.PARSER_TRUNCATED),
+    ("TCP header cut short", bytes(tcp_packet(flags="S"))[:14 + 20 + 8], R.PARSER_TRUNCATED),
+    ("IPv4 options cut short", with_ip(set_byte(ipv4_bytes(), 0, 0x4F))[:14 + 30], R.PARSER_TRUNCATED),
+    ("IPv4 version 5", with_ip(set_byte(ipv4_bytes(), 0, 0x55)), R.IPV4_BAD_VERSION),
+    ("IPv4 IHL 3", with_ip(set_byte(ipv4_bytes(), 0, 0x43)), R.IPV4_BAD_IHL),
+    ("IPv4 total length 12", bytes(eth() / IP(src=CLIENT_IP, dst=VIP, len=12) / TCP(dport=80)), R.IPV4_BAD_TOTAL_LEN),
+    ("IPv4 bad checksum", bad_checksum(), R.IPV4_BAD_CHECKSUM),
+    ("IP payload shorter than stated", bytes(eth() / IP(src=CLIENT_IP, dst=VIP, len=400) / TCP(dport=80)), R.IP_TRUNCATED),
+    ("IPv6 version 4 in an IPv6 frame", set_byte(bytes(eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP()), 14, 0x40), R.IPV6_BAD_VERSION),
+    ("TCP data offset 2", bytes(eth() / IP(src=CLIENT_IP, dst=VIP) / TCP(dport=80, dataofs=2)), R.TCP_BAD_OFFSET),
+    ("UDP length 4", bytes(eth() / IP(src=CLIENT_IP, dst=VIP) / UDP(dport=53, len=4)), R.UDP_BAD_LENGTH),
+    ("VLAN-tagged truncated IPv4", bytes(eth() / Dot1Q(vlan=7) / IP(src=CLIENT_IP, dst=VIP))[:18 + 10], R.PARSER_TRUNCATED),
 ]
 
 
@@ -86,7 +86,7 @@ class VipWithoutServiceDropped(DispatcherTest):
         self.send(CLIENT_PORT, tcp_packet(dport=8080, flags="S"))
         self.send(CLIENT_PORT, udp_packet(dport=80))  # right port, wrong protocol
         self.expect_nothing()
-        self.assertEqual(self.drops(), {R.DROP_VIP_PORT_UNCONFIGURED: 2})
+        self.assertEqual(self.drops(), {R.VIP_PORT_UNCONFIGURED: 2})
 
 
 class VipFragmentsDropped(DispatcherTest):
@@ -97,7 +97,7 @@ class VipFragmentsDropped(DispatcherTest):
         self.send(CLIENT_PORT, first)
         self.send(CLIENT_PORT, later)
         self.expect_nothing()
-        self.assertEqual(self.drops(), {R.DROP_VIP_FRAGMENT: 2})
+        self.assertEqual(self.drops(), {R.VIP_FRAGMENT: 2})
 
 
 class BadChecksumStillReachesCaptureNode(DispatcherTest):

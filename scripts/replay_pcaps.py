@@ -205,7 +205,7 @@ def replay_mode(mode: str, files: list[Path], rate: float, install: bool, workdi
         if report.switch_alive:
             report.switch_received = tables.read_counter(client, "port_in").get(IN_PORT).packets
             drops = tables.read_counter(client, "drops")
-            report.dropped = {DropReason(i).name.removeprefix("DROP_").lower(): c.packets for i, c in drops.items()}
+            report.dropped = {DropReason(i).name.lower(): c.packets for i, c in drops.items()}
         report.flows_installed = len(installer.installed)
         client.close()
     check_outputs(sniffers, symmetric=(mode == "capture"), report=report)

@@ -3,6 +3,7 @@
 import pytest
 from finsy.proto import p4i
 
+from controller.dataplane.constants import PROGRAM_ENUMS
 from controller.p4runtime.p4info import P4InfoIndex
 from topo.toolchain import build_program, find_tool
 
@@ -44,3 +45,16 @@ def test_counters_and_digest(info):
     digest = info.digest("flow_digest_t")
     assert len(digest.type_spec.struct.name) > 0
     assert {m.preamble.name for m in info.p4info.controller_packet_metadata} == {"packet_in", "packet_out"}
+
+
+@pytest.mark.parametrize("enum", PROGRAM_ENUMS, ids=lambda e: e.__name__)
+def test_python_enums_are_the_programs(info, enum):
+    """Drop reasons, packet-in reasons and admission levels: the names and values the
+    compiled program publishes in its P4Info are the controller's."""
+    assert info.serializable_enum(enum.__name__) == {m.name: m.value for m in enum}
+
+
+def test_sizes_the_controller_assumes(info):
+    from controller.dataplane.constants import MAX_BACKENDS, MAX_RING_SIZE
+    assert info.table("backends").size == MAX_BACKENDS
+    assert info.table("dispatch_ring").size >= MAX_RING_SIZE

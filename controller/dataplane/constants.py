@@ -21,8 +21,12 @@ REACTIVE_BACKEND_ID = MAX_BACKENDS - 1
 MAX_BACKEND_ID = REACTIVE_BACKEND_ID - 1
 
 
+# The serializable enums of p4src/shared/constants.p4, by the same names; the program's
+# P4Info carries them and tests/test_p4_program.py checks these against it.
+
 class PacketInReason(IntEnum):
     """Why a packet came to the controller (the packet-in header's `reason`)."""
+    NONE = 0
     SIGNALLING = 1
     REACTIVE = 2        # reactive mode: a new flow's packet, undecided
 
@@ -30,31 +34,31 @@ class PacketInReason(IntEnum):
 class AdmissionLevel(IntEnum):
     """SARA SA2C levels, mildest first."""
     ADMIT_ALL = 0
-    ADMIT_DROP_NEW_PROB = 1
-    ADMIT_ESTABLISHED_ONLY = 2
-    ADMIT_DEGRADE_ESTABLISHED = 3
-    ADMIT_REJECT_ALL = 4
+    DROP_NEW_PROB = 1
+    ESTABLISHED_ONLY = 2
+    DEGRADE_ESTABLISHED = 3
+    REJECT_ALL = 4
 
 
 class DropReason(IntEnum):
     """Index into the `drops` counter."""
-    DROP_NONE = 0
-    DROP_PARSER_TRUNCATED = 1
-    DROP_PARSER_OTHER = 2
-    DROP_IPV4_BAD_VERSION = 3
-    DROP_IPV4_BAD_IHL = 4
-    DROP_IPV4_BAD_TOTAL_LEN = 5
-    DROP_IPV4_BAD_CHECKSUM = 6
-    DROP_IP_TRUNCATED = 7
-    DROP_IPV6_BAD_VERSION = 8
-    DROP_TCP_BAD_OFFSET = 9
-    DROP_UDP_BAD_LENGTH = 10
-    DROP_VIP_PORT_UNCONFIGURED = 11
-    DROP_VIP_FRAGMENT = 12
-    DROP_ADMISSION_NEW = 13
-    DROP_ADMISSION_ESTABLISHED = 14
-    DROP_NO_BACKEND = 15
-    DROP_L2_MISS = 16
+    NONE = 0
+    PARSER_TRUNCATED = 1
+    PARSER_OTHER = 2
+    IPV4_BAD_VERSION = 3
+    IPV4_BAD_IHL = 4
+    IPV4_BAD_TOTAL_LEN = 5
+    IPV4_BAD_CHECKSUM = 6
+    IP_TRUNCATED = 7
+    IPV6_BAD_VERSION = 8
+    TCP_BAD_OFFSET = 9
+    UDP_BAD_LENGTH = 10
+    VIP_PORT_UNCONFIGURED = 11
+    VIP_FRAGMENT = 12
+    ADMISSION_NEW = 13
+    ADMISSION_ESTABLISHED = 14
+    NO_BACKEND = 15
+    L2_MISS = 16
 
 
 class DispatchEvent(IntEnum):
@@ -74,3 +78,7 @@ class DigestFlag(IntEnum):
     DIGEST_FLAG_COLLISION = 0x02
     DIGEST_FLAG_RTT_VALID = 0x04
     DIGEST_FLAG_SYMMETRIC = 0x08
+
+
+# The enums the compiled program publishes in P4Info (checked at start by check_enums).
+PROGRAM_ENUMS: tuple[type[IntEnum], ...] = (PacketInReason, AdmissionLevel, DropReason)

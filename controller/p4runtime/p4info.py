@@ -94,6 +94,14 @@ class P4InfoIndex:
     def packet_metadata(self, name: str) -> p4i.ControllerPacketMetadata:
         return self._get(self._packet_metadata, "controller packet metadata", name)
 
+    def serializable_enum(self, name: str) -> dict[str, int]:
+        """A P4 serializable enum (`enum bit<W> Name {...}`) as member name -> value."""
+        enums = self.p4info.type_info.serializable_enums
+        if name not in enums:
+            raise P4InfoError(f"no serializable enum named {name!r} in the P4Info "
+                              f"(known: {sorted(enums)})")
+        return {m.name: int.from_bytes(m.value, "big") for m in enums[name].members}
+
     @staticmethod
     def match_field(table: p4i.Table, name: str) -> p4i.MatchField:
         for field in table.match_fields:

@@ -1,6 +1,8 @@
 // Constants shared by every target build of the flow dispatcher.
-// The controller mirrors these values in controller/dataplane_constants.py;
-// tests/test_dataplane_constants.py checks that the two stay in step.
+// The controller's copy is controller/dataplane/constants.py. The serializable enums
+// (packet-in reasons, admission levels, drop reasons) reach the controller in P4Info, and
+// tests/test_p4_program.py checks the Python enums against it; the plain constants are
+// checked against this file by tests/test_dataplane_constants.py.
 #ifndef FLOW_DISPATCHER_CONSTANTS_P4
 #define FLOW_DISPATCHER_CONSTANTS_P4
 
@@ -35,9 +37,12 @@ const bit<9> CPU_PORT = 255;
 const bit<32> CPU_CLONE_SESSION_ID = 100;  // clone session: replica to CPU_PORT
 const bit<8> CLONE_FIELD_LIST_CPU = 1;     // @field_list index preserved on clones
 
-// Reasons carried in the packet-in header.
-const bit<8> PACKET_IN_REASON_SIGNALLING = 1;
-const bit<8> PACKET_IN_REASON_REACTIVE = 2;   // reactive mode: a new flow's packet, undecided
+// Why a packet goes to the controller (the packet-in header's `reason`).
+enum bit<8> PacketInReason {
+    NONE = 0,
+    SIGNALLING = 1,    // a clone of a signalling packet (SIP, RTSP, FTP, ...)
+    REACTIVE = 2       // reactive mode: a new flow's packet, undecided
+}
 
 // standard_metadata.instance_type on BMv2 for an ingress-to-egress clone.
 const bit<32> PKT_INSTANCE_TYPE_INGRESS_CLONE = 1;
@@ -56,33 +61,37 @@ const bit<8> FLOW_STATE_NEW = 3;        // empty or expired slot: a new flow
 const bit<8> FLOW_STATE_COLLISION = 4;  // slot held by another live flow
 const bit<8> FLOW_STATE_STATELESS = 5;  // non-IP capture traffic: ring only, never cached
 
-// ---- Admission levels (SARA SA2C) --------------------------------------------
-const bit<8> ADMIT_ALL = 0;
-const bit<8> ADMIT_DROP_NEW_PROB = 1;        // drop new flows with probability p
-const bit<8> ADMIT_ESTABLISHED_ONLY = 2;     // drop every new flow
-const bit<8> ADMIT_DEGRADE_ESTABLISHED = 3;  // no new flows; established dropped with probability p
-const bit<8> ADMIT_REJECT_ALL = 4;
+// ---- Admission levels (SARA SA2C), mildest first ------------------------------
+enum bit<8> AdmissionLevel {
+    ADMIT_ALL = 0,
+    DROP_NEW_PROB = 1,          // drop new flows with probability p
+    ESTABLISHED_ONLY = 2,       // drop every new flow
+    DEGRADE_ESTABLISHED = 3,    // no new flows; established dropped with probability p
+    REJECT_ALL = 4
+}
 
 // Admission drop probability p is drop_prob / 65536 (16-bit fixed point).
 
 // ---- Drop reasons: index into the `drops` counter ----------------------------
-const bit<8> DROP_NONE = 0;
-const bit<8> DROP_PARSER_TRUNCATED = 1;       // a header ran past the end of the packet
-const bit<8> DROP_PARSER_OTHER = 2;           // any other parser error
-const bit<8> DROP_IPV4_BAD_VERSION = 3;
-const bit<8> DROP_IPV4_BAD_IHL = 4;           // IHL < 5
-const bit<8> DROP_IPV4_BAD_TOTAL_LEN = 5;     // total length shorter than its own header
-const bit<8> DROP_IPV4_BAD_CHECKSUM = 6;       // not on a tap port: see EVENT_BAD_CHECKSUM_CAPTURED
-const bit<8> DROP_IP_TRUNCATED = 7;           // packet shorter than the IP length says
-const bit<8> DROP_IPV6_BAD_VERSION = 8;
-const bit<8> DROP_TCP_BAD_OFFSET = 9;         // TCP data offset < 5
-const bit<8> DROP_UDP_BAD_LENGTH = 10;        // UDP length < 8
-const bit<8> DROP_VIP_PORT_UNCONFIGURED = 11; // VIP traffic to a port with no service
-const bit<8> DROP_VIP_FRAGMENT = 12;          // IP fragment addressed to a VIP
-const bit<8> DROP_ADMISSION_NEW = 13;         // SA2C refused a new flow
-const bit<8> DROP_ADMISSION_ESTABLISHED = 14; // SA2C degraded an established flow
-const bit<8> DROP_NO_BACKEND = 15;            // empty ring slot or unknown backend
-const bit<8> DROP_L2_MISS = 16;               // no L2 entry and no flood group
+enum bit<8> DropReason {
+    NONE = 0,
+    PARSER_TRUNCATED = 1,       // a header ran past the end of the packet
+    PARSER_OTHER = 2,           // any other parser error
+    IPV4_BAD_VERSION = 3,
+    IPV4_BAD_IHL = 4,           // IHL < 5
+    IPV4_BAD_TOTAL_LEN = 5,     // total length shorter than its own header
+    IPV4_BAD_CHECKSUM = 6,      // not on a tap port: see EVENT_BAD_CHECKSUM_CAPTURED
+    IP_TRUNCATED = 7,           // packet shorter than the IP length says
+    IPV6_BAD_VERSION = 8,
+    TCP_BAD_OFFSET = 9,         // TCP data offset < 5
+    UDP_BAD_LENGTH = 10,        // UDP length < 8
+    VIP_PORT_UNCONFIGURED = 11, // VIP traffic to a port with no service
+    VIP_FRAGMENT = 12,          // IP fragment addressed to a VIP
+    ADMISSION_NEW = 13,         // SA2C refused a new flow
+    ADMISSION_ESTABLISHED = 14, // SA2C degraded an established flow
+    NO_BACKEND = 15,            // empty ring slot or unknown backend
+    L2_MISS = 16                // no L2 entry and no flood group
+}
 const bit<32> DROP_REASON_COUNT = 32;
 
 // ---- Dispatch events: index into the `dispatch_events` counter ---------------

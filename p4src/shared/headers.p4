@@ -3,17 +3,14 @@
 #define FLOW_DISPATCHER_HEADERS_P4
 
 #include "constants.p4"
-
-typedef bit<48> mac_addr_t;
-typedef bit<32> ipv4_addr_t;
-typedef bit<128> ipv6_addr_t;
+#include "types.p4"
 
 // Sent to the controller with every packet-in (signalling clones, reactive punts).
 @controller_header("packet_in")
 header packet_in_t {
-    bit<9> ingress_port;
+    port_id_t ingress_port;
     bit<7> _pad;
-    bit<8> reason;
+    PacketInReason reason;
 }
 
 // Prepended by the controller to every packet-out: the port to send it from, or, with
@@ -21,7 +18,7 @@ header packet_in_t {
 // punted packet once its `flows` entry is written, so the usual stages rewrite it).
 @controller_header("packet_out")
 header packet_out_t {
-    bit<9> egress_port;
+    port_id_t egress_port;
     bit<1> dispatch;
     bit<6> _pad;
 }

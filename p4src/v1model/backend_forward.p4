@@ -12,12 +12,12 @@ control BackendForward(inout headers_t hdr,
 
     counter(BACKENDS_TABLE_SIZE, CounterType.packets_and_bytes) backend_traffic;
 
-    action forward_dsr(bit<9> port, mac_addr_t dst_mac) {
+    action forward_dsr(port_id_t port, mac_addr_t dst_mac) {
         standard_metadata.egress_spec = port;
         hdr.ethernet.dst_addr = dst_mac;
     }
 
-    action forward_ipip(bit<9> port, mac_addr_t src_mac, mac_addr_t dst_mac,
+    action forward_ipip(port_id_t port, mac_addr_t src_mac, mac_addr_t dst_mac,
                         ipv4_addr_t outer_src, ipv4_addr_t outer_dst) {
         standard_metadata.egress_spec = port;
         hdr.ethernet.src_addr = src_mac;
@@ -34,7 +34,7 @@ control BackendForward(inout headers_t hdr,
         hdr.outer_ipv4.dst_addr = outer_dst;
     }
 
-    action forward_capture(bit<9> port, bit<32> truncate_bytes) {
+    action forward_capture(port_id_t port, bit<32> truncate_bytes) {
         standard_metadata.egress_spec = port;
         meta.truncate_bytes = truncate_bytes;
     }
@@ -42,11 +42,11 @@ control BackendForward(inout headers_t hdr,
     action punt_to_controller() {
         standard_metadata.egress_spec = CPU_PORT;
         meta.cpu_ingress_port = standard_metadata.ingress_port;
-        meta.cpu_reason = PACKET_IN_REASON_REACTIVE;
+        meta.cpu_reason = PacketInReason.REACTIVE;
     }
 
     action no_backend() {
-        meta.drop_reason = DROP_NO_BACKEND;
+        meta.drop_reason = DropReason.NO_BACKEND;
     }
 
     // Filled by the controller: one entry per backend of every service, and in reactive

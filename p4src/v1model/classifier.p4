@@ -7,7 +7,7 @@ control Classifier(inout headers_t hdr,
                    inout local_metadata_t meta,
                    inout standard_metadata_t standard_metadata) {
 
-    action set_capture_service(bit<16> service_id, bit<16> ring_mask) {
+    action set_capture_service(service_id_t service_id, bit<16> ring_mask) {
         meta.service_mode = SERVICE_MODE_CAPTURE;
         meta.service_id = service_id;
         meta.ring_mask = ring_mask;
@@ -21,7 +21,7 @@ control Classifier(inout headers_t hdr,
         size = CAPTURE_PORTS_TABLE_SIZE;
     }
 
-    action set_vip_service(bit<16> service_id, bit<16> ring_mask) {
+    action set_vip_service(service_id_t service_id, bit<16> ring_mask) {
         meta.service_mode = SERVICE_MODE_VIP;
         meta.service_id = service_id;
         meta.ring_mask = ring_mask;
@@ -53,7 +53,7 @@ control Classifier(inout headers_t hdr,
         size = VIPS_TABLE_SIZE;
     }
 
-    action l2_output(bit<9> port) {
+    action l2_output(port_id_t port) {
         standard_metadata.egress_spec = port;
     }
 
@@ -62,7 +62,7 @@ control Classifier(inout headers_t hdr,
     }
 
     action l2_miss() {
-        meta.drop_reason = DROP_L2_MISS;
+        meta.drop_reason = DropReason.L2_MISS;
     }
 
     // Filled by the controller: plain L2 forwarding for non-service traffic. The default
@@ -86,14 +86,14 @@ control Classifier(inout headers_t hdr,
             if (!service_hit) {
                 if (vips.apply().hit) {
                     if (meta.is_ip_fragment) {
-                        meta.drop_reason = DROP_VIP_FRAGMENT;
+                        meta.drop_reason = DropReason.VIP_FRAGMENT;
                     } else {
-                        meta.drop_reason = DROP_VIP_PORT_UNCONFIGURED;
+                        meta.drop_reason = DropReason.VIP_PORT_UNCONFIGURED;
                     }
                 }
             }
         }
-        if (meta.service_mode == SERVICE_MODE_NONE && meta.drop_reason == DROP_NONE) {
+        if (meta.service_mode == SERVICE_MODE_NONE && meta.drop_reason == DropReason.NONE) {
             l2_forward.apply();
         }
     }

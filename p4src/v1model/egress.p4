@@ -5,6 +5,7 @@ control DispatcherEgress(inout headers_t hdr,
                          inout standard_metadata_t standard_metadata) {
 
     counter(PORT_COUNT, CounterType.packets_and_bytes) port_out;
+    PacketInEgress() packet_in;
 
     apply {
         if (standard_metadata.instance_type == PKT_INSTANCE_TYPE_REPLICATION &&
@@ -14,13 +15,6 @@ control DispatcherEgress(inout headers_t hdr,
             exit;
         }
         port_out.count((bit<32>)standard_metadata.egress_port);
-        if (standard_metadata.instance_type == PKT_INSTANCE_TYPE_INGRESS_CLONE ||
-            standard_metadata.egress_port == CPU_PORT) {
-            // A signalling clone, or a reactive-mode punt (backend_forward.p4).
-            hdr.packet_in.setValid();
-            hdr.packet_in.ingress_port = meta.cpu_ingress_port;
-            hdr.packet_in._pad = 0;
-            hdr.packet_in.reason = meta.cpu_reason;
-        }
+        packet_in.apply(hdr, meta, standard_metadata);
     }
 }

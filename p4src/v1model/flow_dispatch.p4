@@ -21,14 +21,14 @@ control FlowDispatch(inout headers_t hdr,
     // The flow cache. A slot is empty when its last_seen is 0. Only the data plane
     // reads and writes it; slots expire on their own after cache_timeout_us.
     register<bit<32>>(FLOW_CACHE_SIZE) cache_signature;
-    register<bit<16>>(FLOW_CACHE_SIZE) cache_backend;
-    register<bit<48>>(FLOW_CACHE_SIZE) cache_last_seen_us;
-    register<bit<48>>(FLOW_CACHE_SIZE) cache_syn_us;     // caller's last SYN, 0: none
-    register<bit<48>>(FLOW_CACHE_SIZE) cache_digest_us;  // last digest sent, 0: not confirmed
+    register<backend_id_t>(FLOW_CACHE_SIZE) cache_backend;
+    register<time_us_t>(FLOW_CACHE_SIZE) cache_last_seen_us;
+    register<time_us_t>(FLOW_CACHE_SIZE) cache_syn_us;     // caller's last SYN, 0: none
+    register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;  // last digest sent, 0: not confirmed
 
     Admission() admission;
 
-    action set_dispatch_settings(bit<48> cache_timeout_us, bit<48> digest_retry_us) {
+    action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us) {
         meta.cache_timeout_us = cache_timeout_us;
         meta.digest_retry_us = digest_retry_us;
     }
@@ -40,7 +40,7 @@ control FlowDispatch(inout headers_t hdr,
         size = 1;
     }
 
-    action set_flow_backend(bit<16> backend_id, bit<32> stats_slot) {
+    action set_flow_backend(backend_id_t backend_id, stats_slot_t stats_slot) {
         meta.backend_id = backend_id;
         meta.has_backend = true;
         flow_stats.count(stats_slot);
@@ -62,7 +62,7 @@ control FlowDispatch(inout headers_t hdr,
         support_timeout = true;
     }
 
-    action set_ring_backend(bit<16> backend_id) {
+    action set_ring_backend(backend_id_t backend_id) {
         meta.backend_id = backend_id;
         meta.has_backend = true;
     }
@@ -87,8 +87,8 @@ control FlowDispatch(inout headers_t hdr,
         bool confirms = !is_tcp || syn_ack == TCP_FLAG_ACK;
 
         bit<32> slot_signature = 0;
-        bit<16> slot_backend = 0;
-        bit<48> slot_last_seen = 0;
+        backend_id_t slot_backend = 0;
+        time_us_t slot_last_seen = 0;
 
         if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
             meta.flow_state = FLOW_STATE_STATELESS;
@@ -120,7 +120,7 @@ control FlowDispatch(inout headers_t hdr,
         }
 
         if (!meta.has_backend) {
-            meta.drop_reason = DROP_NO_BACKEND;
+            meta.drop_reason = DropReason.NO_BACKEND;
             return;
         }
 
@@ -129,14 +129,14 @@ control FlowDispatch(inout headers_t hdr,
         meta.is_new_flow =
             (meta.flow_state == FLOW_STATE_NEW && (!is_tcp || caller_syn)) ||
             (meta.flow_state == FLOW_STATE_COLLISION && caller_syn);
-        admission.apply(meta);
-        if (meta.drop_reason != DROP_NONE) {
+        admission.apply(meta.service_id, meta.is_new_flow, meta.drop_reason);
+        if (meta.drop_reason != DropReason.NONE) {
             return;
         }
 
         // Commit: cache state and the digest.
         bool send_digest = false;
-        bit<48> rtt_us = 0;
+        time_us_t rtt_us = 0;
         if (meta.flow_state == FLOW_STATE_NEW) {
             cache_signature.write(meta.cache_index, meta.signature);
             cache_backend.write(meta.cache_index, meta.backend_id);
@@ -145,8 +145,8 @@ control FlowDispatch(inout headers_t hdr,
             cache_digest_us.write(meta.cache_index, confirms ? meta.now_us : 48w0);
             send_digest = confirms;
         } else if (meta.flow_state == FLOW_STATE_CACHED) {
-            bit<48> syn_us;
-            bit<48> digest_us;
+            time_us_t syn_us;
+            time_us_t digest_us;
             cache_syn_us.read(syn_us, meta.cache_index);
             cache_digest_us.read(digest_us, meta.cache_index);
             cache_last_seen_us.write(meta.cache_index, meta.now_us);

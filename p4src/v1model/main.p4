@@ -5,11 +5,14 @@
 #include <v1model.p4>
 
 #include "../shared/constants.p4"
+#include "../shared/types.p4"
 #include "../shared/sizes.p4"
 #include "../shared/headers.p4"
 #include "../shared/metadata.p4"
+#include "metadata.p4"
 
 #include "parser.p4"
+#include "packet_io.p4"
 #include "checksums.p4"
 #include "validation.p4"
 #include "flow_key.p4"

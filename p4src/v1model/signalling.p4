@@ -10,7 +10,7 @@ control Signalling(in headers_t hdr,
 
     action clone_to_cpu() {
         meta.cpu_ingress_port = standard_metadata.ingress_port;
-        meta.cpu_reason = PACKET_IN_REASON_SIGNALLING;
+        meta.cpu_reason = PacketInReason.SIGNALLING;
         clone_preserving_field_list(CloneType.I2E, CPU_CLONE_SESSION_ID, CLONE_FIELD_LIST_CPU);
     }
 
