@@ -27,3 +27,12 @@ def test_scalars_match_p4():
     assert p4["CPU_CLONE_SESSION_ID"] == py.CPU_CLONE_SESSION_ID
     assert p4["IP_PROTO_TCP"] == py.IP_PROTO_TCP and p4["IP_PROTO_UDP"] == py.IP_PROTO_UDP
     assert p4["IPV4_MAPPED_PREFIX"] << 32 == py.IPV4_MAPPED_PREFIX
+
+
+def test_sizes_match_p4():
+    text = (P4_CONSTANTS.parent / "sizes.p4").read_text()
+    defines = {name: int(value) for name, value in re.findall(r"^#define\s+(\w+)\s+(\d+)\b", text, re.M)}
+    assert defines["FLOW_CACHE_SETS"] == py.FLOW_CACHE_SETS
+    assert defines["FLOW_CACHE_WAYS"] == py.FLOW_CACHE_WAYS
+    assert defines["DISPATCH_RING_TABLE_SIZE"] == py.DISPATCH_RING_TABLE_SIZE
+    assert defines["BACKENDS_TABLE_SIZE"] == py.MAX_BACKENDS

@@ -19,6 +19,10 @@ IPV4_MAPPED_PREFIX = 0xFFFF << 32
 MAX_BACKENDS = 1024
 REACTIVE_BACKEND_ID = MAX_BACKENDS - 1
 MAX_BACKEND_ID = REACTIVE_BACKEND_ID - 1
+# p4src/shared/sizes.p4: the flow cache (docs/consistency.md) and the global ring space.
+FLOW_CACHE_SETS = 65536
+FLOW_CACHE_WAYS = 4
+DISPATCH_RING_TABLE_SIZE = 65536     # ring entries summed over all services
 
 
 # The serializable enums of p4src/shared/constants.p4, by the same names; the program's
@@ -71,6 +75,8 @@ class DispatchEvent(IntEnum):
     EVENT_DIGEST = 6
     EVENT_DIGEST_RETRY = 7
     EVENT_BAD_CHECKSUM_CAPTURED = 8
+    EVENT_GENERATION_HELD = 9
+    EVENT_GENERATION_APPLIED = 10
 
 
 class DigestFlag(IntEnum):

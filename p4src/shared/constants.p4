@@ -56,9 +56,9 @@ const bit<8> SERVICE_MODE_CAPTURE = 2;  // tap port; symmetric key, both directi
 // ---- Where a packet's backend came from (meta.flow_state) --------------------
 const bit<8> FLOW_STATE_NONE = 0;
 const bit<8> FLOW_STATE_INSTALLED = 1;  // hit in the `flows` table
-const bit<8> FLOW_STATE_CACHED = 2;     // cache slot holds this flow: awaits its entry
-const bit<8> FLOW_STATE_NEW = 3;        // empty or expired slot: a new flow
-const bit<8> FLOW_STATE_COLLISION = 4;  // slot held by another live flow
+const bit<8> FLOW_STATE_CACHED = 2;     // a cache way holds this flow: awaits its entry
+const bit<8> FLOW_STATE_NEW = 3;        // no state: a new flow, given a free way
+const bit<8> FLOW_STATE_COLLISION = 4;  // every way of its set held by another live flow
 const bit<8> FLOW_STATE_STATELESS = 5;  // non-IP capture traffic: ring only, never cached
 
 // ---- Admission levels (SARA SA2C), mildest first ------------------------------
@@ -99,11 +99,13 @@ const bit<32> DROP_REASON_COUNT = 32;
 const bit<8> EVENT_FLOW_TABLE_HIT = 1;   // FLOW_STATE_INSTALLED
 const bit<8> EVENT_CACHE_HIT = 2;        // FLOW_STATE_CACHED
 const bit<8> EVENT_NEW_FLOW = 3;         // FLOW_STATE_NEW
-const bit<8> EVENT_CACHE_COLLISION = 4;  // FLOW_STATE_COLLISION
+const bit<8> EVENT_CACHE_COLLISION = 4;  // FLOW_STATE_COLLISION: the set was full, flow stateless
 const bit<8> EVENT_STATELESS = 5;        // FLOW_STATE_STATELESS
 const bit<8> EVENT_DIGEST = 6;           // digests sent, repeats included
 const bit<8> EVENT_DIGEST_RETRY = 7;     // of which repeats
 const bit<8> EVENT_BAD_CHECKSUM_CAPTURED = 8;  // wrong IPv4 checksum, sent to a capture node anyway
+const bit<8> EVENT_GENERATION_HELD = 9;     // a stateless decision kept a ring entry's older backend
+const bit<8> EVENT_GENERATION_APPLIED = 10; // a ring entry took a new generation for stateless flows
 const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------

@@ -19,9 +19,14 @@
 #define BACKENDS_TABLE_SIZE 1024
 #define SIGNALLING_TABLE_SIZE 64
 
-// Flow cache: a power of two, indexed by the low bits of the flow hash.
-#define FLOW_CACHE_SIZE 65536
-const bit<32> FLOW_CACHE_INDEX_MASK = 0xFFFF;
+// Flow cache: FLOW_CACHE_SETS sets (a power of two, indexed by the low bits of the flow
+// hash) of FLOW_CACHE_WAYS ways. Sized for 100,000 new flows/s with a 1 s cache timeout
+// (docs/consistency.md has the formula). Overridable, e.g. for a tiny cache in PTF.
+#ifndef FLOW_CACHE_SETS
+#define FLOW_CACHE_SETS 65536
+#endif
+#define FLOW_CACHE_WAYS 4
+#define FLOW_CACHE_SIZE (FLOW_CACHE_SETS * FLOW_CACHE_WAYS)
 
 // Rings are a power of two in size (at most 65,536 slots) so a slot is a mask of the
 // hash, which every target can compute; the controller writes the mask per service.
