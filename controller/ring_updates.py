@@ -32,15 +32,24 @@ class RingUpdater:
         self.tables = tables
         self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
         self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold) for s in config.services}
+        # Every ring write carries a generation no earlier write used (docs/consistency.md):
+        # a counter that only grows, continued from the largest one found on the switch.
+        self.generation = 0
 
     @property
     def needs_flow_estimates(self) -> bool:
         return any(p.needs_flow_estimates for p in self.policies.values())
 
-    def adopt(self, slots_by_service: dict[int, dict[int, int]]) -> None:
-        """The rings as the switch has them (empty after a pipeline push)."""
+    def adopt(self, slots_by_service: dict[int, dict[int, int]], generation: int = 0) -> None:
+        """The rings as the switch has them (empty after a pipeline push), and the largest
+        generation among their entries."""
         for service_id, ring in self.rings.items():
             ring.adopt(slots_by_service.get(service_id, {}))
+        self.generation = max(self.generation, generation)
+
+    def next_generation(self) -> int:
+        self.generation += 1
+        return self.generation
 
     def update(self, client: P4RuntimeClient, force: bool = False) -> None:
         now = time.monotonic()
@@ -66,7 +75,8 @@ class RingUpdater:
                 ring.commit(changes)   # the controller's own ring decides; the switch punts
                 self._write_punt_ring(client, ring)
                 continue
-            updates = [self.tables.ring_slot(service.id, slot, backend,
+            generation = self.next_generation()
+            updates = [self.tables.ring_slot(service.id, slot, backend, generation,
                                              "insert" if ring.slots[slot] == EMPTY_SLOT else "modify")
                        for slot, backend in changes.items()]
             client.write(updates)
@@ -79,5 +89,6 @@ class RingUpdater:
         """A reactive service's switch ring points every slot at the punt pseudo-backend."""
         if ring.punt_written:
             return
-        write_idempotent(client, self.tables.ring(ring.service_id, [REACTIVE_BACKEND_ID] * ring.size))
+        write_idempotent(client, self.tables.ring(ring.service_id, [REACTIVE_BACKEND_ID] * ring.size,
+                                                  self.next_generation()))
         ring.punt_written = True

@@ -36,13 +36,23 @@ def backend_update(tables: DispatcherTables, backend: LiveBackend, kind: str = "
     return tables.backend_capture(cfg.id, cfg.port, service.truncate_bytes, kind)
 
 
-def service_updates(tables: DispatcherTables, service: Service) -> list[p4r.Update]:
+def ring_bases(config: Config) -> dict[int, int]:
+    """Each service's first entry in the ring space all services share, in config order
+    (stable across restarts, so per-entry state on the switch keeps its meaning)."""
+    bases, offset = {}, 0
+    for service in config.services:
+        bases[service.id] = offset
+        offset += service.ring_size
+    return bases
+
+
+def service_updates(tables: DispatcherTables, service: Service, ring_base: int) -> list[p4r.Update]:
     if service.mode == "vip":
         assert service.vip is not None and service.port is not None
         return [tables.vip_service(service.vip, service.protocol_number, service.port,
-                                   service.id, service.ring_size),
+                                   service.id, service.ring_size, ring_base),
                 tables.vip(service.vip)]
-    return [tables.capture_port(port, service.id, service.ring_size) for port in service.tap_ports]
+    return [tables.capture_port(port, service.id, service.ring_size, ring_base) for port in service.tap_ports]
 
 
 def configuration_updates(tables: DispatcherTables, config: Config, pool: BackendPool) -> list[p4r.Update]:
@@ -53,8 +63,9 @@ def configuration_updates(tables: DispatcherTables, config: Config, pool: Backen
                                          max_timeout_ns=DIGEST_LIST_TIMEOUT_NS),
                tables.cpu_clone_session()]
     seen_vips: set[str] = set()
+    bases = ring_bases(config)
     for service in pool.services.values():
-        for update in service_updates(tables, service):
+        for update in service_updates(tables, service, bases[service.id]):
             # Two services on one VIP (ports 80 and 443) share its `vips` entry.
             if update.entity.table_entry.table_id == tables.info.table("vips").preamble.id:
                 if service.vip in seen_vips:

@@ -81,11 +81,13 @@ class TakeOver:
         self.flows.table.clear()
         adopted = self.flows.adopt(installed)
         rings: dict[int, dict[int, int]] = {sid: {} for sid in self.rings.rings}
+        generation = 0
         for entity in client.read([ent.entity(ent.table_entry(self.info, "dispatch_ring"))]):
             match = ent.decode_match(self.info, entity.table_entry)
             _, params = ent.decode_action(self.info, entity.table_entry)
+            generation = max(generation, params["generation"])
             if match["service_id"] in rings:
                 rings[match["service_id"]][match["slot"]] = params["backend_id"]
-        self.rings.adopt(rings)
+        self.rings.adopt(rings, generation)
         log.info("adopted %d flows entries and %d ring slots from the switch", adopted,
                  sum(len(s) for s in rings.values()))

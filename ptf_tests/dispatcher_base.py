@@ -98,7 +98,7 @@ class DispatcherTest(BaseTest):
         updates = [self.tables.vip_service(vip, protocol, port, service_id, len(ring)),
                    self.tables.vip(vip)]
         updates += [self.tables.backend_dsr(b, p, backend_mac(b)) for b, p in BACKENDS.items()]
-        updates += self.tables.ring(service_id, ring)
+        updates += self.tables.ring(service_id, ring, self.next_generation())
         self.client.write(updates)
 
     def setup_capture_service(self, truncate_bytes: int = 0) -> None:
@@ -106,11 +106,16 @@ class DispatcherTest(BaseTest):
         ring = [list(BACKENDS)[i % len(BACKENDS)] for i in range(RING_SIZE)]
         updates = [self.tables.capture_port(TAP_PORT, SERVICE_ID, RING_SIZE)]
         updates += [self.tables.backend_capture(b, p, truncate_bytes) for b, p in BACKENDS.items()]
-        updates += self.tables.ring(SERVICE_ID, ring)
+        updates += self.tables.ring(SERVICE_ID, ring, self.next_generation())
         self.client.write(updates)
 
     def rewrite_ring(self, backend_id: int, service_id: int = SERVICE_ID, size: int = RING_SIZE) -> None:
-        self.client.write(self.tables.ring(service_id, [backend_id] * size, kind="modify"))
+        self.client.write(self.tables.ring(service_id, [backend_id] * size, self.next_generation(), kind="modify"))
+
+    def next_generation(self) -> int:
+        """Ring writes carry a generation no earlier write used, as the controller's do."""
+        self._generation = getattr(self, "_generation", 0) + 1
+        return self._generation
 
     def set_timers(self, cache_timeout_us: int, digest_retry_us: int) -> None:
         self.client.write([self.tables.dispatch_settings(cache_timeout_us, digest_retry_us)])

@@ -141,7 +141,7 @@ def configure_dispatcher(client: P4RuntimeClient, info: P4InfoIndex, frames: lis
     updates = [tables.vip_service(VIP, 6, 80, 1, 64), tables.vip(VIP),
                tables.dispatch_settings(cache_timeout_us=600_000_000, digest_retry_us=600_000_000)]
     updates += [tables.backend_dsr(b, OUT_PORT, f"02:00:00:00:00:{b:02x}") for b in (10, 11, 12)]
-    updates += tables.ring(1, [10 + i % 3 for i in range(64)])
+    updates += tables.ring(1, [10 + i % 3 for i in range(64)], generation=1)
     if install:
         keys = {flow_key(f) for f in frames}
         updates += [tables.flow(k, 10 + i % 3, i) for i, k in enumerate(sorted(keys))]

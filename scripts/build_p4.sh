@@ -3,6 +3,7 @@
 #   build/dispatcher.json, build/dispatcher.p4info.txtpb        the dispatcher
 #   build/minimal_forward.json, build/minimal_forward.p4info.txtpb   benchmark baseline
 #   build/dispatcher_small.json, ...   the dispatcher with a 64-entry `flows` table (table-full test)
+#   build/dispatcher_tinycache.json, ...   one cache set of 4 ways, so new flows collide (PTF)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/p4_toolchain.sh"
@@ -24,3 +25,4 @@ compile() {  # compile SOURCE NAME [p4c options...]
 compile p4src/v1model/main.p4 dispatcher
 compile p4src/bench/minimal_forward.p4 minimal_forward
 compile p4src/v1model/main.p4 dispatcher_small -DFLOWS_TABLE_SIZE=64 -DFLOW_STATS_SIZE=64
+compile p4src/v1model/main.p4 dispatcher_tinycache -DFLOW_CACHE_SETS=1   # one set of 4 ways: PTF collisions

@@ -127,12 +127,14 @@ def configure(client: P4RuntimeClient, tables: DispatcherTables, mode: str,
     if mode == "capture":
         updates.append(tables.capture_port(IN_PORT, 1, RING_SIZE))
         updates += [tables.backend_capture(b, p) for b, p in BACKEND_PORTS.items()]
-        updates += tables.ring(1, [list(BACKEND_PORTS)[i % 3] for i in range(RING_SIZE)])
+        updates += tables.ring(1, [list(BACKEND_PORTS)[i % 3] for i in range(RING_SIZE)], generation=1)
     else:
         updates += [tables.backend_dsr(b, p, f"02:00:00:00:00:{b:02x}") for b, p in BACKEND_PORTS.items()]
         for service_id, (vip, protocol, port) in enumerate(services, start=1):
-            updates.append(tables.vip_service(str(address_from_flow(vip)), protocol, port, service_id, RING_SIZE))
-            updates += tables.ring(service_id, [list(BACKEND_PORTS)[(i + service_id) % 3] for i in range(RING_SIZE)])
+            updates.append(tables.vip_service(str(address_from_flow(vip)), protocol, port, service_id, RING_SIZE,
+                                              ring_base=(service_id - 1) * RING_SIZE))
+            updates += tables.ring(service_id, [list(BACKEND_PORTS)[(i + service_id) % 3] for i in range(RING_SIZE)],
+                                   generation=1)
         for vip in sorted({s[0] for s in services}):
             updates.append(tables.vip(str(address_from_flow(vip))))
         updates += tables.l2_flood(FLOOD_GROUP, [OTHER_PORT])

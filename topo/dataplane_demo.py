@@ -33,7 +33,7 @@ def sample_configuration(tables: DispatcherTables) -> list:
     updates = [tables.vip_service(VIP, 6, 80, 1, len(RING)), tables.vip(VIP),
                tables.flow_digest_config(max_list_size=64, max_timeout_ns=5_000_000)]
     updates += [tables.backend_dsr(b, p, f"02:00:00:00:00:{b:02x}") for b, p in BACKENDS.items()]
-    updates += tables.ring(1, RING)
+    updates += tables.ring(1, RING, generation=1)
     return updates
 
 

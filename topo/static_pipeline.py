@@ -52,7 +52,8 @@ def dispatcher_updates(tables: DispatcherTables, config: Config) -> list[p4r.Upd
     for service in config.services:
         backends = pool.of_service(service.id)
         updates += tables.ring(service.id, static_ring([b.config.capacity * b.config.weight for b in backends],
-                                                       [b.id for b in backends], service.ring_size))
+                                                       [b.id for b in backends], service.ring_size),
+                               generation=1)
     return updates
 
 

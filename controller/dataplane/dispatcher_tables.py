@@ -76,32 +76,41 @@ class DispatcherTables:
     # ---- services -------------------------------------------------------------
 
     def vip_service(self, vip: str, protocol: int, port: int, service_id: int,
-                    ring_size: int, kind: str = "insert") -> p4r.Update:
+                    ring_size: int, ring_base: int = 0, kind: str = "insert") -> p4r.Update:
+        """`ring_base`: the service's first entry in the ring space all services share
+        (the data plane keeps per-entry state there; docs/consistency.md)."""
         return ent.update(kind, ent.table_entry(
             self.info, "services", {"vip": flow_address(vip), "protocol": protocol, "port": port},
-            "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size)}))
+            "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size),
+                                "ring_base": ring_base}))
 
     def vip(self, vip: str, kind: str = "insert") -> p4r.Update:
         """Marks an address as a VIP, so its ports without a service are dropped, not leaked."""
         return ent.update(kind, ent.table_entry(self.info, "vips", {"vip": flow_address(vip)},
                                                 "mark_vip"))
 
-    def capture_port(self, port: int, service_id: int, ring_size: int,
+    def capture_port(self, port: int, service_id: int, ring_size: int, ring_base: int = 0,
                      kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.table_entry(
             self.info, "capture_ports", {"ingress_port": port},
-            "set_capture_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size)}))
+            "set_capture_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size),
+                                    "ring_base": ring_base}))
 
     # ---- ring and backends -----------------------------------------------------
 
-    def ring(self, service_id: int, slots: Iterable[int], kind: str = "insert") -> list[p4r.Update]:
-        """One entry per slot: slot i -> backend slots[i]."""
-        return [self.ring_slot(service_id, slot, backend, kind) for slot, backend in enumerate(slots)]
+    def ring(self, service_id: int, slots: Iterable[int], generation: int,
+             kind: str = "insert") -> list[p4r.Update]:
+        """One entry per slot: slot i -> backend slots[i], all written as `generation`."""
+        return [self.ring_slot(service_id, slot, backend, generation, kind)
+                for slot, backend in enumerate(slots)]
 
-    def ring_slot(self, service_id: int, slot: int, backend_id: int, kind: str = "modify") -> p4r.Update:
+    def ring_slot(self, service_id: int, slot: int, backend_id: int, generation: int,
+                  kind: str = "modify") -> p4r.Update:
+        """A slot's backend. Every write needs a generation no earlier write of this slot
+        used: the switch tells ring changes apart by it (docs/consistency.md)."""
         return ent.update(kind, ent.table_entry(
             self.info, "dispatch_ring", {"service_id": service_id, "slot": slot},
-            "set_ring_backend", {"backend_id": backend_id}))
+            "set_ring_backend", {"backend_id": backend_id, "generation": generation}))
 
     def backend_dsr(self, backend_id: int, port: int, mac: str, kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.table_entry(

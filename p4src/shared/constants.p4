@@ -114,4 +114,7 @@ const bit<8> DIGEST_FLAG_COLLISION = 0x02; // flow is not cached; its backend ca
 const bit<8> DIGEST_FLAG_RTT_VALID = 0x04; // rtt_us is a real SYN -> ACK sample
 const bit<8> DIGEST_FLAG_SYMMETRIC = 0x08; // capture mode: key is the sorted 5-tuple
 
+// The digest's cache_slot for a flow that has no cache way (stateless).
+const bit<32> NO_CACHE_SLOT = 0xFFFFFFFF;
+
 #endif

@@ -25,7 +25,7 @@
 #ifndef FLOW_CACHE_SETS
 #define FLOW_CACHE_SETS 65536
 #endif
-#define FLOW_CACHE_WAYS 4
+#define FLOW_CACHE_WAYS 4           // flow_dispatch.p4 probes exactly this many
 #define FLOW_CACHE_SIZE (FLOW_CACHE_SETS * FLOW_CACHE_WAYS)
 
 // Rings are a power of two in size (at most 65,536 slots) so a slot is a mask of the

@@ -7,10 +7,11 @@ control Classifier(inout headers_t hdr,
                    inout local_metadata_t meta,
                    inout standard_metadata_t standard_metadata) {
 
-    action set_capture_service(service_id_t service_id, bit<16> ring_mask) {
+    action set_capture_service(service_id_t service_id, bit<16> ring_mask, bit<32> ring_base) {
         meta.service_mode = SERVICE_MODE_CAPTURE;
         meta.service_id = service_id;
         meta.ring_mask = ring_mask;
+        meta.ring_base = ring_base;
     }
 
     // Filled by the controller: one entry per tap port of a capture service.
@@ -21,10 +22,11 @@ control Classifier(inout headers_t hdr,
         size = CAPTURE_PORTS_TABLE_SIZE;
     }
 
-    action set_vip_service(service_id_t service_id, bit<16> ring_mask) {
+    action set_vip_service(service_id_t service_id, bit<16> ring_mask, bit<32> ring_base) {
         meta.service_mode = SERVICE_MODE_VIP;
         meta.service_id = service_id;
         meta.ring_mask = ring_mask;
+        meta.ring_base = ring_base;
     }
 
     // Filled by the controller: one entry per (VIP, protocol, port) service.

@@ -1,15 +1,24 @@
 // Flow dispatch: which backend gets this packet, keeping every flow on one backend.
+// The mechanism and its proof: docs/consistency.md.
 //
 //   1. `flows` hit: the backend the controller installed (the one the switch chose).
-//   2. Miss: the flow cache slot at hash & FLOW_CACHE_INDEX_MASK decides:
-//        same signature, live   -> the cached backend (the flow awaits its entry)
-//        empty or expired       -> a new flow: the service's ring chooses, the slot keeps it
-//        another live flow      -> a collision: the ring chooses, nothing is cached
-//   3. Admission may refuse the packet (admission.p4) before any state is written.
+//   2. Miss: the flow's cache set (FLOW_CACHE_WAYS ways, exact keys) decides:
+//        a live way holds this key   -> CACHED: its backend (the flow awaits its entry)
+//        no way holds it, one free   -> NEW: decided at its ring entry, written to the way
+//        no way holds it, none free  -> COLLISION: decided at its ring entry, stateless
+//      A decision at a ring entry takes the entry's newest generation unless a stateless
+//      flow used that entry less than cache_timeout_us ago: then the entry's applied
+//      (older) backend, which that flow still depends on.
+//   3. Admission may refuse the packet (admission.p4) before any flow state is written.
 //   4. The flow is confirmed (TCP: the caller's first ACK; otherwise its first packet):
 //      one digest carries its key, backend and SYN->ACK RTT. Until its entry appears,
-//      the digest is repeated every digest_retry_us. Half-open flows (SYN only) live and
-//      expire in the cache alone, so a SYN flood never fills the `flows` table.
+//      a cached flow's digest is repeated every digest_retry_us, a stateless flow's with
+//      every confirming packet. Half-open flows (SYN only) live and expire in the cache
+//      alone, so a SYN flood never fills the `flows` table.
+
+#if FLOW_CACHE_WAYS != 4
+#error "flow_dispatch.p4 probes four cache ways: change both together"
+#endif
 
 control FlowDispatch(inout headers_t hdr,
                      inout local_metadata_t meta,
@@ -18,15 +27,35 @@ control FlowDispatch(inout headers_t hdr,
     counter(FLOW_STATS_SIZE, CounterType.packets_and_bytes) flow_stats;
     counter(EVENT_COUNT, CounterType.packets) dispatch_events;
 
-    // The flow cache. A slot is empty when its last_seen is 0. Only the data plane
-    // reads and writes it; slots expire on their own after cache_timeout_us.
-    register<bit<32>>(FLOW_CACHE_SIZE) cache_signature;
+    // The flow cache: way w of set s is index s * FLOW_CACHE_WAYS + w. A way is free when
+    // its last_seen is 0 or cache_timeout_us old. Only the data plane reads and writes it.
+    register<flow_addr_t>(FLOW_CACHE_SIZE) cache_src_addr;
+    register<flow_addr_t>(FLOW_CACHE_SIZE) cache_dst_addr;
+    register<bit<40>>(FLOW_CACHE_SIZE) cache_protocol_ports;   // protocol ++ src_port ++ dst_port
     register<backend_id_t>(FLOW_CACHE_SIZE) cache_backend;
     register<time_us_t>(FLOW_CACHE_SIZE) cache_last_seen_us;
-    register<time_us_t>(FLOW_CACHE_SIZE) cache_syn_us;     // caller's last SYN, 0: none
-    register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;  // last digest sent, 0: not confirmed
+    register<time_us_t>(FLOW_CACHE_SIZE) cache_syn_us;      // caller's last SYN, 0: none
+    register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;   // last digest sent, 0: not confirmed
+
+    // Per ring entry (ring_base + slot): the generation and backend stateless decisions
+    // use, and when a stateless flow last depended on them.
+    register<bit<32>>(DISPATCH_RING_TABLE_SIZE) ring_applied_generation;
+    register<backend_id_t>(DISPATCH_RING_TABLE_SIZE) ring_applied_backend;
+    register<time_us_t>(DISPATCH_RING_TABLE_SIZE) ring_stateless_seen_us;
 
     Admission() admission;
+
+    // What the cache probe found.
+    bit<40> key_rest;
+    bool cache_hit = false;
+    bit<32> hit_index = 0;
+    bool has_free_way = false;
+    bit<32> free_index = 0;
+
+    // What the ring entry says.
+    backend_id_t ring_backend = 0;
+    bit<32> ring_generation = 0;
+    bool ring_hit = false;
 
     action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us) {
         meta.cache_timeout_us = cache_timeout_us;
@@ -62,12 +91,14 @@ control FlowDispatch(inout headers_t hdr,
         support_timeout = true;
     }
 
-    action set_ring_backend(backend_id_t backend_id) {
-        meta.backend_id = backend_id;
-        meta.has_backend = true;
+    action set_ring_backend(backend_id_t backend_id, bit<32> generation) {
+        ring_backend = backend_id;
+        ring_generation = generation;
+        ring_hit = true;
     }
 
     // Filled by the controller from the service's policy: ring_size entries per service.
+    // Each write of a slot carries a new generation (a counter that only grows).
     table dispatch_ring {
         key = {
             meta.service_id : exact @name("service_id");
@@ -78,6 +109,29 @@ control FlowDispatch(inout headers_t hdr,
         size = DISPATCH_RING_TABLE_SIZE;
     }
 
+    // One way of the flow's set: a live way with this exact key is a hit; the first way
+    // that is empty or expired is where a new flow would go.
+    action probe_way(bit<32> index) {
+        flow_addr_t src;
+        flow_addr_t dst;
+        bit<40> rest;
+        time_us_t seen;
+        cache_src_addr.read(src, index);
+        cache_dst_addr.read(dst, index);
+        cache_protocol_ports.read(rest, index);
+        cache_last_seen_us.read(seen, index);
+        bool live = seen != 0 && meta.now_us - seen < meta.cache_timeout_us;
+        bool same = src == meta.flow.src_addr && dst == meta.flow.dst_addr && rest == key_rest;
+        if (live && same && !cache_hit) {
+            cache_hit = true;
+            hit_index = index;
+        }
+        if (!live && !has_free_way) {
+            has_free_way = true;
+            free_index = index;
+        }
+    }
+
     apply {
         dispatch_settings.apply();
         bool is_tcp = hdr.tcp.isValid();
@@ -85,35 +139,59 @@ control FlowDispatch(inout headers_t hdr,
         bool caller_syn = is_tcp && syn_ack == TCP_FLAG_SYN;
         // The digest moment: TCP's caller ACK (no SYN), or any packet of another protocol.
         bool confirms = !is_tcp || syn_ack == TCP_FLAG_ACK;
-
-        bit<32> slot_signature = 0;
-        backend_id_t slot_backend = 0;
-        time_us_t slot_last_seen = 0;
+        key_rest = meta.flow.protocol ++ meta.flow.src_port ++ meta.flow.dst_port;
+        bit<32> set_base = meta.cache_index * FLOW_CACHE_WAYS;
+        bool stateless = false;   // decided without flow state, and will be again
 
         if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
-            meta.flow_state = FLOW_STATE_STATELESS;
-            dispatch_ring.apply();
+            meta.flow_state = FLOW_STATE_STATELESS;   // non-IP: never cached
+            stateless = true;
         } else if (flows.apply().hit) {
             meta.flow_state = FLOW_STATE_INSTALLED;
         } else {
-            cache_signature.read(slot_signature, meta.cache_index);
-            cache_backend.read(slot_backend, meta.cache_index);
-            cache_last_seen_us.read(slot_last_seen, meta.cache_index);
-            bool live = slot_last_seen != 0 &&
-                        meta.now_us - slot_last_seen < meta.cache_timeout_us;
-            if (live && slot_signature == meta.signature) {
+            probe_way(set_base);
+            probe_way(set_base + 1);
+            probe_way(set_base + 2);
+            probe_way(set_base + 3);
+            if (cache_hit) {
                 meta.flow_state = FLOW_STATE_CACHED;
-                meta.backend_id = slot_backend;
+                cache_backend.read(meta.backend_id, hit_index);
                 meta.has_backend = true;
+            } else if (has_free_way) {
+                meta.flow_state = FLOW_STATE_NEW;
             } else {
-                if (live) {
-                    meta.flow_state = FLOW_STATE_COLLISION;
-                } else {
-                    meta.flow_state = FLOW_STATE_NEW;
-                }
-                dispatch_ring.apply();
+                meta.flow_state = FLOW_STATE_COLLISION;
+                stateless = true;
             }
         }
+
+        // A decision without flow state: the ring entry, held at its applied generation
+        // while a stateless flow depends on it (docs/consistency.md).
+        bit<32> ring_index = meta.ring_base + (bit<32>)meta.ring_slot;
+        if (meta.flow_state == FLOW_STATE_NEW || stateless) {
+            dispatch_ring.apply();
+            if (ring_hit) {
+                bit<32> applied_generation;
+                time_us_t stateless_seen;
+                ring_applied_generation.read(applied_generation, ring_index);
+                ring_stateless_seen_us.read(stateless_seen, ring_index);
+                bool held = stateless_seen != 0 &&
+                            meta.now_us - stateless_seen < meta.cache_timeout_us;
+                if (applied_generation != ring_generation && held) {
+                    ring_applied_backend.read(meta.backend_id, ring_index);
+                    dispatch_events.count((bit<32>)EVENT_GENERATION_HELD);
+                } else {
+                    if (applied_generation != ring_generation) {
+                        ring_applied_generation.write(ring_index, ring_generation);
+                        ring_applied_backend.write(ring_index, ring_backend);
+                        dispatch_events.count((bit<32>)EVENT_GENERATION_APPLIED);
+                    }
+                    meta.backend_id = ring_backend;
+                }
+                meta.has_backend = true;
+            }
+        }
+
         dispatch_events.count((bit<32>)meta.flow_state);  // EVENT_* of the path taken
         if (meta.ipv4_checksum_bad) {
             dispatch_events.count((bit<32>)EVENT_BAD_CHECKSUM_CAPTURED);
@@ -134,24 +212,31 @@ control FlowDispatch(inout headers_t hdr,
             return;
         }
 
-        // Commit: cache state and the digest.
+        // Commit: flow state and the digest.
+        if (stateless) {
+            ring_stateless_seen_us.write(ring_index, meta.now_us);
+        }
         bool send_digest = false;
-        time_us_t rtt_us = 0;
+        bit<48> rtt_us = 0;
         if (meta.flow_state == FLOW_STATE_NEW) {
-            cache_signature.write(meta.cache_index, meta.signature);
-            cache_backend.write(meta.cache_index, meta.backend_id);
-            cache_last_seen_us.write(meta.cache_index, meta.now_us);
-            cache_syn_us.write(meta.cache_index, caller_syn ? meta.now_us : 48w0);
-            cache_digest_us.write(meta.cache_index, confirms ? meta.now_us : 48w0);
+            cache_src_addr.write(free_index, meta.flow.src_addr);
+            cache_dst_addr.write(free_index, meta.flow.dst_addr);
+            cache_protocol_ports.write(free_index, key_rest);
+            cache_backend.write(free_index, meta.backend_id);
+            cache_last_seen_us.write(free_index, meta.now_us);
+            cache_syn_us.write(free_index, caller_syn ? meta.now_us : 48w0);
+            cache_digest_us.write(free_index, confirms ? meta.now_us : 48w0);
+            meta.digest.cache_slot = free_index;
             send_digest = confirms;
         } else if (meta.flow_state == FLOW_STATE_CACHED) {
             time_us_t syn_us;
             time_us_t digest_us;
-            cache_syn_us.read(syn_us, meta.cache_index);
-            cache_digest_us.read(digest_us, meta.cache_index);
-            cache_last_seen_us.write(meta.cache_index, meta.now_us);
+            cache_syn_us.read(syn_us, hit_index);
+            cache_digest_us.read(digest_us, hit_index);
+            cache_last_seen_us.write(hit_index, meta.now_us);
+            meta.digest.cache_slot = hit_index;
             if (caller_syn) {
-                cache_syn_us.write(meta.cache_index, meta.now_us);
+                cache_syn_us.write(hit_index, meta.now_us);
             }
             if (digest_us == 0) {
                 if (confirms) {
@@ -160,20 +245,22 @@ control FlowDispatch(inout headers_t hdr,
                         rtt_us = meta.now_us - syn_us;
                         meta.digest.flags = DIGEST_FLAG_RTT_VALID;
                     }
-                    cache_digest_us.write(meta.cache_index, meta.now_us);
+                    cache_digest_us.write(hit_index, meta.now_us);
                 }
             } else if (meta.now_us - digest_us >= meta.digest_retry_us) {
                 // Confirmed long ago and still no entry: the digest (or the write) was lost.
                 send_digest = true;
                 meta.digest.flags = DIGEST_FLAG_RETRY;
                 dispatch_events.count((bit<32>)EVENT_DIGEST_RETRY);
-                cache_digest_us.write(meta.cache_index, meta.now_us);
+                cache_digest_us.write(hit_index, meta.now_us);
             }
         } else if (meta.flow_state == FLOW_STATE_COLLISION) {
-            // Not cached: keep asking for an entry on every confirming packet, so the flow
-            // leaves the ring's hands as soon as possible. The controller drops repeats.
+            // Not cached: ask for an entry on every confirming packet, so the flow leaves
+            // the ring's hands (and stops holding its ring entry) soon. Repeats are dropped
+            // by the controller.
             send_digest = confirms;
             meta.digest.flags = DIGEST_FLAG_COLLISION;
+            meta.digest.cache_slot = NO_CACHE_SLOT;
         }
 
         if (send_digest) {
@@ -188,7 +275,6 @@ control FlowDispatch(inout headers_t hdr,
             meta.digest.dst_port = meta.flow.dst_port;
             meta.digest.service_id = meta.service_id;
             meta.digest.backend_id = meta.backend_id;
-            meta.digest.cache_slot = meta.cache_index;
             meta.digest.timestamp_us = meta.now_us;
             meta.digest.tcp_flags = meta.tcp_flags;
             meta.digest.rtt_us = (bit<32>)rtt_us;

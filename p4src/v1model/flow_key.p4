@@ -24,7 +24,7 @@ control FlowKeyExtract(in headers_t hdr, in bit<16> l4_src_port, in bit<16> l4_d
 }
 
 control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t flow,
-                    out cache_index_t cache_index, out bit<32> signature, out ring_slot_t ring_slot) {
+                    out cache_index_t cache_index, out ring_slot_t ring_slot) {
     apply {
         if (symmetric) {
             if (flow.src_addr > flow.dst_addr ||
@@ -41,14 +41,7 @@ control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t fl
         hash(flow_hash, HashAlgorithm.crc32, 32w0,
              { flow.src_addr, flow.dst_addr, flow.protocol, flow.src_port, flow.dst_port },
              64w0x100000000);  // hash() returns base + (h % max): keep all 32 bits
-        // A second, independent hash makes the cache signature: two flows sharing a slot
-        // are told apart unless both hashes collide.
-        bit<16> check;
-        hash(check, HashAlgorithm.crc16, 16w0,
-             { flow.src_addr, flow.dst_addr, flow.protocol, flow.src_port, flow.dst_port },
-             32w0x10000);
-        cache_index = flow_hash & FLOW_CACHE_INDEX_MASK;
-        signature = check ++ flow_hash[31:16];
+        cache_index = flow_hash & (FLOW_CACHE_SETS - 1);   // the cache set
         // The ring uses the high half, so it is independent of the cache index.
         ring_slot = flow_hash[31:16] & ring_mask;
     }

@@ -35,7 +35,7 @@ control DispatcherIngress(inout headers_t hdr,
         }
         if (meta.drop_reason == DropReason.NONE && meta.service_mode != SERVICE_MODE_NONE) {
             flow_key_hash.apply(meta.service_mode == SERVICE_MODE_CAPTURE, meta.ring_mask, meta.flow,
-                                meta.cache_index, meta.signature, meta.ring_slot);
+                                meta.cache_index, meta.ring_slot);
             flow_dispatch.apply(hdr, meta, standard_metadata);
             if (meta.drop_reason == DropReason.NONE) {
                 backend_forward.apply(hdr, meta, standard_metadata);

@@ -18,12 +18,12 @@ struct local_metadata_t {
     bit<8> service_mode;       // SERVICE_MODE_*
     service_id_t service_id;
     bit<16> ring_mask;
+    bit<32> ring_base;         // the service's first entry in the global ring space
     bool is_vip;
 
     // Flow identity.
     flow_key_t flow;
-    cache_index_t cache_index;
-    bit<32> signature;
+    cache_index_t cache_index; // the flow's cache set
     ring_slot_t ring_slot;
 
     // Dispatch decision.
