@@ -29,7 +29,7 @@ import numpy as np
 
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config
-from controller.counter_poller import CounterPoller, CounterReading
+from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason
 from controller.dataplane.constants import PACKET_IN_REASON_REACTIVE
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import REACTIVE_BACKEND_ID, FlowManager
@@ -229,7 +229,7 @@ class Controller:
         self.monitor.update(reading.at, reading.backend_traffic, reading.flow_stats)
         self._finish_drains(client, reading.at)
         self._update_rings(client)
-        self._publish_status(reading.at, reading.backend_traffic, reading.ports)
+        self._publish_status(reading.at, reading.backend_traffic, reading.ports, reading.drops)
 
     # ---- rings ----------------------------------------------------------------------------
 
@@ -393,7 +393,8 @@ class Controller:
         with self._status_lock:
             self._status["role"] = role
 
-    def _publish_status(self, now: float, backend_traffic: dict, ports: dict[str, dict]) -> None:
+    def _publish_status(self, now: float, backend_traffic: dict, ports: dict[str, dict],
+                        drops: dict | None = None) -> None:
         stats = self.flows.stats
         rates = {}
         if self._rate_base is not None:
@@ -436,11 +437,14 @@ class Controller:
                       "overflow": self.flows.overflow, **vars(stats), **rates,
                       "install_latency_ms": ({"p50": float(np.percentile(latency, 50)) * 1e3,
                                               "p99": float(np.percentile(latency, 99)) * 1e3}
-                                             if latency is not None else None)},
+                                             if latency is not None else None),
+                      # cumulative buckets since start, for Prometheus' histogram_quantile()
+                      "install_latency_seconds": self.flows.install_histogram.snapshot()},
             "controller": dict(self.counts),
             "ports": {direction: {str(port): {"packets": c.packets, "bytes": c.bytes}
                                   for port, c in sorted(cells.items())}
                       for direction, cells in ports.items()},
+            "drops": drops_by_reason(drops or {}),   # reason -> packets the data plane dropped
             "services": services,
         }
         with self._status_lock:
