@@ -355,7 +355,9 @@ def test_the_scrape_reflects_the_controller_state(scraped: str) -> None:
     assert samples(scraped, "dispatcher_duplicate_digests_total") == {frozenset(): 1}
     shares = samples(scraped, "dispatcher_ring_share")
     web = {dict(labels)["backend"]: share for labels, share in shares.items() if dict(labels)["service"] == "web"}
-    assert sum(web.values()) == pytest.approx(1.0) and min(web.values()) > 0
+    # Which backend gets how much is the policy's business; the ring is whole and shared out.
+    assert sum(web.values()) == pytest.approx(1.0) and all(0 <= s <= 1 for s in web.values())
+    assert set(web) == {"web1", "web2", "web3"}
     assert samples(scraped, "dispatcher_controller_role")[frozenset({("role", "primary")})] == 1
 
 
