@@ -25,7 +25,7 @@ from typing import Any
 from controller.backend_admin import BackendAdmin
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config, ConfigError
-from controller.counter_poller import CounterPoller, CounterReading
+from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason
 from controller.dataplane.constants import PacketInReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import FlowManager
@@ -39,6 +39,7 @@ from controller.status import (
     BackendStatus,
     ControllerStatus,
     FlowStatus,
+    HistogramSnapshot,
     RateTracker,
     Role,
     RunCounts,
@@ -263,10 +264,12 @@ class Controller:
         flows = FlowStatus(active=len(self.flows.table), pending=self.flows.pending,
                            overflow=self.flows.overflow, **vars(stats),
                            digests_per_s=digests_per_s, writes_per_s=writes_per_s,
-                           install_latency_ms=latency_quantiles(self.flows.install_latency))
+                           install_latency_ms=latency_quantiles(self.flows.install_latency),
+                           install_latency_seconds=HistogramSnapshot(**self.flows.install_histogram.snapshot()))
         status = self._empty_status().model_copy(update={
             "uptime_s": now - self.started, "flows": flows, "controller": self.counts.snapshot(),
-            "ports": port_status(reading.ports), "services": services})
+            "ports": port_status(reading.ports), "drops": drops_by_reason(reading.drops),
+            "services": services})
         with self._status_lock:
             self._status = status
 

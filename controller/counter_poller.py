@@ -12,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from controller.dataplane.constants import DropReason
 from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
 
@@ -24,6 +25,7 @@ class CounterReading:
     backend_traffic: dict[int, CounterValue]
     flow_stats: dict[int, CounterValue] | None  # None when no policy needs per-flow rates
     ports: dict[str, dict[int, CounterValue]]   # "in"/"out" -> port -> value
+    drops: dict[int, CounterValue] = field(default_factory=dict)   # DropReason -> packets
 
 
 class CounterPoller:
@@ -72,7 +74,9 @@ class CounterPoller:
         return CounterReading(
             at, read(self.client, "backend_traffic"),
             read(self.client, "flow_stats") if self.per_flow else None,
-            {"in": read(self.client, "port_in"), "out": read(self.client, "port_out")})
+            {"in": read(self.client, "port_in"), "out": read(self.client, "port_out")},
+            # 32 cells: one more small read per poll, so that drops by reason reach the metrics.
+            read(self.client, "drops"))
 
     def _offer(self, item: CounterReading | P4RuntimeError) -> None:
         """Replace a reading the loop has not taken yet: only the newest matters."""
@@ -82,3 +86,18 @@ class CounterPoller:
             pass
         self._readings.put_nowait(item)
         self.client.activity.set()
+
+
+def drops_by_reason(cells: dict[int, CounterValue]) -> dict[str, int]:
+    """Packets dropped per reason, named as in DropReason in lower case
+    ("vip_port_unconfigured"). Every reason is listed, zeros too, so that a counter exists
+    before its first drop (rate() over a series that appears at 5 loses those 5); an index
+    the enum does not name keeps its number."""
+    out = {reason.name.lower(): 0 for reason in DropReason if reason is not DropReason.NONE}
+    for index, value in sorted(cells.items()):
+        try:
+            name = DropReason(index).name.lower()
+        except ValueError:
+            name = str(index)
+        out[name] = out.get(name, 0) + value.packets
+    return out

@@ -25,6 +25,7 @@ from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
 from controller.dataplane.flow_digest import FlowDigest, MalformedDigest, decode_digest_list
 from controller.flow_table import FlowTable, pack_key, unpack_key
+from controller.histogram import INSTALL_LATENCY_BUCKETS_S, CumulativeHistogram
 from controller.p4runtime.client import P4RuntimeError, WriteError
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class FlowManager:
         self.on_removed: list[Callable[[bytes, int, int], None]] = []   # key, backend, slot
         # Digest arrival -> entry written, seconds (newest last).
         self.install_latency: deque[float] = deque(maxlen=latency_samples)
+        # The same latencies, every one since start, in buckets (Prometheus' histogram).
+        self.install_histogram = CumulativeHistogram(INSTALL_LATENCY_BUCKETS_S)
         self._inserts: dict[bytes, _Pending] = {}
         self._deletes: set[bytes] = set()
         self._overflow: dict[bytes, _Pending] = {}
@@ -291,6 +294,7 @@ class FlowManager:
 
     def _inserted(self, flight: "_InFlight", failures: dict[int, int], done: float) -> None:
         full = 0
+        latencies: list[float] = []
         for i, (key, pending, slot) in enumerate(zip(flight.keys, flight.pending, flight.slots)):
             code = failures.get(i)
             if self._is_table_full(code):
@@ -307,11 +311,13 @@ class FlowManager:
                 continue
             else:
                 self.stats.inserted += 1
-                self.install_latency.append(done - pending.received)
+                latencies.append(done - pending.received)
             self.table.add(key, pending.digest.backend_id, slot)
             event = InstallEvent(key, pending.digest.backend_id, slot, pending.digest)
             for listener in self.on_installed:
                 listener(event)
+        self.install_latency.extend(latencies)
+        self.install_histogram.observe_many(latencies)
         if full:
             if self._table_full_at is None:
                 log.warning("`flows` table full (%d entries): %d flows stay on cache and ring, "

@@ -2,15 +2,18 @@
 
 One collector turns the controller's status (the same one `p4dispatch status` shows)
 into metric families, so the numbers on a dashboard and on the terminal agree.
-Rates (digests/s, writes/s) are left to PromQL's rate() over the counters.
+Rates (digests/s, writes/s) are left to PromQL's rate() over the counters. Every family,
+its labels and meaning: docs/metrics.md; the Grafana dashboard over them:
+dashboards/grafana/p4dispatch.json (tests/test_grafana_dashboard.py keeps the two in step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from controller.status import ROLES, ControllerStatus
 
@@ -52,6 +55,14 @@ class ControllerCollector(Collector):
             latency.add_metric(["p50"], flows.install_latency_ms.p50)
             latency.add_metric(["p99"], flows.install_latency_ms.p99)
             yield latency
+        histogram = flows.install_latency_seconds
+        if histogram is not None:
+            # le as prometheus_client's own Histogram writes it ("0.005", "1.0", "+Inf")
+            buckets = [(floatToGoString(le), count) for le, count in zip(histogram.le, histogram.cumulative)]
+            yield HistogramMetricFamily("dispatcher_install_latency_seconds",
+                                        "digest arrival to entry written, every install since start",
+                                        buckets=[*buckets, ("+Inf", histogram.count)],
+                                        sum_value=histogram.sum)
         load = GaugeMetricFamily("dispatcher_backend_load_bytes_per_second",
                                  "traffic sent to each backend over the last poll",
                                  labels=["service", "backend"])
@@ -59,15 +70,20 @@ class ControllerCollector(Collector):
                                   labels=["service", "backend"])
         active = GaugeMetricFamily("dispatcher_backend_flows", "installed flows per backend",
                                    labels=["service", "backend"])
+        capacity = GaugeMetricFamily("dispatcher_backend_capacity_bytes_per_second",
+                                     "configured service rate of each backend (load / capacity = utilisation)",
+                                     labels=["service", "backend"])
         for service in status.services:
             for b in service.backends:
                 labels = [service.name, b.name]
                 load.add_metric(labels, b.load_mbps * 1e6 / 8)
                 share.add_metric(labels, b.ring_share)
                 active.add_metric(labels, b.flows)
+                capacity.add_metric(labels, b.capacity_mbps * 1e6 / 8)
         yield load
         yield share
         yield active
+        yield capacity
         port_packets = CounterMetricFamily("dispatcher_port_packets", "packets per switch port",
                                            labels=["port", "direction"])
         port_bytes = CounterMetricFamily("dispatcher_port_bytes", "bytes per switch port",
@@ -78,6 +94,11 @@ class ControllerCollector(Collector):
                 port_bytes.add_metric([port, direction], cell.bytes)
         yield port_packets
         yield port_bytes
+        drops = CounterMetricFamily("dispatcher_drops", "packets the data plane dropped, by reason",
+                                    labels=["reason"])
+        for reason, packets in status.drops.items():
+            drops.add_metric([reason], packets)
+        yield drops
 
 
 def make_registry(status: Callable[[], ControllerStatus]) -> CollectorRegistry:

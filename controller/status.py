@@ -55,6 +55,14 @@ class LatencyQuantiles(_Model):
     p99: float
 
 
+class HistogramSnapshot(_Model):
+    """Cumulative buckets since start (controller/histogram.py), for histogram_quantile()."""
+    le: list[float]
+    cumulative: list[int]
+    count: int
+    sum: float
+
+
 class FlowStatus(_Model):
     active: int
     pending: int
@@ -76,6 +84,7 @@ class FlowStatus(_Model):
     digests_per_s: float | None = None
     writes_per_s: float | None = None
     install_latency_ms: LatencyQuantiles | None = None
+    install_latency_seconds: HistogramSnapshot | None = None
 
 
 class ControllerCounts(_Model):
@@ -99,6 +108,7 @@ class ControllerStatus(_Model):
     flows: FlowStatus | None = None            # None until the first counter poll
     controller: ControllerCounts = ControllerCounts()
     ports: dict[str, dict[str, PortCounter]] = {}   # direction -> port -> counts
+    drops: dict[str, int] = {}                      # data-plane drops by reason (lower case)
     services: list[ServiceStatus] = []
 
 

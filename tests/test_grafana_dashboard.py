@@ -1,0 +1,371 @@
+"""The Grafana dashboard is a valid dashboard and queries only metrics the controller exports.
+
+The queries are read with a PromQL parser (promql-parser), not a regex: metric names are the
+vector selectors of the parsed expression, so function names, label names and `by (...)`
+lists can never pass for metrics. The exported side is the controller's real /metrics, got
+over HTTP from the admin API: a Controller built from configs/sample.toml that is connected
+to no switch, whose flow manager installed flows through an in-memory switch and whose
+counter polls went through the same `_poll` the serving loop runs (load estimates, ring
+rewrites, status). Only the switch is a stand-in. The P4Info is the compiled program's when
+build/ has it; otherwise a small one with the few entities the Controller itself looks up
+(same names), so this test runs without the P4 toolchain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+from finsy.proto import p4i, p4r
+from google.protobuf import text_format
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.admin_api import AdminApi
+from controller.app import Controller
+from controller.config import load_config
+from controller.counter_poller import CounterReading
+from controller.dataplane.constants import DropReason
+from controller.dataplane.dispatcher_tables import FLOW_KEY_BYTES, FLOW_KEY_FIELDS, CounterValue
+from controller.dataplane.flow_digest import FIELDS
+from controller.p4runtime.encoding import encode_int
+from controller.pipeline import BUILD_DIR, CompiledProgram
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARD = REPO / "dashboards" / "grafana" / "p4dispatch.json"
+METRICS_DOC = REPO / "docs" / "metrics.md"
+CONFIG = REPO / "configs" / "sample.toml"
+DATASOURCE_UID = "${datasource}"
+
+# Grafana's own variables that stand where PromQL wants a duration; anything else with a $
+# outside a string fails to parse, and the test says which panel has it.
+GRAFANA_DURATIONS = {"$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "15s",
+                     "${__interval}": "15s", "$__range": "30m", "${__range}": "30m"}
+
+
+# ---- reading the dashboard --------------------------------------------------------------
+
+def load_dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def all_panels(panels: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel, those inside collapsed rows too."""
+    for panel in panels:
+        yield panel
+        yield from all_panels(panel.get("panels", []))
+
+
+def as_promql(expr: str) -> str:
+    for variable in sorted(GRAFANA_DURATIONS, key=len, reverse=True):
+        expr = expr.replace(variable, GRAFANA_DURATIONS[variable])
+    return expr
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression (Grafana variables allowed) reads."""
+    names: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> None:
+        if not isinstance(node, promql_parser.VectorSelector):
+            return
+        by_matcher = [m for m in node.matchers.matchers if m.name == "__name__"]
+        if node.name:
+            names.add(node.name)
+        elif len(by_matcher) == 1 and by_matcher[0].op == promql_parser.MatchOp.Equal:
+            names.add(by_matcher[0].value)
+        else:
+            # A regex over names could match anything or nothing: this check could not say.
+            raise ValueError(f"selector {node} does not name one metric")
+
+    promql_parser.walk(promql_parser.parse(as_promql(expr)), visit)
+    return names
+
+
+LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.+),\s*[A-Za-z_]\w*\s*\)\s*$")
+
+
+def variable_metric_names(query: str) -> set[str]:
+    """Metric names in a Prometheus template variable's query (label_values(selector, label))."""
+    match = LABEL_VALUES.match(query)
+    if match is None:
+        raise ValueError(f"variable query {query!r} is not label_values(selector, label)")
+    return metric_names(match["selector"])
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> dict[str, list[str]]:
+    """Where -> PromQL expressions: every panel target and every query variable."""
+    queries: dict[str, list[str]] = {}
+    for panel in all_panels(dashboard["panels"]):
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        if exprs:
+            queries[f"panel {panel['id']} {panel['title']!r}"] = exprs
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            queries[f"variable ${variable['name']}"] = [query["query"] if isinstance(query, dict) else query]
+    return queries
+
+
+def unexported(queries: dict[str, list[str]], exported: set[str]) -> dict[str, set[str]]:
+    """Where -> metrics it queries that are not among the exported sample names."""
+    missing: dict[str, set[str]] = {}
+    for where, exprs in queries.items():
+        reads: set[str] = set()
+        for expr in exprs:
+            if where.startswith("variable"):
+                reads |= variable_metric_names(expr)
+            else:
+                reads |= metric_names(expr)
+        if reads - exported:
+            missing[where] = reads - exported
+    return missing
+
+
+# ---- the controller's real /metrics -------------------------------------------------------
+
+def small_p4info() -> p4i.P4Info:
+    """The entities Controller() and its ring writes look up, named as in p4src/."""
+    info = p4i.P4Info()
+    flows = info.tables.add(size=65536)
+    flows.preamble.id, flows.preamble.name, flows.preamble.alias = 1, "DispatcherIngress.flow_dispatch.flows", "flows"
+    for i, (name, width) in enumerate(zip(FLOW_KEY_FIELDS, FLOW_KEY_BYTES), start=1):
+        flows.match_fields.add(id=i, name=name, bitwidth=width * 8, match_type=p4i.MatchField.EXACT)
+    ring = info.tables.add(size=65536)
+    ring.preamble.id, ring.preamble.name, ring.preamble.alias = 2, "DispatcherIngress.flow_dispatch.dispatch_ring", \
+        "dispatch_ring"
+    ring.match_fields.add(id=1, name="service_id", bitwidth=16, match_type=p4i.MatchField.EXACT)
+    ring.match_fields.add(id=2, name="slot", bitwidth=16, match_type=p4i.MatchField.EXACT)
+    backends = info.tables.add(size=1024)   # only its size is looked up here
+    backends.preamble.id, backends.preamble.name, backends.preamble.alias = (
+        6, "DispatcherIngress.backend_forward.backends", "backends")
+    for action_id, name, params in ((3, "set_flow_backend", (("backend_id", 16), ("stats_slot", 32))),
+                                    (4, "set_ring_backend", (("backend_id", 16), ("generation", 32)))):
+        action = info.actions.add()
+        action.preamble.id, action.preamble.name, action.preamble.alias = (
+            action_id, f"DispatcherIngress.flow_dispatch.{name}", name)
+        for param_id, (param, width) in enumerate(params, start=1):
+            action.params.add(id=param_id, name=param, bitwidth=width)
+    stats = info.counters.add(size=131072)
+    stats.preamble.id, stats.preamble.name, stats.preamble.alias = 5, "DispatcherIngress.flow_stats", "flow_stats"
+    return info
+
+
+def program(tmp: Path) -> CompiledProgram:
+    built = CompiledProgram.in_build_dir("dispatcher", BUILD_DIR)
+    if built.p4info.exists() and built.bmv2_json.exists():
+        return built
+    (tmp / "dispatcher.p4info.txtpb").write_text(text_format.MessageToString(small_p4info()))
+    (tmp / "dispatcher.json").write_text("{}")   # only hashed into the pipeline cookie
+    return CompiledProgram.in_build_dir("dispatcher", tmp)
+
+
+class Answered:
+    done_at: float | None = None   # the flow manager then takes its own clock
+
+    def result(self) -> None:
+        return None
+
+
+class SwitchWithRoom:
+    """Accepts every write at once, as a switch whose tables have room."""
+
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def write(self, updates: Sequence[p4r.Update], batch_size: int = 1000) -> None:
+        self.updates += len(updates)
+
+    def write_async(self, updates: Sequence[p4r.Update]) -> Answered:
+        self.write(updates)
+        return Answered()
+
+
+def digest_list(flows: Sequence[dict[str, int]]) -> p4r.DigestList:
+    msg = p4r.DigestList(digest_id=1, list_id=1)
+    for flow in flows:
+        data = msg.data.add()
+        for name in FIELDS:
+            data.struct.members.add().bitstring = encode_int(flow.get(name, 0), 128)
+    return msg
+
+
+def web_flow(i: int, backend: int) -> dict[str, int]:
+    return {"src_addr": (0xFFFF << 32) | (0xC0A80000 + i), "dst_addr": (0xFFFF << 32) | 0x0A000064,
+            "protocol": 6, "src_port": 40000 + i, "dst_port": 80, "service_id": 1, "backend_id": backend}
+
+
+FLOWS = 30
+DROPPED_VIP_PORT = 7
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The text of GET /metrics from a primary controller that has served a little while."""
+    controller = Controller(load_config(CONFIG), program(tmp_path_factory.mktemp("program")))
+    switch = SwitchWithRoom()
+    controller.flows.writer = switch
+    controller._set_role("primary")
+    # Digests as the stream delivers them (arrived a few ms ago), one of them twice.
+    arrived = time.monotonic() - 0.004
+    flows = [web_flow(i, (10, 11, 12)[i % 3]) for i in range(FLOWS)]
+    controller.flows.on_digest_list(digest_list(flows), arrived)
+    controller.flows.on_digest_list(digest_list(flows[:1]), arrived)
+    controller.flows.settle()
+    # Two counter polls 100 ms apart, through the serving loop's own handling.
+    start = time.monotonic()
+    for step in (0, 1):
+        traffic = {b: CounterValue(100 * step, 150_000 * step * (b - 9)) for b in (10, 11, 12, 20, 21)}
+        controller._poll(switch, CounterReading(   # the loop only writes through its client here
+            at=start + 0.1 * step, backend_traffic=traffic,
+            flow_stats={1 + i: CounterValue(step, 1000 * step) for i in range(FLOWS)},
+            ports={"in": {1: CounterValue(500 * step, 60_000 * step)},
+                   "out": {2: CounterValue(300 * step, 40_000 * step)}},
+            drops={int(DropReason.VIP_PORT_UNCONFIGURED): CounterValue(DROPPED_VIP_PORT, 0)}))
+    api = AdminApi(controller, "127.0.0.1", 0)   # port 0: a free one
+    api.start()
+    try:
+        with urllib.request.urlopen(f"{api.url}/metrics", timeout=10) as response:
+            return response.read().decode()
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def exported(scraped: str) -> set[str]:
+    """Sample names, as Prometheus stores them (dispatcher_digests_total, ..._bucket)."""
+    return {sample.name for family in text_string_to_metric_families(scraped) for sample in family.samples}
+
+
+def samples(scraped: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    return {frozenset(s.labels.items()): s.value for f in text_string_to_metric_families(scraped)
+            for s in f.samples if s.name == name}
+
+
+# ---- the dashboard ------------------------------------------------------------------------
+
+def test_dashboard_is_a_grafana_dashboard() -> None:
+    dashboard = load_dashboard()
+    assert dashboard["title"] and dashboard["uid"]
+    assert dashboard["schemaVersion"] >= 39             # Grafana 11 and later
+    datasource_vars = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert [(v["name"], v["query"]) for v in datasource_vars] == [("datasource", "prometheus")]
+    panels = list(all_panels(dashboard["panels"]))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    graphs = [p for p in panels if p["type"] != "row"]
+    assert len(graphs) >= 10
+    for panel in graphs:
+        where = f"panel {panel['id']} {panel['title']!r}"
+        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+        assert panel["targets"], f"{where} has no query"
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{where} has no unit"
+        assert panel.get("description"), f"{where} does not say what it shows"
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), where
+        for t in panel["targets"]:
+            assert t["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+            assert t["expr"].strip(), where
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, variable["name"]
+
+
+def test_panels_do_not_overlap() -> None:
+    cells: dict[tuple[int, int], int] = {}
+    for panel in all_panels(load_dashboard()["panels"]):
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps panel {cells[(x, y)]}"
+                cells[(x, y)] = panel["id"]
+
+
+def test_every_query_parses_and_names_metrics() -> None:
+    for where, exprs in dashboard_queries(load_dashboard()).items():
+        for expr in exprs:
+            names = variable_metric_names(expr) if where.startswith("variable") else metric_names(expr)
+            assert names, f"{where}: {expr!r} reads no metric"
+            assert all(n.startswith("dispatcher_") for n in names), (where, names)
+
+
+def test_the_dashboard_covers_what_the_issue_asks_for() -> None:
+    """Per-backend load, ring share, flows, new-flow rate, install latency, drops by reason."""
+    read = set().union(*(metric_names(e) for where, exprs in dashboard_queries(load_dashboard()).items()
+                         if where.startswith("panel") for e in exprs))
+    assert {"dispatcher_backend_load_bytes_per_second", "dispatcher_ring_share", "dispatcher_backend_flows",
+            "dispatcher_active_flows", "dispatcher_inserted_total", "dispatcher_digests_total",
+            "dispatcher_install_latency_seconds_bucket", "dispatcher_drops_total",
+            "dispatcher_controller_role", "dispatcher_table_full_total",
+            "dispatcher_duplicate_digests_total", "dispatcher_port_packets_total"} <= read
+
+
+def test_every_metric_the_dashboard_queries_is_exported(exported: set[str]) -> None:
+    assert unexported(dashboard_queries(load_dashboard()), exported) == {}
+
+
+# ---- the checker itself can fail ------------------------------------------------------------
+
+def test_metric_names_are_selectors_not_functions_or_labels() -> None:
+    expr = ('sum by (backend) (rate(dispatcher_digest_total{service="web", le="0.1"}[$__rate_interval]))'
+            ' / on (service) group_left histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))'
+            ' and {__name__="dispatcher_ring_share"} offset 1m')
+    assert metric_names(expr) == {"dispatcher_digest_total", "x_bucket", "dispatcher_ring_share"}
+    with pytest.raises(ValueError, match="does not name one metric"):
+        metric_names('{__name__=~"dispatcher_.*"}')
+    with pytest.raises(ValueError):
+        metric_names("rate(dispatcher_digests_total[$interval])")    # an unknown Grafana variable
+
+
+def test_a_misspelled_metric_is_caught(exported: set[str]) -> None:
+    queries = {"panel 99 'typo'": ["sum(rate(dispatcher_digest_total[$__rate_interval]))",
+                                   "dispatcher_ring_share"],
+               "variable $x": ['label_values(dispatcher_ring_shares{instance=~"$instance"}, service)']}
+    assert unexported(queries, exported) == {"panel 99 'typo'": {"dispatcher_digest_total"},
+                                             "variable $x": {"dispatcher_ring_shares"}}
+
+
+# ---- what the new metrics carry -------------------------------------------------------------
+
+def test_install_latency_histogram_counts_every_install(scraped: str) -> None:
+    buckets = samples(scraped, "dispatcher_install_latency_seconds_bucket")
+    by_le = sorted((float(dict(labels)["le"]), value) for labels, value in buckets.items())
+    counts = [value for _, value in by_le]
+    assert counts == sorted(counts), "buckets are cumulative"
+    assert by_le[-1] == (float("inf"), FLOWS)
+    assert samples(scraped, "dispatcher_install_latency_seconds_count") == {frozenset(): FLOWS}
+    # Every digest arrived 4 ms before the test installed it: nothing at or below 1 ms.
+    assert dict(by_le)[0.001] == 0
+    assert samples(scraped, "dispatcher_install_latency_seconds_sum")[frozenset()] >= FLOWS * 0.004
+
+
+def test_drops_are_exported_by_reason_zeros_included(scraped: str) -> None:
+    drops = {dict(labels)["reason"]: value for labels, value in samples(scraped, "dispatcher_drops_total").items()}
+    assert drops["vip_port_unconfigured"] == DROPPED_VIP_PORT
+    assert set(drops) == {r.name.lower() for r in DropReason if r is not DropReason.NONE}
+    assert sum(drops.values()) == DROPPED_VIP_PORT
+
+
+def test_the_scrape_reflects_the_controller_state(scraped: str) -> None:
+    assert samples(scraped, "dispatcher_active_flows") == {frozenset(): FLOWS}
+    assert samples(scraped, "dispatcher_duplicate_digests_total") == {frozenset(): 1}
+    shares = samples(scraped, "dispatcher_ring_share")
+    web = {dict(labels)["backend"]: share for labels, share in shares.items() if dict(labels)["service"] == "web"}
+    # Which backend gets how much is the policy's business; the ring is whole and shared out.
+    assert sum(web.values()) == pytest.approx(1.0) and all(0 <= s <= 1 for s in web.values())
+    assert set(web) == {"web1", "web2", "web3"}
+    assert samples(scraped, "dispatcher_controller_role")[frozenset({("role", "primary")})] == 1
+
+
+def test_every_exported_metric_is_documented(scraped: str) -> None:
+    doc = METRICS_DOC.read_text()
+    families = {family.name for family in text_string_to_metric_families(scraped)}
+    undocumented = {name for name in families if f"`{name}" not in doc}
+    assert not undocumented, f"docs/metrics.md does not describe {sorted(undocumented)}"
