@@ -25,7 +25,7 @@ from typing import Any
 from controller.backend_admin import BackendAdmin
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config, ConfigError
-from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason
+from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason, events_by_name
 from controller.dataplane.constants import PacketInReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import FlowManager
@@ -269,6 +269,7 @@ class Controller:
         status = self._empty_status().model_copy(update={
             "uptime_s": now - self.started, "flows": flows, "controller": self.counts.snapshot(),
             "ports": port_status(reading.ports), "drops": drops_by_reason(reading.drops),
+            "events": events_by_name(reading.events), "ring_generation": self.ring_updater.generation,
             "services": services})
         with self._status_lock:
             self._status = status

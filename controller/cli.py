@@ -158,6 +158,9 @@ def status_table(status: ControllerStatus) -> Table:
         caption += (f" · {flows.active} flows, {flows.pending} pending, {flows.overflow} waiting for room"
                     f" · {flows.digests_per_s or 0:.0f} digests/s, {flows.writes_per_s or 0:.0f} writes/s"
                     + (f" · entry p50 {latency.p50:.1f} ms p99 {latency.p99:.1f} ms" if latency else ""))
+    if status.events:
+        caption += (f" · ring generation {status.ring_generation}, cache collisions "
+                    f"{status.events.get('cache_collision', 0)}, held {status.events.get('generation_held', 0)}")
     table = Table(title="flow dispatcher", caption=caption)
     for column in ("service", "backend", "state", "port", "flows", "load Mbit/s", "estimated",
                    "capacity", "ring share", "packets"):

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from controller.dataplane.constants import DropReason
+from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
 
@@ -26,6 +26,7 @@ class CounterReading:
     flow_stats: dict[int, CounterValue] | None  # None when no policy needs per-flow rates
     ports: dict[str, dict[int, CounterValue]]   # "in"/"out" -> port -> value
     drops: dict[int, CounterValue] = field(default_factory=dict)   # DropReason -> packets
+    events: dict[int, CounterValue] = field(default_factory=dict)  # DispatchEvent -> packets
 
 
 class CounterPoller:
@@ -76,7 +77,9 @@ class CounterPoller:
             read(self.client, "flow_stats") if self.per_flow else None,
             {"in": read(self.client, "port_in"), "out": read(self.client, "port_out")},
             # 32 cells: one more small read per poll, so that drops by reason reach the metrics.
-            read(self.client, "drops"))
+            read(self.client, "drops"),
+            # 16 cells: collisions, held generations and the other paths packets take.
+            read(self.client, "dispatch_events"))
 
     def _offer(self, item: CounterReading | P4RuntimeError) -> None:
         """Replace a reading the loop has not taken yet: only the newest matters."""
@@ -100,4 +103,16 @@ def drops_by_reason(cells: dict[int, CounterValue]) -> dict[str, int]:
         except ValueError:
             name = str(index)
         out[name] = out.get(name, 0) + value.packets
+    return out
+
+
+def events_by_name(cells: dict[int, CounterValue]) -> dict[str, int]:
+    """The data plane's dispatch events by name in lower case without EVENT_ ("cache_collision"),
+    every one listed, zeros too."""
+    out = {event.name.removeprefix("EVENT_").lower(): 0 for event in DispatchEvent}
+    for index, value in cells.items():
+        try:
+            out[DispatchEvent(index).name.removeprefix("EVENT_").lower()] = value.packets
+        except ValueError:
+            continue   # a cell no event names: nothing counts there
     return out

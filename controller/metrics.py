@@ -99,6 +99,17 @@ class ControllerCollector(Collector):
         for reason, packets in status.drops.items():
             drops.add_metric([reason], packets)
         yield drops
+        events = CounterMetricFamily("dispatcher_dataplane_events",
+                                     "packets by dispatch path and event (cache_collision, generation_held, ...)",
+                                     labels=["event"])
+        for event, packets in status.events.items():
+            events.add_metric([event], packets)
+        yield events
+        yield GaugeMetricFamily("dispatcher_pending_flows",
+                                "flows digested but not yet written to the switch", value=flows.pending)
+        yield GaugeMetricFamily("dispatcher_ring_generation",
+                                "newest generation written to a dispatch ring (grows with every ring write)",
+                                value=status.ring_generation)
 
 
 def make_registry(status: Callable[[], ControllerStatus]) -> CollectorRegistry:

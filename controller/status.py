@@ -109,6 +109,10 @@ class ControllerStatus(_Model):
     controller: ControllerCounts = ControllerCounts()
     ports: dict[str, dict[str, PortCounter]] = {}   # direction -> port -> counts
     drops: dict[str, int] = {}                      # data-plane drops by reason (lower case)
+    # Data-plane dispatch events (dispatch_events counter): the paths packets took, cache
+    # collisions, digests, and ring generations held back or applied (docs/consistency.md).
+    events: dict[str, int] = {}
+    ring_generation: int = 0                        # the newest generation written to any ring
     services: list[ServiceStatus] = []
 
 
