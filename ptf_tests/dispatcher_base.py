@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import time
 import zlib
+from pathlib import Path
 
 import ptf
 from ptf import testutils
@@ -73,14 +74,22 @@ def udp_packet(sport: int = 40000, dport: int = 53, src: str = CLIENT_IP, dst: s
 class DispatcherTest(BaseTest):
     """Connects, pushes the pipeline, and offers the helpers the tests share."""
 
+    # Another build of the dispatcher from build/ (scripts/build_p4.sh), e.g. the one with a
+    # single cache set; None: the program the runner names.
+    program: str | None = None
+
     def setUp(self) -> None:
         BaseTest.setUp(self)
         self.dataplane = ptf.dataplane_instance
-        self.info = P4InfoIndex.load(testutils.test_param_get("p4info"))
+        p4info, bmv2_json = Path(testutils.test_param_get("p4info")), Path(testutils.test_param_get("bmv2_json"))
+        if self.program is not None:
+            p4info = p4info.with_name(f"{self.program}.p4info.txtpb")
+            bmv2_json = bmv2_json.with_name(f"{self.program}.json")
+        self.info = P4InfoIndex.load(p4info)
         self.tables = DispatcherTables(self.info)
         self.client = P4RuntimeClient(testutils.test_param_get("grpcaddr", "127.0.0.1:9559"))
         self.assertTrue(self.client.connect(), "the test must be the primary controller")
-        self.client.set_pipeline_files(self.info.p4info, testutils.test_param_get("bmv2_json"))
+        self.client.set_pipeline_files(self.info.p4info, bmv2_json)
         # Each test runs on a fresh switch (run_ptf.py), so nothing here exists yet.
         self.client.write([self.tables.flow_digest_config(), self.tables.cpu_clone_session()])
         self.dataplane.flush()

@@ -121,6 +121,47 @@ def test_ring_rewrites_under_load_move_no_flow(testbed):
         assert PORT_OF_BACKEND[installed[key]] == testbed.wire.port_of(key)
 
 
+def test_with_every_new_flow_colliding_no_flow_moves(testbed):
+    """The one-set cache build: four half-open flows hold the only set, so every flow after
+    them is stateless until its entry exists, while fb_est rewrites the ring at every poll
+    and backends are quiesced and re-activated (docs/consistency.md)."""
+    config = testbed.config(policy="fb_est", ring_size=64, program="dispatcher_tinycache",
+                            capacities=[100.0, 200.0, 400.0], poll_interval_ms=50)
+    running = testbed.run_controller(config)
+    running.wait_role("primary")
+    fillers = [tcp_frame(*client_flow(10_000 + i), "S") for i in range(4)]
+    for frame in fillers:   # half-open: cached, never digested, so they hold their ways
+        testbed.wire.send(frame)
+    sent = len(fillers)
+    generation0 = running.controller.ring_updater.generation
+    live: list[int] = []
+    names = ["b0", "b1", "b2"]
+    for step in range(16):
+        new = list(range(step * 20, step * 20 + 20))
+        for i in new:   # SYN now, ACK after the next ring change: decided without state twice
+            src, sport = client_flow(i)
+            testbed.wire.send(tcp_frame(src, sport, "S"))
+        sent += len(new)
+        running.call("quiesce" if step % 2 == 0 else "activate", name=names[(step // 2) % 3])
+        for i in new:
+            src, sport = client_flow(i)
+            testbed.wire.send(tcp_frame(src, sport, "A"))
+        sent += len(new)
+        live += new
+        data_round(testbed, live)
+        sent += len(live)
+        for frame in fillers:
+            testbed.wire.send(frame)
+        sent += len(fillers)
+        time.sleep(0.06)   # at least one poll: fb_est may rewrite the ring
+    assert running.controller.ring_updater.generation - generation0 >= 8, "the ring changed under the flows"
+    assert_consistent(testbed, sent)
+    events = running.controller.status().events
+    assert events["cache_collision"] >= len(live) * 2, "the new flows were served without cache state"
+    assert events["generation_held"] > 0
+    assert running.wait_flows(len(live)) == len(live)
+
+
 def test_idle_entries_are_deleted(testbed):
     config = testbed.config(idle_timeout_s=1.0)
     running = testbed.run_controller(config)
