@@ -97,7 +97,11 @@ def _paced_sender(interface: str, frames: list[bytes], rate: float, started: mul
 
 def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, policy: str,
                         poll_ms: int = 1000) -> dict:
+    import os
+
     from topo.controller_testbed import ControllerTestbed
+    from topo.run_environment import CpuMeter, describe, summary_line
+    environment = describe()
     with ControllerTestbed(**BENCH_PORTS) as tb:
         config = tb.config(protocol="udp", idle_timeout_s=idle_timeout, ring_size=1024,
                            poll_interval_ms=poll_ms, policy=policy)
@@ -116,7 +120,11 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         # Every flow's latency, not the controller's rolling window of the last 100,000.
         fm.install_latency = deque()
         cpu0 = time.process_time()
+        assert tb.switch is not None and tb.switch.process is not None
+        meter = CpuMeter({"switch": tb.switch.process.pid, "controller": os.getpid()})
+        meter.start()
         sender.start()
+        meter.add("generator", sender.pid)
         per_second = []
         last = fm.stats.inserted
         while sender.is_alive():
@@ -126,6 +134,7 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
             last = now_inserted
             print(f"  t={len(per_second):3d}s installed {per_second[-1]:6,d}/s  active {len(fm.table):7,d}  "
                   f"digests {fm.stats.digests:9,d}", flush=True)
+        cores = meter.stop()
         sender.join()
         send_time = time.monotonic() - started.value
         controller_cpu = (time.process_time() - cpu0) / send_time
@@ -141,6 +150,7 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         p99_per_second = [float(np.percentile(chunk, 99))
                           for chunk in np.split(latency, np.cumsum(per_second)[:-1]) if chunk.size]
         print("  p99 ms per second: " + " ".join(f"{v:.0f}" for v in p99_per_second), flush=True)
+        print("  " + summary_line(environment, cores), flush=True)
         return {
             "offered_flows_per_s": count / send_time,
             "flows_offered": count,
@@ -159,6 +169,7 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
             "write_batches": stats.write_batches,
             "mean_write_ms": stats.write_seconds / max(stats.write_batches, 1) * 1e3,
             "bmv2": find_tool("simple_switch_grpc"), "policy": policy,
+            "environment": environment, "cores_used": cores,
         }
 
 
