@@ -65,6 +65,7 @@ class FlowStats:
     write_failures: int = 0
     idle_notifications: int = 0
     adopted: int = 0
+    stale_entries: int = 0          # entries the switch found stale and this rewrote
     write_seconds: float = 0.0      # flows writes: sent -> answered, summed
     write_batches: int = 0
 
@@ -77,7 +78,7 @@ class _Pending:
 
 @dataclass
 class _InFlight:
-    kind: str                   # "insert" or "delete"
+    kind: str                   # "insert", "rewrite" or "delete"
     keys: list[bytes]
     pending: list[_Pending]     # inserts: the digests
     slots: list[int]            # inserts: the stats slots they were given
@@ -113,6 +114,9 @@ class FlowManager:
         # The same latencies, every one since start, in buckets (Prometheus' histogram).
         self.install_histogram = CumulativeHistogram(INSTALL_LATENCY_BUCKETS_S)
         self._inserts: dict[bytes, _Pending] = {}
+        self._rewrites: dict[bytes, _Pending] = {}   # stale entries to write again
+        # Each entry written gets an id no other write used (docs/consistency.md).
+        self.next_entry_id = 1
         self._deletes: set[bytes] = set()
         self._overflow: dict[bytes, _Pending] = {}
         self._table_full_at: float | None = None
@@ -149,6 +153,13 @@ class FlowManager:
                             digest.dst_ip, digest.dst_port)
             return
         key = pack_key(digest.key)
+        if digest.is_stale_entry and key in self.table and key not in self._in_flight_keys:
+            installed = self.table.get(key)
+            if installed is not None and installed[0] != digest.backend_id:
+                # The entry came from an earlier flow with this key; the switch did not use
+                # it. Write the backend the current flow has.
+                self._rewrites[key] = _Pending(digest, received)
+                return
         if key in self.table or key in self._inserts or key in self._in_flight_keys:
             self.stats.duplicate_digests += 1
             return
@@ -217,14 +228,16 @@ class FlowManager:
             self._table_full_at = None
         deletes_turn = self._deletes and (self._overflow or not self._inserts
                                           or self._last_kind == "insert")
-        if deletes_turn:
+        if self._rewrites:
+            self._send_rewrites()
+        elif deletes_turn:
             self._send_deletes()
         elif self._inserts:
             self._send_inserts()
 
     def settle(self) -> None:
         """Write everything pending and wait for the answers."""
-        while self._inserts or self._deletes or self._expired or self._in_flight is not None:
+        while self._inserts or self._rewrites or self._deletes or self._expired or self._in_flight is not None:
             self.flush()
 
     def _send_deletes(self) -> None:
@@ -236,11 +249,27 @@ class FlowManager:
         oldest = list(islice(self._inserts, self.batch_size))
         items = [(key, self._inserts.pop(key)) for key in oldest]
         slots = [self.table.allocate_slot() for _ in items]
-        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns)
+        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns,
+                                    entry_id=self._take_entry_id())
                    for (_, p), slot in zip(items, slots)]
         keys = [k for k, _ in items]
         self._submit(_InFlight("insert", keys, [p for _, p in items], slots,
                                self.writer.write_async(updates), time.monotonic()))
+
+    def _send_rewrites(self) -> None:
+        items = [(key, self._rewrites.pop(key)) for key in list(islice(self._rewrites, self.batch_size))]
+        items = [(key, p) for key, p in items if key in self.table]
+        slots = [self.table.get(key)[1] for key, _ in items]   # type: ignore[index]
+        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns,
+                                    kind="modify", entry_id=self._take_entry_id())
+                   for (_, p), slot in zip(items, slots)]
+        self._submit(_InFlight("rewrite", [k for k, _ in items], [p for _, p in items], [],
+                               self.writer.write_async(updates), time.monotonic()))
+
+    def _take_entry_id(self) -> int:
+        entry_id = self.next_entry_id
+        self.next_entry_id += 1
+        return entry_id
 
     def _submit(self, flight: "_InFlight") -> None:
         self._in_flight = flight
@@ -263,6 +292,8 @@ class FlowManager:
         self.stats.write_batches += 1
         if flight.kind == "delete":
             self._deleted(flight.keys, failures)
+        elif flight.kind == "rewrite":
+            self._rewritten(flight, failures)
         else:
             self._inserted(flight, failures, done)
 
@@ -291,6 +322,23 @@ class FlowManager:
                 self._deleted_since_full += 1
                 for listener in self.on_removed:
                     listener(key, *removed)
+
+    def _rewritten(self, flight: "_InFlight", failures: dict[int, int]) -> None:
+        for i, (key, pending) in enumerate(zip(flight.keys, flight.pending)):
+            code = failures.get(i)
+            old = self.table.get(key)
+            if code is not None or old is None:
+                if code == rpc_code.NOT_FOUND:   # deleted meanwhile: the next digest inserts it
+                    continue
+                self.stats.write_failures += 1
+                continue
+            self.stats.stale_entries += 1
+            backend_id, slot = pending.digest.backend_id, old[1]
+            for listener in self.on_removed:
+                listener(key, old[0], slot)
+            self.table.add(key, backend_id, slot)
+            for listener in self.on_installed:
+                listener(InstallEvent(key, backend_id, slot, pending.digest))
 
     def _inserted(self, flight: "_InFlight", failures: dict[int, int], done: float) -> None:
         full = 0
@@ -352,7 +400,8 @@ class FlowManager:
             del self._overflow[key]
 
     def install_now(self, key: tuple[int, int, int, int, int], backend_id: int) -> bool:
-        """Reactive mode: one entry written at once (the packet waits for it)."""
+        """Reactive mode: one entry written at once (the packet waits for it). Entry id 0:
+        trusted, since no packet of the flow has been forwarded yet."""
         self._complete()
         packed = pack_key(key)
         slot = self.table.allocate_slot()
@@ -377,6 +426,7 @@ class FlowManager:
         for flow in installed:
             key = pack_key(flow.key)
             slot = self.table.adopt(key, flow.backend_id, flow.stats_slot)
+            self.next_entry_id = max(self.next_entry_id, flow.entry_id + 1)
             count += 1
             for listener in self.on_installed:
                 listener(InstallEvent(key, flow.backend_id, slot, None))
@@ -385,7 +435,9 @@ class FlowManager:
         return count
 
     def restore_updates(self) -> list[p4r.Update]:
-        """Every tracked entry as an insert: for a switch that restarted and lost them."""
+        """Every tracked entry as an insert: for a switch that restarted and lost them.
+        Entry id 0: the switch trusts them at once (it has no flow state left to check
+        them against)."""
         return [self.tables.flow(unpack_key(key), backend_id, slot, self.idle_timeout_ns)
                 for key, backend_id, slot in self.table.items()]
 

@@ -79,6 +79,7 @@ class FlowStatus(_Model):
     write_failures: int
     idle_notifications: int
     adopted: int
+    stale_entries: int
     write_seconds: float
     write_batches: int
     digests_per_s: float | None = None

@@ -145,7 +145,7 @@ def small_p4info() -> p4i.P4Info:
     backends = info.tables.add(size=1024)   # only its size is looked up here
     backends.preamble.id, backends.preamble.name, backends.preamble.alias = (
         6, "DispatcherIngress.backend_forward.backends", "backends")
-    for action_id, name, params in ((3, "set_flow_backend", (("backend_id", 16), ("stats_slot", 32))),
+    for action_id, name, params in ((3, "set_flow_backend", (("backend_id", 16), ("stats_slot", 32), ("id", 48))),
                                     (4, "set_ring_backend", (("backend_id", 16), ("generation", 32)))):
         action = info.actions.add()
         action.preamble.id, action.preamble.name, action.preamble.alias = (

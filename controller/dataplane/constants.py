@@ -77,6 +77,8 @@ class DispatchEvent(IntEnum):
     EVENT_BAD_CHECKSUM_CAPTURED = 8
     EVENT_GENERATION_HELD = 9
     EVENT_GENERATION_APPLIED = 10
+    EVENT_ENTRY_ACTIVATED = 11
+    EVENT_ENTRY_STALE = 12
 
 
 class DigestFlag(IntEnum):
@@ -84,6 +86,7 @@ class DigestFlag(IntEnum):
     DIGEST_FLAG_COLLISION = 0x02
     DIGEST_FLAG_RTT_VALID = 0x04
     DIGEST_FLAG_SYMMETRIC = 0x08
+    DIGEST_FLAG_STALE_ENTRY = 0x10
 
 
 # The enums the compiled program publishes in P4Info (checked at start by check_enums).

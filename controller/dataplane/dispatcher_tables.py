@@ -34,6 +34,7 @@ class InstalledFlow:
     key: FlowKey
     backend_id: int
     stats_slot: int
+    entry_id: int = 0     # 0: trusted (no first-hit check); docs/consistency.md
 
 
 def ring_mask(ring_size: int) -> int:
@@ -63,7 +64,8 @@ class _FlowsTableIds:
             table_id=self.table_id, match=zero_key, action=p4r.TableAction(action=p4r.Action(
                 action_id=action.preamble.id, params=[
                     p4r.Action.Param(param_id=params["backend_id"], value=b"\0"),
-                    p4r.Action.Param(param_id=params["stats_slot"], value=b"\0")])))))
+                    p4r.Action.Param(param_id=params["stats_slot"], value=b"\0"),
+                    p4r.Action.Param(param_id=params["id"], value=b"\0")])))))
         self.delete = p4r.Update(type=p4r.Update.DELETE, entity=p4r.Entity(table_entry=p4r.TableEntry(
             table_id=self.table_id, match=zero_key)))
 
@@ -190,7 +192,10 @@ class DispatcherTables:
     # ---- flows ---------------------------------------------------------------------
 
     def flow(self, key: tuple[int, int, int, int, int], backend_id: int, stats_slot: int,
-             idle_timeout_ns: int = 0, kind: str = "insert") -> p4r.Update:
+             idle_timeout_ns: int = 0, kind: str = "insert", entry_id: int = 0) -> p4r.Update:
+        """A `flows` entry. `entry_id`: unique per write (the controller's counter), so the
+        switch takes the entry over only when its first hit agrees with the flow's state;
+        0 trusts it at once (entries written back after a switch restart, reactive mode)."""
         update = p4r.Update()
         update.CopyFrom(self._flows.insert)
         if kind != "insert":
@@ -198,9 +203,10 @@ class DispatcherTables:
         entry = update.entity.table_entry
         for field, value in zip(entry.match, key):
             field.exact.value = _canonical(value)
-        backend_param, slot_param = entry.action.action.params
+        backend_param, slot_param, id_param = entry.action.action.params
         backend_param.value = _canonical(backend_id)
         slot_param.value = _canonical(stats_slot)
+        id_param.value = _canonical(entry_id)
         entry.idle_timeout_ns = idle_timeout_ns
         return update
 
@@ -233,7 +239,7 @@ class DispatcherTables:
         for entity in client.read([query]):
             _, params = ent.decode_action(self.info, entity.table_entry)
             flows.append(InstalledFlow(self.flow_key_of(entity.table_entry),
-                                       params["backend_id"], params["stats_slot"]))
+                                       params["backend_id"], params["stats_slot"], params["id"]))
         return flows
 
     # ---- counters ---------------------------------------------------------------------

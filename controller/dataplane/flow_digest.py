@@ -55,6 +55,11 @@ class FlowDigest:
     def is_collision(self) -> bool:
         return bool(self.flags & DigestFlag.DIGEST_FLAG_COLLISION)
 
+    @property
+    def is_stale_entry(self) -> bool:
+        """The key's `flows` entry names another backend than this (newer) flow has."""
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_STALE_ENTRY)
+
 
 class MalformedDigest(ValueError):
     """A digest whose data does not have flow_digest_t's shape."""

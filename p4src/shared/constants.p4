@@ -106,6 +106,8 @@ const bit<8> EVENT_DIGEST_RETRY = 7;     // of which repeats
 const bit<8> EVENT_BAD_CHECKSUM_CAPTURED = 8;  // wrong IPv4 checksum, sent to a capture node anyway
 const bit<8> EVENT_GENERATION_HELD = 9;     // a stateless decision kept a ring entry's older backend
 const bit<8> EVENT_GENERATION_APPLIED = 10; // a ring entry took a new generation for stateless flows
+const bit<8> EVENT_ENTRY_ACTIVATED = 11;    // a `flows` entry's first hit agreed with the flow's state
+const bit<8> EVENT_ENTRY_STALE = 12;        // ... did not (an earlier flow's entry): not used, digested
 const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------
@@ -113,6 +115,7 @@ const bit<8> DIGEST_FLAG_RETRY = 0x01;     // repeat: the entry had not appeared
 const bit<8> DIGEST_FLAG_COLLISION = 0x02; // flow is not cached; its backend came from the ring
 const bit<8> DIGEST_FLAG_RTT_VALID = 0x04; // rtt_us is a real SYN -> ACK sample
 const bit<8> DIGEST_FLAG_SYMMETRIC = 0x08; // capture mode: key is the sorted 5-tuple
+const bit<8> DIGEST_FLAG_STALE_ENTRY = 0x10; // the key's entry names another backend: rewrite it
 
 // The digest's cache_slot for a flow that has no cache way (stateless).
 const bit<32> NO_CACHE_SLOT = 0xFFFFFFFF;

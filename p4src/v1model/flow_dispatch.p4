@@ -1,7 +1,10 @@
 // Flow dispatch: which backend gets this packet, keeping every flow on one backend.
 // The mechanism and its proof: docs/consistency.md.
 //
-//   1. `flows` hit: the backend the controller installed (the one the switch chose).
+//   1. `flows` hit on an activated entry: the backend the controller installed (the one the
+//      switch chose). An entry is activated by its first hit, and only when its backend is
+//      the one the flow's state gives that packet: an entry written from an earlier flow's
+//      late digest (same key) never decides a later flow. Entry id 0: trusted, no check.
 //   2. Miss: the flow's cache set (FLOW_CACHE_WAYS ways, exact keys) decides:
 //        a live way holds this key   -> CACHED: its backend (the flow awaits its entry)
 //        no way holds it, one free   -> NEW: decided at its ring entry, written to the way
@@ -37,6 +40,9 @@ control FlowDispatch(inout headers_t hdr,
     register<time_us_t>(FLOW_CACHE_SIZE) cache_syn_us;      // caller's last SYN, 0: none
     register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;   // last digest sent, 0: not confirmed
 
+    // Per `flows` statistics slot: the id of the entry activated there (docs/consistency.md).
+    register<bit<48>>(FLOW_STATS_SIZE) entry_activated;
+
     // Per ring entry (ring_base + slot): the generation and backend stateless decisions
     // use, and when a stateless flow last depended on them.
     register<bit<32>>(DISPATCH_RING_TABLE_SIZE) ring_applied_generation;
@@ -51,6 +57,11 @@ control FlowDispatch(inout headers_t hdr,
     bit<32> hit_index = 0;
     bool has_free_way = false;
     bit<32> free_index = 0;
+
+    // What the `flows` entry says.
+    backend_id_t entry_backend = 0;
+    stats_slot_t entry_stats_slot = 0;
+    bit<48> entry_id = 0;
 
     // What the ring entry says.
     backend_id_t ring_backend = 0;
@@ -69,14 +80,15 @@ control FlowDispatch(inout headers_t hdr,
         size = 1;
     }
 
-    action set_flow_backend(backend_id_t backend_id, stats_slot_t stats_slot) {
-        meta.backend_id = backend_id;
-        meta.has_backend = true;
-        flow_stats.count(stats_slot);
+    action set_flow_backend(backend_id_t backend_id, stats_slot_t stats_slot, bit<48> id) {
+        entry_backend = backend_id;
+        entry_stats_slot = stats_slot;
+        entry_id = id;
     }
 
     // Filled by the controller from digests: one entry per confirmed flow, carrying the
-    // backend the switch chose. Idle entries time out and the controller deletes them.
+    // backend the switch chose and a unique id (0: trusted, e.g. written back after a
+    // switch restart). Idle entries time out and the controller deletes them.
     table flows {
         key = {
             meta.flow.src_addr : exact @name("src_addr");
@@ -142,13 +154,28 @@ control FlowDispatch(inout headers_t hdr,
         key_rest = meta.flow.protocol ++ meta.flow.src_port ++ meta.flow.dst_port;
         bit<32> set_base = meta.cache_index * FLOW_CACHE_WAYS;
         bool stateless = false;   // decided without flow state, and will be again
+        bool entry_to_check = false;   // a `flows` entry not yet activated
 
+        bool entered = false;
         if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
             meta.flow_state = FLOW_STATE_STATELESS;   // non-IP: never cached
             stateless = true;
         } else if (flows.apply().hit) {
+            if (entry_id == 0) {
+                entered = true;
+            } else {
+                bit<48> activated;
+                entry_activated.read(activated, entry_stats_slot);
+                entered = activated == entry_id;
+                entry_to_check = !entered;
+            }
+        }
+        if (entered) {
             meta.flow_state = FLOW_STATE_INSTALLED;
-        } else {
+            meta.backend_id = entry_backend;
+            meta.has_backend = true;
+            flow_stats.count(entry_stats_slot);
+        } else if (meta.flow_state != FLOW_STATE_STATELESS) {
             probe_way(set_base);
             probe_way(set_base + 1);
             probe_way(set_base + 2);
@@ -189,6 +216,21 @@ control FlowDispatch(inout headers_t hdr,
                     meta.backend_id = ring_backend;
                 }
                 meta.has_backend = true;
+            }
+        }
+
+        // An entry's first hit: it takes over only if it names the backend the flow's state
+        // gave this packet; otherwise it came from an earlier flow with this key, and a
+        // digest asks the controller to rewrite it.
+        bool stale_entry = false;
+        if (entry_to_check && meta.has_backend) {
+            if (meta.backend_id == entry_backend) {
+                entry_activated.write(entry_stats_slot, entry_id);
+                flow_stats.count(entry_stats_slot);
+                dispatch_events.count((bit<32>)EVENT_ENTRY_ACTIVATED);
+            } else {
+                stale_entry = true;
+                dispatch_events.count((bit<32>)EVENT_ENTRY_STALE);
             }
         }
 
@@ -263,6 +305,10 @@ control FlowDispatch(inout headers_t hdr,
             meta.digest.cache_slot = NO_CACHE_SLOT;
         }
 
+        if (stale_entry) {
+            send_digest = true;
+            meta.digest.flags = meta.digest.flags | DIGEST_FLAG_STALE_ENTRY;
+        }
         if (send_digest) {
             dispatch_events.count((bit<32>)EVENT_DIGEST);
             if (meta.service_mode == SERVICE_MODE_CAPTURE) {
