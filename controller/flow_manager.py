@@ -24,7 +24,7 @@ from finsy.proto import p4r, rpc_code
 from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
 from controller.dataplane.flow_digest import FlowDigest, MalformedDigest, decode_digest_list
-from controller.flow_table import FlowTable, pack_key, unpack_key
+from controller.flow_table import SHARED_STATS_SLOT, FlowTable, pack_key, unpack_key
 from controller.histogram import INSTALL_LATENCY_BUCKETS_S, CumulativeHistogram
 from controller.p4runtime.client import P4RuntimeError, WriteError
 
@@ -65,7 +65,7 @@ class FlowStats:
     write_failures: int = 0
     idle_notifications: int = 0
     adopted: int = 0
-    stale_entries: int = 0          # entries the switch found stale and this rewrote
+    stale_entries: int = 0          # digests saying the switch found a key's entry stale
     write_seconds: float = 0.0      # flows writes: sent -> answered, summed
     write_batches: int = 0
 
@@ -78,7 +78,7 @@ class _Pending:
 
 @dataclass
 class _InFlight:
-    kind: str                   # "insert", "rewrite" or "delete"
+    kind: str                   # "insert" or "delete"
     keys: list[bytes]
     pending: list[_Pending]     # inserts: the digests
     slots: list[int]            # inserts: the stats slots they were given
@@ -114,7 +114,6 @@ class FlowManager:
         # The same latencies, every one since start, in buckets (Prometheus' histogram).
         self.install_histogram = CumulativeHistogram(INSTALL_LATENCY_BUCKETS_S)
         self._inserts: dict[bytes, _Pending] = {}
-        self._rewrites: dict[bytes, _Pending] = {}   # stale entries to write again
         # Each entry written gets an id no other write used (docs/consistency.md).
         self.next_entry_id = 1
         self._deletes: set[bytes] = set()
@@ -153,13 +152,13 @@ class FlowManager:
                             digest.dst_ip, digest.dst_port)
             return
         key = pack_key(digest.key)
-        if digest.is_stale_entry and key in self.table and key not in self._in_flight_keys:
-            installed = self.table.get(key)
-            if installed is not None and installed[0] != digest.backend_id:
-                # The entry came from an earlier flow with this key; the switch did not use
-                # it. Write the backend the current flow has.
-                self._rewrites[key] = _Pending(digest, received)
-                return
+        if digest.is_stale_entry:
+            # The key's entry came from an earlier flow with this key, and the switch does not
+            # use it: the current flow runs on its cache way or ring entry for its whole life.
+            # Rewriting the entry could race with yet another flow of the key that activated
+            # it, so it is left alone (docs/consistency.md) and only counted.
+            self.stats.stale_entries += 1
+            return
         if key in self.table or key in self._inserts or key in self._in_flight_keys:
             self.stats.duplicate_digests += 1
             return
@@ -228,16 +227,14 @@ class FlowManager:
             self._table_full_at = None
         deletes_turn = self._deletes and (self._overflow or not self._inserts
                                           or self._last_kind == "insert")
-        if self._rewrites:
-            self._send_rewrites()
-        elif deletes_turn:
+        if deletes_turn:
             self._send_deletes()
         elif self._inserts:
             self._send_inserts()
 
     def settle(self) -> None:
         """Write everything pending and wait for the answers."""
-        while self._inserts or self._rewrites or self._deletes or self._expired or self._in_flight is not None:
+        while self._inserts or self._deletes or self._expired or self._in_flight is not None:
             self.flush()
 
     def _send_deletes(self) -> None:
@@ -249,6 +246,15 @@ class FlowManager:
         oldest = list(islice(self._inserts, self.batch_size))
         items = [(key, self._inserts.pop(key)) for key in oldest]
         slots = [self.table.allocate_slot() for _ in items]
+        # Every entry needs a statistics slot of its own: the switch keeps the entry's
+        # activation there (docs/consistency.md). None left: as good as a full table.
+        if SHARED_STATS_SLOT in slots:
+            waiting = [(k, p) for (k, p), slot in zip(items, slots) if slot == SHARED_STATS_SLOT]
+            items = [(k, p) for (k, p), slot in zip(items, slots) if slot != SHARED_STATS_SLOT]
+            slots = [slot for slot in slots if slot != SHARED_STATS_SLOT]
+            self._no_stats_slot(waiting)
+            if not items:
+                return
         updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns,
                                     entry_id=self._take_entry_id())
                    for (_, p), slot in zip(items, slots)]
@@ -256,15 +262,12 @@ class FlowManager:
         self._submit(_InFlight("insert", keys, [p for _, p in items], slots,
                                self.writer.write_async(updates), time.monotonic()))
 
-    def _send_rewrites(self) -> None:
-        items = [(key, self._rewrites.pop(key)) for key in list(islice(self._rewrites, self.batch_size))]
-        items = [(key, p) for key, p in items if key in self.table]
-        slots = [self.table.get(key)[1] for key, _ in items]   # type: ignore[index]
-        updates = [self.tables.flow(p.digest.key, p.digest.backend_id, slot, self.idle_timeout_ns,
-                                    kind="modify", entry_id=self._take_entry_id())
-                   for (_, p), slot in zip(items, slots)]
-        self._submit(_InFlight("rewrite", [k for k, _ in items], [p for _, p in items], [],
-                               self.writer.write_async(updates), time.monotonic()))
+    def _no_stats_slot(self, waiting: list[tuple[bytes, "_Pending"]]) -> None:
+        for key, pending in waiting:
+            self._overflow[key] = pending
+        self.stats.table_full += len(waiting)
+        self._table_full_at = time.monotonic()
+        self._deleted_since_full = 0
 
     def _take_entry_id(self) -> int:
         entry_id = self.next_entry_id
@@ -292,8 +295,6 @@ class FlowManager:
         self.stats.write_batches += 1
         if flight.kind == "delete":
             self._deleted(flight.keys, failures)
-        elif flight.kind == "rewrite":
-            self._rewritten(flight, failures)
         else:
             self._inserted(flight, failures, done)
 
@@ -322,23 +323,6 @@ class FlowManager:
                 self._deleted_since_full += 1
                 for listener in self.on_removed:
                     listener(key, *removed)
-
-    def _rewritten(self, flight: "_InFlight", failures: dict[int, int]) -> None:
-        for i, (key, pending) in enumerate(zip(flight.keys, flight.pending)):
-            code = failures.get(i)
-            old = self.table.get(key)
-            if code is not None or old is None:
-                if code == rpc_code.NOT_FOUND:   # deleted meanwhile: the next digest inserts it
-                    continue
-                self.stats.write_failures += 1
-                continue
-            self.stats.stale_entries += 1
-            backend_id, slot = pending.digest.backend_id, old[1]
-            for listener in self.on_removed:
-                listener(key, old[0], slot)
-            self.table.add(key, backend_id, slot)
-            for listener in self.on_installed:
-                listener(InstallEvent(key, backend_id, slot, pending.digest))
 
     def _inserted(self, flight: "_InFlight", failures: dict[int, int], done: float) -> None:
         full = 0

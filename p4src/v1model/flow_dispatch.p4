@@ -220,8 +220,8 @@ control FlowDispatch(inout headers_t hdr,
         }
 
         // An entry's first hit: it takes over only if it names the backend the flow's state
-        // gave this packet; otherwise it came from an earlier flow with this key, and a
-        // digest asks the controller to rewrite it.
+        // gave this packet; otherwise it came from an earlier flow with this key and is not
+        // used (the flow stays on its cache way or ring entry).
         bool stale_entry = false;
         if (entry_to_check && meta.has_backend) {
             if (meta.backend_id == entry_backend) {
@@ -306,7 +306,8 @@ control FlowDispatch(inout headers_t hdr,
         }
 
         if (stale_entry) {
-            send_digest = true;
+            // Told to the controller with the flow's digests (it counts them; the flow keeps
+            // running on its own state, and the entry is never rewritten under it).
             meta.digest.flags = meta.digest.flags | DIGEST_FLAG_STALE_ENTRY;
         }
         if (send_digest) {
