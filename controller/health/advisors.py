@@ -145,8 +145,8 @@ class AdvisorRunner:
             result = future.result()
         except Exception as exc:    # a bug in a probe must not silence the advisor
             result = ProbeResult(False, 0.0, f"probe raised {exc!r}")
+        self._running[index] = False      # before the put: whoever sees the result may probe again
         self._done.put(AdvisorResult(backend_id, spec.name, result, self.clock()))
-        self._running[index] = False
 
     def results(self) -> list[AdvisorResult]:
         out = []

@@ -15,7 +15,8 @@ Live (issue 11): the proportions, smoothing and sensitivity can be changed at ru
 exceeds `host_limit` is quiesced by the manager (weight 0 at once, whatever the
 sensitivity) and re-introduced once it has stayed at or below the limit for `cooldown_s`
 (view.time); it then comes back through the smoothing, from 0 towards its target, so it is
-not handed a burst of new flows. If every available server is over the limit, the base
+not handed a burst of new flows. Leaving and coming back are written whatever the
+sensitivity (they are not wobbles). If every available server is over the limit, the base
 class spreads new flows evenly over them (there is nobody better to send them to).
 """
 
@@ -115,7 +116,11 @@ class NetworkDispatcher(Policy):
             return self.current
         smoothed = self.current + self.smoothing * (target - self.current)
         total = max(self.current.sum(), 1e-12)
-        if np.abs(smoothed - self.current).sum() / total > self.sensitivity or np.any(self.current[~usable] > 0):
+        # Past the sensitivity threshold, or at once when a server must leave (unavailable,
+        # over its limit) or may come back (usable again at weight 0): those are not wobbles.
+        leaving = np.any(self.current[~usable] > 0)
+        returning = np.any((self.current == 0) & (target > 0))
+        if np.abs(smoothed - self.current).sum() / total > self.sensitivity or leaving or returning:
             self.current = np.where(usable, smoothed, 0.0)
         return self.current
 
