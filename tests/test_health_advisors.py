@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from controller.health.advisors import AdvisorRunner, AdvisorSpec, probe_http, probe_tcp
+from controller.health.cluster_health import ClusterHealth
+from controller.health.config import HealthConfig, HealthPlan
 from controller.health.monitor import HealthMonitor, HealthState, MonitorSettings
 
 
@@ -136,3 +138,23 @@ def test_monitor_takes_a_stopped_server_down_and_back(http_server):
             server.server_close()
     finally:
         runner.close()
+
+
+def test_cluster_health_runs_the_advisors_of_its_plan(http_server):
+    """ClusterHealth with advisors only (no agents: no UDP port is opened)."""
+    port = http_server.server_address[1]
+    spec = AdvisorSpec("http:/error", "http", "127.0.0.1", port, "/error", timeout_s=0.5)
+    plan = HealthPlan(hosts={}, advisors=[(3, spec)], advisor_names={3: ("http:/error",)}, down_entries={})
+    health = ClusterHealth(HealthConfig(period_s=0.5), plan, now=time.monotonic()).start()
+    try:
+        assert health.listener is None
+        deadline, seen = time.monotonic() + 5, []
+        while not seen and time.monotonic() < deadline:
+            seen = health.poll(time.monotonic()).transitions
+            time.sleep(0.01)
+        assert [(t.backend_id, t.new) for t in seen] == [(3, HealthState.DOWN)]
+        assert "status 500, expected 200" in seen[0].reason
+        assert not health.takes_new_flows(3) and health.takes_new_flows(4)
+        assert health.snapshot(time.monotonic())[3].advisors["http:/error"].ok is False
+    finally:
+        health.stop()
