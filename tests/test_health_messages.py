@@ -167,3 +167,8 @@ def test_intake_counts_and_drops_bad_input_without_remembering_it():
     assert intake.accept(sender.encode(Heartbeat(1, 101, HeartbeatFlag.UP, 0))) is not None
     assert intake.accept(sender.encode(report(host_id=1, seq=1))) is not None
     assert intake.accepted == {"heartbeat": 2, "report": 1}
+
+
+def test_values_past_their_range_saturate_rather_than_fail():
+    decoded = Codec().decode(Codec().encode(report(cpu_percent=130.0, load_average=1e9)))
+    assert decoded.cpu_percent == 100.0 and decoded.load_average == (2**32 - 1) / 1000

@@ -195,7 +195,9 @@ class Codec:
                 REPORT_MAGIC, REPORT_VERSION, _check("host id", m.host_id, 16), _check("sequence", m.seq, 32),
                 m.uptime_ms % SEQUENCE_MODULO, _check("tx bytes", m.tx_bytes, 64),
                 _check("tx packets", m.tx_packets, 64),
-                _fixed("cpu percent", m.cpu_percent, 100, 16), _fixed("memory percent", m.memory_percent, 100, 16),
+                # Percentages saturate at 100 (a decoder refuses more); others at their width.
+                _fixed("cpu percent", min(m.cpu_percent, 100.0), 100, 16),
+                _fixed("memory percent", min(m.memory_percent, 100.0), 100, 16),
                 _fixed("load average", m.load_average, 1000, 32), _check("cpus", m.cpus, 16),
                 _check("connections", m.connections, 32), float(m.custom))
         return body + self._tag(body)
