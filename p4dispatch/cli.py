@@ -1,11 +1,13 @@
-"""One command line over the three parts: the runtime (controller/), the simulator (sim/) and
-the testbed (topo/). Each part registers its own sub-commands; none imports another's CLI."""
+"""One command line over the parts: the runtime (controller/), the simulator (sim/), the
+testbed (topo/) and the backend agent (agent/). Each part registers its own sub-commands;
+none imports another's CLI."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
+import agent.cli
 import controller.cli
 import sim.cli
 import topo.cli
@@ -18,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     controller.cli.register(commands)
     sim.cli.register(commands)
     topo.cli.register(commands)
+    agent.cli.register(commands)
     return top
 
 

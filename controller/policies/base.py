@@ -36,9 +36,12 @@ class ClusterView:
     interval: float = 0.1                         # polling interval, s
     rtt: float = 0.001                            # predicted RTT of the next new flows, s
     time: float = 0.0
+    # Host metric from the servers' agents: utilisation 0..1 (e.g. CPU); NaN where a server
+    # has no agent or its report is stale. None: no agents at all.
+    host_metric: NDArray[np.float64] | None = None
 
     @classmethod
-    def idle(cls, capacity: NDArray[np.float64] | list[float]) -> "ClusterView":
+    def idle(cls, capacity: NDArray[np.float64] | list[float]) -> ClusterView:
         """A cluster with nothing measured yet (all available, equal configured weights)."""
         capacity = np.asarray(capacity, dtype=np.float64)
         n = len(capacity)
