@@ -6,7 +6,7 @@
   minimal_forward (one table, port -> port, each client tied to one backend): the baseline
     for what BMv2 costs without the dispatcher's stages and with no balancing decision.
 
-The same clients (Poisson arrivals, object sizes from ../shared/data/flowsize) run against
+The same clients (Poisson arrivals, object sizes from the built-in fb_hadoop model or --cdf) run against
 each, one after the other, each on a fresh network. Prints achieved requests/s, p50/p99
 latency, failures and max/mean backend utilisation, with ratios against the baseline.
 
