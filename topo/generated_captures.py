@@ -210,3 +210,20 @@ def write_generated_captures(directory: Path, seed: int = 1) -> list[Path]:
         wrpcap(str(path), packets)
         paths.append(path)
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m topo.generated_captures DIR [--seed N]`: write the captures into DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the capture demo's generated captures (pcap)")
+    parser.add_argument("dir", type=Path, help="directory to write them into (made if missing)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    for path in write_generated_captures(args.dir, args.seed):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
