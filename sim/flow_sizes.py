@@ -117,6 +117,7 @@ def flow_size_distribution(spec: str) -> FlowSizeDistribution:
             raise CdfError(f"no shared flow-size CDF {spec!r}; there are {', '.join(shared_cdf_names())}")
         return replace(FlowSizeCdf.load(path), name=spec)   # labelled apart from the built-in of that name
     if _looks_like_path(spec):
-        return FlowSizeCdf.load(spec)
+        # Labelled by file name, so "fb_hadoop.cdf" in a table is not taken for the built-in.
+        return replace(FlowSizeCdf.load(spec), name=Path(spec).name)
     raise CdfError(f"no flow-size distribution named {spec!r}; choose one of "
                    f"{', '.join(distribution_names())}, or give a path to a .cdf file")

@@ -103,7 +103,7 @@ def test_a_cdf_file_is_still_an_input(tmp_path):
     path = tmp_path / "mine.cdf"
     path.write_text("0 0\n1000 50\n3000 100\n")
     sizes = flow_size_distribution(str(path))
-    assert sizes.name == "mine" and sizes.mean() == 1250
+    assert sizes.name == "mine.cdf" and sizes.mean() == 1250
 
 
 @needs_shared_cdfs
