@@ -32,13 +32,13 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
-from topo.flow_installer import FlowInstaller  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
 from controller.p4runtime import P4RuntimeClient  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
-from controller.dataplane.flow_key import flow_key  # noqa: E402
 from sim.pcap_frames import CaptureError, read_frames  # noqa: E402
 from sim.shared_data import shared_data_dir  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
+from topo.flow_installer import FlowInstaller  # noqa: E402
 
 SHARED = shared_data_dir()
 DEFAULT_PCAPS = SHARED / "pcaps" if SHARED else None   # the shared corpus, where it is present
