@@ -12,8 +12,9 @@ import numpy as np
 
 from controller.policies import POLICIES, ClusterView, Policy, make_policy
 from controller.policies.fixed_split import FixedSplit
+from sim.builtin_workloads import BUILTIN
 from sim.engine import Simulation, SimulationConfig, SimulationResult
-from sim.flow_sizes import CdfError, distribution_names, flow_size_distribution
+from sim.flow_sizes import CdfError, flow_size_distribution
 from sim.pcap_frames import CaptureError
 from sim.pcap_source import CaptureTrace
 from sim.policy_set import group_same_ring, same_ring_note
@@ -38,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--pcap", nargs="+", type=Path, metavar="FILE",
                         help="pcap/pcapng captures; several are merged, each starting at time 0")
     source.add_argument("--workload", default="websearch",
-                        help=f"flow sizes: built-in {', '.join(distribution_names())}, or a path to a .cdf "
-                             "file (default websearch; docs/policies.md has the built-ins' parameters)")
+                        help=f"flow sizes: a built-in model ({', '.join(BUILTIN)}; parameters in "
+                             "docs/policies.md), shared:NAME where ../shared/data/flowsize exists, or a path "
+                             "to a .cdf file (default websearch)")
     source.add_argument("--heavy-share", type=float, default=0.0,
                         help="share of the load in very large downloads (pathological mix, e.g. 0.5)")
     source.add_argument("--load", type=float, default=0.8, help="offered load / total capacity (default 0.8)")

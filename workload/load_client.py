@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.builtin_workloads import BUILTIN
 from sim.flow_sizes import CdfError
-from workload.object_sizes import ObjectSizes, available_sizes
+from workload.object_sizes import ObjectSizes
 
 
 @dataclass
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--duration", type=float, help="seconds of arrivals")
     amount.add_argument("--requests", type=int, help="number of requests")
-    parser.add_argument("--cdf", default="fb_hadoop", help=f"object sizes: built-in {', '.join(available_sizes())}, "
-                                                           "or a path to a .cdf file (default fb_hadoop)")
+    parser.add_argument("--cdf", default="fb_hadoop",
+                        help=f"object sizes: a built-in model ({', '.join(BUILTIN)}), shared:NAME where "
+                             "../shared/data/flowsize exists, or a path to a .cdf file (default fb_hadoop)")
     parser.add_argument("--max-bytes", type=int, help="cap on an object's size (clips the CDF's tail)")
     parser.add_argument("--size", type=int, help="every object this many bytes (instead of the CDF)")
     parser.add_argument("--seed", type=int, default=1)
