@@ -26,15 +26,16 @@ def one_run(policy_name: str, packets: int, seed: int) -> dict:
     import numpy as np
 
     from controller.policies import make_policy
-    from sim.cli import GBIT, MBIT, _cdf
+    from sim.cli import GBIT, MBIT
     from sim.engine import Simulation, SimulationConfig
+    from sim.flow_sizes import flow_size_distribution
     from sim.workload import PACKET_BYTES, GeneratedWorkload, WorkloadSpec
 
     capacity = np.full(3, GBIT)
     offered = 0.8 * capacity.sum()
     # Enough seconds of arrivals for the packet budget; the source is cut at the budget.
     duration = packets * PACKET_BYTES / offered * 1.2
-    spec = WorkloadSpec(cdf=_cdf("websearch"), offered_rate=offered, duration=duration,
+    spec = WorkloadSpec(cdf=flow_size_distribution("websearch"), offered_rate=offered, duration=duration,
                         flow_rate=(8 * MBIT, 200 * MBIT), seed=seed)
 
     class Budgeted:

@@ -32,14 +32,16 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
-from topo.flow_installer import FlowInstaller  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
 from controller.p4runtime import P4RuntimeClient  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
-from controller.dataplane.flow_key import flow_key  # noqa: E402
 from sim.pcap_frames import CaptureError, read_frames  # noqa: E402
+from sim.shared_data import shared_data_dir  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
+from topo.flow_installer import FlowInstaller  # noqa: E402
 
-DEFAULT_PCAPS = REPO.parent / "shared" / "data" / "pcaps"
+SHARED = shared_data_dir()
+DEFAULT_PCAPS = SHARED / "pcaps" if SHARED else None   # the shared corpus, where it is present
 IN_PORT = 1
 BACKEND_PORTS = {10: 2, 11: 3, 12: 4}
 OTHER_PORT = 6           # where non-service traffic is flooded in VIP mode
@@ -236,7 +238,8 @@ def print_report(r: ModeReport) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pcaps", type=Path, default=DEFAULT_PCAPS, help="directory of captures")
+    parser.add_argument("--pcaps", type=Path, default=DEFAULT_PCAPS,
+                        help="directory of captures (default ../shared/data/pcaps where present)")
     parser.add_argument("--mode", choices=["vip", "capture", "both"], default="both")
     parser.add_argument("--rate", type=float, default=3000, help="frames per second sent (default 3000)")
     parser.add_argument("--limit", type=int, help="only the first N captures (by name)")
@@ -248,6 +251,10 @@ def main() -> int:
     if reason:
         print(f"replay skipped: {reason}")
         return 77
+    if args.pcaps is None:
+        print("replay: no --pcaps given and ../shared/data/pcaps is not here: name a directory of captures",
+              file=sys.stderr)
+        return 2
     if not args.pcaps.is_dir():
         print(f"replay: {args.pcaps} is not a directory of captures", file=sys.stderr)
         return 2

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from controller.policies import POLICIES, Policy, make_policy
+from controller.policies import POLICIES, ClusterView, Policy, make_policy
 from controller.policies.fixed_split import FixedSplit
+from sim.builtin_workloads import BUILTIN
 from sim.engine import Simulation, SimulationConfig, SimulationResult
-from sim.flow_sizes import CdfError, FlowSizeCdf
+from sim.flow_sizes import CdfError, flow_size_distribution
 from sim.pcap_frames import CaptureError
 from sim.pcap_source import CaptureTrace
+from sim.policy_set import group_same_ring, same_ring_note
 from sim.report import plot_loads, summary_table, write_load_csv, write_summary_csv
+from sim.traffic import TrafficSource
 from sim.workload import GeneratedWorkload, WorkloadSpec
 
-FLOWSIZE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flowsize"
 GBIT = 1e9 / 8   # bytes/s
 MBIT = 1e6 / 8
 
@@ -36,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--pcap", nargs="+", type=Path, metavar="FILE",
                         help="pcap/pcapng captures; several are merged, each starting at time 0")
     source.add_argument("--workload", default="websearch",
-                        help="flow-size CDF: websearch, fb_hadoop, ali_storage (../shared/data/flowsize) "
-                             "or a path to a .cdf file (default websearch)")
+                        help=f"flow sizes: a built-in model ({', '.join(BUILTIN)}; parameters in "
+                             "docs/policies.md), shared:NAME where ../shared/data/flowsize exists, or a path "
+                             "to a .cdf file (default websearch)")
     source.add_argument("--heavy-share", type=float, default=0.0,
                         help="share of the load in very large downloads (pathological mix, e.g. 0.5)")
     source.add_argument("--load", type=float, default=0.8, help="offered load / total capacity (default 0.8)")
@@ -61,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="stop giving new flows to SERVER from TIME s on (repeatable)")
     run = parser.add_argument_group("policies and output")
     run.add_argument("--policies", default="round_robin,fb_least,fb_est",
-                     help=f"comma-separated, or 'all' (known: {', '.join(POLICIES)})")
+                     help=f"comma-separated, or 'all' (known: {', '.join(POLICIES)}); policies that write "
+                          "the same ring on the run's servers are run once, shown as one row")
     run.add_argument("--fixed-shares", metavar="W,...", help="fixed_split's static shares, e.g. 4,1,1")
     run.add_argument("--window", type=float, default=1.0, help="balance metric window, s (default 1)")
     run.add_argument("--out", type=Path, help="directory for load CSVs, load.png and summary.csv")
@@ -88,15 +93,6 @@ def _policies(args: argparse.Namespace) -> list[Policy]:
     return policies
 
 
-def _cdf(name: str) -> FlowSizeCdf:
-    path = Path(name)
-    if not path.suffix:
-        path = FLOWSIZE_DIR / f"{name}.cdf"
-        if not path.exists():
-            raise CdfError(f"no flow-size CDF named {name!r} in {FLOWSIZE_DIR}")
-    return FlowSizeCdf.load(path)
-
-
 def _quiesce(specs: list[str]) -> list[tuple[int, float]]:
     out = []
     for spec in specs:
@@ -121,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     policies = _policies(args)
-    if not 0 < args.load:
+    make_source: Callable[[], TrafficSource]
+    if not args.load > 0:
         raise ValueError(f"--load must be positive, not {args.load}")
     if args.pcap:
         missing = [str(p) for p in args.pcap if not p.is_file()]
@@ -143,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         capacity = (np.array(_floats(args.capacity, "--capacity")) if args.capacity
                     else np.ones(args.servers)) * GBIT
         low, high = _floats(args.flow_rate, "--flow-rate")[:2]
-        spec = WorkloadSpec(cdf=_cdf(args.workload), offered_rate=args.load * capacity.sum(),
+        spec = WorkloadSpec(cdf=flow_size_distribution(args.workload), offered_rate=args.load * capacity.sum(),
                             duration=args.duration, flow_rate=(low * MBIT, high * MBIT),
                             heavy_share=args.heavy_share, heavy_rate=0.5 * capacity.mean(), seed=args.seed)
         make_source = lambda: GeneratedWorkload(spec)   # noqa: E731
@@ -153,14 +150,24 @@ def _run(args: argparse.Namespace) -> int:
                               poll_interval=args.poll_interval, controller_lag=args.lag,
                               install_delay=args.install_delay, window=args.window,
                               quiesce=_quiesce(args.quiesce))
-    results = [_simulate(config, policy, make_source(), duration, args.quiet) for policy in policies]
+    view = ClusterView.idle(config.capacity)
+    if config.configured_weight is not None:   # always set by SimulationConfig (None only as its argument)
+        view.configured_weight = config.configured_weight
+    groups = group_same_ring(policies, view, config.ring_size)
+    results = []
+    for group in groups:
+        result = _simulate(config, group.policy, make_source(), duration, args.quiet)
+        results.append(replace(result, summary=replace(result.summary, policy=group.label)))
     print(f"{label}: {len(capacity)} servers, capacity "
           f"{', '.join(f'{c / MBIT:.4g}' for c in capacity)} Mb/s")
     print(summary_table([r.summary for r in results]))
+    note = same_ring_note(groups)
+    if note:
+        print(f"\n{note}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for result in results:
-            write_load_csv(args.out / f"load-{result.summary.policy}.csv", result, capacity, args.poll_interval)
+        for group, result in zip(groups, results):
+            write_load_csv(args.out / f"load-{group.policy.name}.csv", result, capacity, args.poll_interval)
         write_summary_csv(args.out / "summary.csv", [r.summary for r in results])
         plot_loads(args.out / "load.png", results, capacity, args.poll_interval, args.window,
                    args.title or label)

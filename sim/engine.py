@@ -10,8 +10,8 @@ estimates, asks the policy for weights and rewrites the ring, which takes effect
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from controller.estimators import FlowEstimates, RttPredictor
 from controller.policies.base import ClusterView, Policy
 from sim.metrics import LoadRecorder, RunSummary, SlowdownHistogram, summarise
+from sim.policy_set import is_static
 from sim.servers import ServerQueues
 from sim.switch_model import SwitchModel
 from sim.traffic import TrafficBatch, TrafficSource
@@ -96,7 +97,7 @@ class Simulation:
         self.recorder = LoadRecorder(n)
         self.slowdowns = SlowdownHistogram()
         self.packets = 0
-        self._reads_load = policy.needs_flow_estimates or not _is_static(policy)
+        self._reads_load = policy.needs_flow_estimates or not is_static(policy)
         # Flows not yet known to the controller: slot, digest time, RTT sample, source.
         self._pending = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
         self._rings: deque[NDArray[np.float64]] = deque()
@@ -210,11 +211,3 @@ class Simulation:
         self._rings.append(self.policy.weights(view))
         if len(self._rings) > cfg.controller_lag:
             self.switch.write_ring(self._rings.popleft(), now)
-
-
-def _is_static(policy: Policy) -> bool:
-    from controller.policies.fixed_split import FixedSplit
-    from controller.policies.random_hash import RandomHash
-    from controller.policies.round_robin import RoundRobin
-    from controller.policies.weighted_round_robin import WeightedRoundRobin
-    return isinstance(policy, (RoundRobin, WeightedRoundRobin, RandomHash, FixedSplit))

@@ -1,20 +1,46 @@
-"""Empirical flow-size distributions (../shared/data/flowsize/*.cdf) and sampling from them.
+"""Flow-size distributions by name: the built-in models, or empirical CDF files.
 
-File format: one point per line, `<flow size in bytes> <cumulative percent>`; sizes are
+`flow_size_distribution(spec)` resolves what `--workload` / `--cdf` say:
+  * a built-in name (sim/builtin_workloads.py: websearch, fb_hadoop, ali_storage), the default;
+  * `shared:NAME`: ../shared/data/flowsize/NAME.cdf, only where that folder exists;
+  * a path to a .cdf file.
+All of them are sampled the same way (FlowSizeDistribution).
+
+CDF file format: one point per line, `<flow size in bytes> <cumulative percent>`; sizes are
 interpolated linearly between points (inverse-transform sampling).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.builtin_workloads import BUILTIN
+from sim.shared_data import shared_data_dir, shared_data_reason
+
+SHARED_PREFIX = "shared:"
+
 
 class CdfError(ValueError):
-    """A flow-size CDF file that cannot be used, naming the file and line."""
+    """A flow-size distribution that cannot be used: an unknown name, or a CDF file naming the
+    file and line."""
+
+
+class FlowSizeDistribution(Protocol):
+    """What the simulator's workload and the load client's object sizes draw from."""
+
+    @property
+    def name(self) -> str: ...
+
+    def sample(self, rng: np.random.Generator, count: int) -> NDArray[np.float64]:
+        """Flow sizes in bytes (at least one byte)."""
+        ...
+
+    def mean(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -24,13 +50,14 @@ class FlowSizeCdf:
     cumulative: NDArray[np.float64]   # 0..1, non-decreasing, ends at 1
 
     @classmethod
-    def load(cls, path: str | Path) -> "FlowSizeCdf":
+    def load(cls, path: str | Path) -> FlowSizeCdf:
         path = Path(path)
         try:
             lines = path.read_text().splitlines()
         except OSError as exc:
             raise CdfError(f"{path}: cannot read ({exc.strerror})") from None
-        sizes, cumulative = [], []
+        sizes: list[float] = []
+        cumulative: list[float] = []
         for number, line in enumerate(lines, 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -55,3 +82,42 @@ class FlowSizeCdf:
         """Mean of the piecewise-linear distribution: midpoint of each segment times its mass."""
         mass = np.diff(self.cumulative)
         return float(np.sum(mass * (self.size[1:] + self.size[:-1]) / 2))
+
+
+def shared_cdf_names() -> list[str]:
+    """`shared:NAME` for each ../shared/data/flowsize/NAME.cdf (none when the folder is absent)."""
+    shared = shared_data_dir()
+    folder = shared / "flowsize" if shared else None
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(SHARED_PREFIX + p.stem for p in folder.glob("*.cdf"))
+
+
+def distribution_names() -> list[str]:
+    """Every name `flow_size_distribution` accepts here (besides a path to a .cdf file)."""
+    return list(BUILTIN) + shared_cdf_names()
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".cdf") or "/" in spec or Path(spec).is_file()
+
+
+def flow_size_distribution(spec: str) -> FlowSizeDistribution:
+    """A built-in name, `shared:NAME`, or a path to a .cdf file; CdfError naming the choices otherwise."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    if spec.startswith(SHARED_PREFIX):
+        reason = shared_data_reason("flowsize")
+        shared = shared_data_dir()
+        if reason or shared is None:
+            raise CdfError(f"{spec!r} needs the shared flow-size CDFs, but {reason}; the built-in "
+                           f"{', '.join(BUILTIN)} need nothing")
+        path = shared / "flowsize" / f"{spec[len(SHARED_PREFIX):]}.cdf"
+        if not path.is_file():
+            raise CdfError(f"no shared flow-size CDF {spec!r}; there are {', '.join(shared_cdf_names())}")
+        return replace(FlowSizeCdf.load(path), name=spec)   # labelled apart from the built-in of that name
+    if _looks_like_path(spec):
+        # Labelled by file name, so "fb_hadoop.cdf" in a table is not taken for the built-in.
+        return replace(FlowSizeCdf.load(spec), name=Path(spec).name)
+    raise CdfError(f"no flow-size distribution named {spec!r}; choose one of "
+                   f"{', '.join(distribution_names())}, or give a path to a .cdf file")

@@ -1,4 +1,4 @@
-"""Generated traffic: Poisson flow arrivals at an offered load, sizes from an empirical CDF,
+"""Generated traffic: Poisson flow arrivals at an offered load, sizes from a flow-size distribution,
 each flow sending at its own steady rate (so long flows stay on their server for long),
 optionally with a few very large downloads mixed in (the FB_EST paper's wget test).
 
@@ -8,13 +8,13 @@ flows active in that interval: memory follows active flows, not the trace length
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.flow_sizes import FlowSizeCdf
+from sim.flow_sizes import FlowSizeDistribution
 from sim.traffic import EndedFlows, NewFlows, SlotAllocator, TrafficBatch, empty_new_flows
 
 PACKET_BYTES = 1500
@@ -22,7 +22,7 @@ PACKET_BYTES = 1500
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    cdf: FlowSizeCdf
+    cdf: FlowSizeDistribution            # flow sizes: a built-in model or a CDF file
     offered_rate: float                  # bytes/s averaged over the run (load x total capacity)
     duration: float                      # s of flow arrivals
     flow_rate: tuple[float, float]       # a flow's sending rate: log-uniform in this range, bytes/s

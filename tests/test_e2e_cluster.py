@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from topo.cluster_demo import PCAPS, DemoOptions, capture_summary, controlled, tshark_flows
+from sim.shared_data import shared_data_dir, shared_data_reason
+from topo.cluster_demo import DemoOptions, capture_summary, controlled, tshark_flows
+from topo.generated_captures import write_generated_captures
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
 
@@ -100,10 +102,26 @@ def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_reques
     assert sum(len(read_connection_log(p)) for p in logs.values()) == 960
 
 
-def test_capture_cluster_keeps_whole_flows_on_one_node_with_the_controller(tmp_path):
+# Ethernet captures from the shared corpus with many flows of both directions (24 to 86 TCP
+# flows each), no frame above 1514 bytes (TSO-sized frames cannot be replayed onto the links).
+SHARED_CAPTURES = ("whatsapp.pcap", "instagram.pcap", "bittorrent.pcap", "zabbix.pcap", "android.pcap")
+
+
+def capture_files(source: str, tmp_path: Path) -> list[Path]:
+    """The captures to replay: the shared corpus's (skip when absent) or generated ones."""
+    if source == "generated":
+        return write_generated_captures(tmp_path / "generated")
+    reason = shared_data_reason("pcaps")
+    shared = shared_data_dir()
+    if reason or shared is None:
+        pytest.skip(f"shared capture corpus absent: {reason}")
+    return [shared / "pcaps" / name for name in SHARED_CAPTURES]
+
+
+@pytest.mark.parametrize("source", ["shared", "generated"])
+def test_capture_cluster_keeps_whole_flows_on_one_node_with_the_controller(tmp_path, source):
     from topo.capture_cluster import CaptureCluster, CaptureClusterSpec
-    captures = [PCAPS / name for name in ("whatsapp.pcap", "instagram.pcap", "bittorrent.pcap", "zabbix.pcap",
-                                            "android.pcap")]
+    captures = capture_files(source, tmp_path)
     spec = CaptureClusterSpec(probes=3, policy="round_robin", **ports())
     cluster = CaptureCluster(spec, tmp_path)
     with controlled(cluster, free_tcp_port()) as embedded:
@@ -125,11 +143,34 @@ def test_capture_cluster_keeps_whole_flows_on_one_node_with_the_controller(tmp_p
     for capture in captures:
         replayed.update(tshark_flows(capture, directional=True))
     stored = {}
-    for name, path in files.items():
+    for path in files.values():
         for flow, count in tshark_flows(path, directional=True).items():
             stored[flow] = stored.get(flow, 0) + count
     assert stored == replayed
     assert sum(1 for n in summary["nodes"] if n["frames"]) >= 2, "more than one node got traffic"
+
+
+def test_the_capture_demo_runs_on_its_own_generated_captures(tmp_path):
+    """No --captures and no ../shared: the demo generates captures, replays them, and every flow
+    lands whole on one node."""
+    out = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, "-m", "p4dispatch", "demo", "--topo", "capture", "--policy",
+                             "round_robin", "--out", str(out), "--api-port", str(free_tcp_port())],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True,
+                            env={**os.environ, "COLUMNS": "120", "P4DISPATCH_SHARED_DATA": str(tmp_path / "none")})
+    try:
+        output, _ = demo.communicate(timeout=300)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert demo.returncode == 0, output[-3000:]
+    assert "generated 3 captures" in output
+    summary = json.loads((out / "capture-summary.json").read_text())
+    assert summary["captures"] == ["generated-http.pcap", "generated-dns.pcap", "generated-mixed.pcap"]
+    assert summary["captured_frames"] == summary["replayed_frames"] > 1000
+    assert summary["flows_on_two_nodes"] == 0 and summary["flows"] > 100
 
 
 @pytest.mark.parametrize("how", ["switch killed", "ctrl-c"])

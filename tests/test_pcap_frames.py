@@ -1,8 +1,9 @@
 """Reading real captures of every link type as Ethernet frames; clear errors for bad files."""
 
-from pathlib import Path
-
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
 
 from sim.pcap_frames import (
     ETHERTYPE_IPV4,
@@ -13,9 +14,11 @@ from sim.pcap_frames import (
     read_frames,
     to_ethernet,
 )
+from sim.shared_data import shared_data_dir, shared_data_reason
 
-PCAPS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pcaps"
-needs_data = pytest.mark.skipif(not PCAPS.is_dir(), reason="../shared/data/pcaps is not beside the checkout")
+MISSING = shared_data_reason("pcaps")
+PCAPS = (shared_data_dir() / "pcaps") if MISSING is None else None
+needs_data = pytest.mark.skipif(MISSING is not None, reason=f"shared capture corpus absent: {MISSING}")
 
 
 @needs_data
@@ -61,19 +64,22 @@ def test_link_type_conversions():
 
 
 def test_corrupt_capture_names_file_and_offset(tmp_path):
-    good = next(p for p in sorted(PCAPS.glob("*.pcap"))) if PCAPS.is_dir() else None
+    good = tmp_path / "good.pcap"
+    frame = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2")
+             / UDP(sport=1, dport=2) / (b"x" * 20))
+    wrpcap(str(good), [frame] * 3)
     garbage = tmp_path / "garbage.pcap"
     garbage.write_bytes(b"this is not a capture at all" * 4)
     with pytest.raises(CaptureError, match=r"garbage\.pcap at byte 0: not a pcap or pcapng"):
         list(read_frames(garbage))
-    if good is not None:
-        data = good.read_bytes()
-        # A record header that promises more bytes than the file holds.
-        cut = tmp_path / "cut.pcap"
-        cut.write_bytes(data[:24] + (0).to_bytes(8, "little") + (10**6).to_bytes(4, "little") * 2 + b"xx")
-        with pytest.raises(CaptureError, match=r"cut\.pcap at byte 24: record cut short: 2 of 1000000"):
-            list(read_frames(cut))
-        half_header = tmp_path / "half.pcap"
-        half_header.write_bytes(data[:24] + bytes(10))
-        with pytest.raises(CaptureError, match=r"half\.pcap at byte 24: 10 trailing bytes"):
-            list(read_frames(half_header))
+    data = good.read_bytes()
+    assert len(list(read_frames(good))) == 3
+    # A record header that promises more bytes than the file holds.
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:24] + (0).to_bytes(8, "little") + (10**6).to_bytes(4, "little") * 2 + b"xx")
+    with pytest.raises(CaptureError, match=r"cut\.pcap at byte 24: record cut short: 2 of 1000000"):
+        list(read_frames(cut))
+    half_header = tmp_path / "half.pcap"
+    half_header.write_bytes(data[:24] + bytes(10))
+    with pytest.raises(CaptureError, match=r"half\.pcap at byte 24: 10 trailing bytes"):
+        list(read_frames(half_header))

@@ -1,7 +1,6 @@
 """Simulator: workload, servers, metrics and the switch model, with hand-computed answers;
 captures in and clear errors for bad ones."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,18 +8,17 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from controller.policies import make_policy
+from controller.policies import ClusterView, make_policy
 from p4dispatch.cli import main
+from sim.builtin_workloads import BUILTIN
 from sim.engine import Simulation, SimulationConfig
 from sim.flow_sizes import CdfError, FlowSizeCdf
 from sim.metrics import SlowdownHistogram, balance, windowed
 from sim.pcap_source import CaptureTrace
+from sim.policy_set import group_same_ring
 from sim.servers import ServerQueues
 from sim.switch_model import SwitchModel
 from sim.workload import GeneratedWorkload, WorkloadSpec
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the checkout")
 
 
 def cdf_file(tmp_path, text):
@@ -105,21 +103,19 @@ def test_switch_cache_collision_and_split_flow():
 
 
 def simple_run(policy, **config):
-    cdf = FlowSizeCdf.load(SHARED / "flowsize" / "fb_hadoop.cdf")
+    cdf = BUILTIN["fb_hadoop"]
     capacity = np.full(3, 125e6)
     spec = WorkloadSpec(cdf=cdf, offered_rate=0.6 * capacity.sum(), duration=3.0, flow_rate=(1e6, 25e6),
                         prefix_skew=0.0, prefixes=4096)
     return Simulation(SimulationConfig(capacity, **config), policy).run(GeneratedWorkload(spec))
 
 
-@needs_data
 def test_quiesced_server_gets_no_new_flows():
     result = simple_run(make_policy("fb_est"), quiesce=[(1, 0.0)])
     _, offered, _ = result.loads.table()
     assert offered[:, 1].sum() == 0 and offered[:, 0].sum() > 0 and offered[:, 2].sum() > 0
 
 
-@needs_data
 def test_fixed_split_follows_its_shares():
     from controller.policies.fixed_split import FixedSplit
     result = simple_run(FixedSplit([4, 1, 1]))
@@ -172,6 +168,67 @@ def test_cli_bad_arguments_are_one_line_errors(capsys):
     assert main(["simulate", "--policies", "nope", "--quiet"]) == 2
     assert "unknown policy 'nope'" in capsys.readouterr().err
     assert main(["simulate", "--workload", "nope", "--quiet"]) == 1
-    assert "no flow-size CDF named 'nope'" in capsys.readouterr().err
+    assert ("error: no flow-size distribution named 'nope'; choose one of websearch, fb_hadoop, ali_storage"
+            in capsys.readouterr().err)
     assert main(["simulate", "--capacity", "1,x", "--quiet"]) == 2
     assert "--capacity: expected comma-separated numbers" in capsys.readouterr().err
+
+
+def test_default_workload_writes_table_and_plot_from_the_repository_alone(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("P4DISPATCH_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    out = tmp_path / "sim"
+    assert main(["simulate", "--duration", "3", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("websearch, load 0.8: 3 servers")
+    assert "| round_robin " in printed and "| fb_least " in printed and "| fb_est " in printed
+    assert (out / "load.png").stat().st_size > 1000
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["round_robin", "fb_least", "fb_est"]
+
+
+def summary_rows(printed: str) -> dict[str, list[str]]:
+    """policy label -> the figures of its row, from the printed table."""
+    rows = {}
+    for line in printed.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "policy":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_policies_with_the_same_ring_are_one_row_on_equal_servers(capsys):
+    assert main(["simulate", "--duration", "2", "--quiet", "--policies", "all"]) == 0
+    printed = capsys.readouterr().out
+    rows = summary_rows(printed)
+    merged = "round_robin = weighted_round_robin = random_hash (same ring)"
+    assert merged in rows
+    assert not {"round_robin", "weighted_round_robin", "random_hash"} & set(rows)
+    assert {"fixed_split", "fb_est", "fb_least", "least_connections", "shell"} <= set(rows)
+    assert "round_robin = weighted_round_robin = random_hash: the same ring on these servers" in printed
+    # And it is the same thing: each one run alone gives the merged row's figures.
+    for name in ("round_robin", "weighted_round_robin", "random_hash"):
+        assert main(["simulate", "--duration", "2", "--quiet", "--policies", name]) == 0
+        assert summary_rows(capsys.readouterr().out)[name] == rows[merged], name
+
+
+def test_weighted_round_robin_is_its_own_row_when_capacities_differ(capsys):
+    assert main(["simulate", "--duration", "2", "--quiet", "--capacity", "0.5,1,2",
+                 "--policies", "round_robin,weighted_round_robin,random_hash,fb_est"]) == 0
+    printed = capsys.readouterr().out
+    rows = summary_rows(printed)
+    assert list(rows) == ["round_robin = random_hash (same ring)", "weighted_round_robin", "fb_est"]
+    assert rows["weighted_round_robin"] != rows["round_robin = random_hash (same ring)"]
+
+
+def test_grouping_compares_rings_not_names():
+    policies = [make_policy(n) for n in ("fb_est", "random_hash", "weighted_round_robin", "round_robin",
+                                         "fixed_split", "fb_least")]
+    equal = group_same_ring(policies, ClusterView.idle([1.0, 1.0, 1.0]), 256)
+    assert [g.names for g in equal] == [("fb_est",), ("random_hash", "weighted_round_robin", "round_robin"),
+                                        ("fixed_split",), ("fb_least",)]
+    assert equal[1].policy.name == "random_hash"
+    view = ClusterView.idle([1.0, 2.0, 1.0])
+    view.configured_weight = np.array([0.5, 1.0, 0.5])
+    unequal = group_same_ring(policies, view, 256)
+    assert [g.names for g in unequal] == [("fb_est",), ("random_hash", "round_robin"), ("weighted_round_robin",),
+                                          ("fixed_split",), ("fb_least",)]

@@ -23,6 +23,7 @@ import pytest
 from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.p4runtime.encoding import address_from_flow
+from sim.shared_data import shared_data_dir
 from topo.capture_cluster import CaptureCluster, CaptureClusterSpec
 from topo.flow_installer import FlowInstaller
 from topo.mininet_support import free_tcp_port, missing_mininet_reason, remove_leftover_links
@@ -30,7 +31,8 @@ from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connectio
 from topo.static_pipeline import dispatcher_updates, minimal_forward_updates
 
 REPO = Path(__file__).resolve().parents[1]
-PCAPS = REPO.parent / "shared" / "data" / "pcaps"
+SHARED = shared_data_dir()
+PCAPS = SHARED / "pcaps" if SHARED else Path("../shared/data/pcaps")
 REPLAYED = ["ftp.pcap", "sip.pcap", "smtp.pcap"]      # Ethernet; 4 TCP and 4 UDP flows, 416 frames
 
 
@@ -198,7 +200,7 @@ def capture_cluster(tmp_path):
     skip_unless_mininet()
     missing = [p for p in REPLAYED if not (PCAPS / p).exists()]
     if missing:
-        pytest.skip(f"captures not found in {PCAPS}: {missing}")
+        pytest.skip(f"shared capture corpus absent: {', '.join(missing)} not in {PCAPS}")
     cluster = CaptureCluster(CaptureClusterSpec(probes=3, **fresh_ports()), tmp_path)
     try:
         cluster.start()

@@ -5,23 +5,39 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workload.load_client import poisson_schedule
-from workload.object_sizes import FLOWSIZE_DIR, ObjectSizes, available_cdfs, cdf_path
+from sim.builtin_workloads import BUILTIN
+from sim.flow_sizes import CdfError
+from sim.shared_data import shared_data_reason
+from workload.load_client import main, poisson_schedule
+from workload.object_sizes import ObjectSizes, available_sizes
+
+SHARED_FLOWSIZE_MISSING = shared_data_reason("flowsize")
 
 
-def test_the_shared_cdfs_are_found():
-    assert {"websearch", "fb_hadoop", "ali_storage"} <= set(available_cdfs())
-    assert cdf_path("fb_hadoop") == FLOWSIZE_DIR / "fb_hadoop.cdf"
+def test_the_builtin_sizes_need_no_files():
+    assert {"websearch", "fb_hadoop", "ali_storage"} <= set(available_sizes())
+    assert ObjectSizes.load("fb_hadoop").distribution is BUILTIN["fb_hadoop"]
 
 
 @pytest.mark.parametrize("name", ["websearch", "fb_hadoop", "ali_storage"])
-def test_sizes_follow_the_cdf(name):
+def test_builtin_sizes_are_whole_bytes_following_the_model(name):
     sizes = ObjectSizes.load(name)
     drawn = np.array(sizes.sample(np.random.default_rng(7), 200_000))
     assert drawn.dtype.kind == "i" and drawn.min() >= 1
+    model = BUILTIN[name]
+    for q in (0.25, 0.5, 0.9):
+        size = model.quantile(q)
+        assert np.mean(drawn <= size) == pytest.approx(q, abs=0.006), f"{name} at {size:.0f} bytes"
+
+
+@pytest.mark.skipif(SHARED_FLOWSIZE_MISSING is not None, reason=f"published CDFs absent: {SHARED_FLOWSIZE_MISSING}")
+@pytest.mark.parametrize("name", ["websearch", "fb_hadoop", "ali_storage"])
+def test_shared_sizes_follow_the_cdf(name):
+    sizes = ObjectSizes.load(f"shared:{name}")
+    drawn = np.array(sizes.sample(np.random.default_rng(7), 200_000))
     # At every point of the file, the share of draws at or below its size is its percentage
     # (within sampling noise and the rounding to whole bytes).
-    for size, cumulative in zip(sizes.cdf.size, sizes.cdf.cumulative):
+    for size, cumulative in zip(sizes.distribution.size, sizes.distribution.cumulative):
         assert np.mean(drawn <= size) == pytest.approx(cumulative, abs=0.006), f"{name} at {size} bytes"
 
 
@@ -29,14 +45,24 @@ def test_a_cap_clips_only_the_tail():
     capped = ObjectSizes.load("websearch", max_bytes=100_000)
     drawn = np.array(capped.sample(np.random.default_rng(1), 50_000))
     assert drawn.max() == 100_000
-    # websearch has 60 % at or below 200 kB, so about 45 % of draws are over 100 kB and clipped.
-    assert 0.35 < np.mean(drawn == 100_000) < 0.55
-    assert np.mean(drawn < 10_000) == pytest.approx(0.15, abs=0.01)
+    # Every draw over 100 kB (47 % of websearch flows) is clipped to it; the rest are untouched.
+    model = BUILTIN["websearch"]
+    assert np.mean(drawn == 100_000) == pytest.approx(1 - model.cdf(100_000), abs=0.01)
+    assert np.mean(drawn < 10_000) == pytest.approx(model.cdf(10_000), abs=0.01)
 
 
 def test_the_same_seed_draws_the_same_sizes():
     sizes = ObjectSizes.load("fb_hadoop")
     assert sizes.sample(np.random.default_rng(3), 100) == sizes.sample(np.random.default_rng(3), 100)
+
+
+def test_an_unknown_name_is_a_usage_error_listing_the_choices(capsys):
+    with pytest.raises(CdfError):
+        ObjectSizes.load("nope")
+    with pytest.raises(SystemExit) as stop:
+        main(["--target", "127.0.0.1:9", "--rate", "1", "--requests", "1", "--cdf", "nope"])
+    assert stop.value.code == 2
+    assert "--cdf: no flow-size distribution named 'nope'; choose one of websearch" in capsys.readouterr().err
 
 
 def test_poisson_arrivals_have_the_rate_and_exponential_gaps():

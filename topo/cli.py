@@ -16,10 +16,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--rate", type=float, default=30.0, help="new connections/s over all clients")
     demo.add_argument("--clients", type=int, default=4)
     demo.add_argument("--capacities", default="20,10,5", help="backend capacities, Mbit/s (default 20,10,5)")
-    demo.add_argument("--cdf", default="fb_hadoop", help="object sizes: fb_hadoop, websearch, ali_storage")
+    demo.add_argument("--cdf", default="fb_hadoop", help="object sizes: a built-in model (fb_hadoop, websearch, "
+                      "ali_storage), shared:NAME where ../shared/data exists, or a .cdf file (default fb_hadoop)")
     demo.add_argument("--max-bytes", type=int, default=2_000_000, help="largest object")
     demo.add_argument("--probes", type=int, default=3, help="capture nodes (capture)")
-    demo.add_argument("--captures", help="comma-separated names in ../shared/data/pcaps (capture)")
+    demo.add_argument("--captures", help="comma-separated capture files to replay (capture); bare names are "
+                      "looked up in ../shared/data/pcaps; default: captures generated with scapy into --out")
     demo.add_argument("--replay-pps", type=int, default=500, help="tcpreplay rate (capture)")
     demo.add_argument("--out", default="results/demo", help="plot and summary go here")
     demo.add_argument("--api-port", type=int, default=9180, help="controller API and metrics port")
@@ -32,10 +34,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from controller.policies import POLICIES
-    from topo.cluster_demo import DEFAULT_CAPTURES, DemoOptions, run
+    from sim.flow_sizes import CdfError, flow_size_distribution
+    from topo.cluster_demo import DemoOptions, run
 
     if args.policy not in POLICIES:
         raise SystemExit(f"demo: --policy: expected one of {', '.join(sorted(POLICIES))}, got {args.policy!r}")
+    try:
+        flow_size_distribution(args.cdf)   # a bad name fails here, not inside an emulated host
+    except CdfError as exc:
+        raise SystemExit(f"demo: --cdf: {exc}") from None
     try:
         capacities = tuple(float(c) for c in args.capacities.split(","))
     except ValueError:
@@ -44,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         topo=args.topo, policy=args.policy, duration=args.duration, rate=args.rate,
         clients=args.clients, capacities=capacities, cdf=args.cdf, max_bytes=args.max_bytes,
         probes=args.probes, replay_pps=args.replay_pps, out=Path(args.out), api_port=args.api_port,
-        captures=tuple(args.captures.split(",")) if args.captures else DEFAULT_CAPTURES))
+        captures=tuple(c.strip() for c in args.captures.split(",") if c.strip()) if args.captures else ()))
 
 
 def _demo_dataplane(args: argparse.Namespace) -> int:

@@ -2,12 +2,13 @@
 
     p4dispatch demo [--topo servers|capture] [--policy fb_est] [--duration 30] ...
 
-servers: clients open HTTP connections (Poisson arrivals, object sizes from
-  ../shared/data/flowsize) to a VIP; the BMv2 dispatcher spreads them over backends of unequal
-  capacity, which answer directly (DSR). The controller installs the switch's choices and
-  rewrites the ring by the chosen policy.
-capture: a tap replays captures into the switch; each flow, both directions, goes to one
-  capture node running tcpdump; the files are checked with tshark at the end.
+servers: clients open HTTP connections (Poisson arrivals, object sizes from a built-in
+  flow-size model, fb_hadoop by default, or a .cdf file) to a VIP; the BMv2 dispatcher
+  spreads them over backends of unequal capacity, which answer directly (DSR). The
+  controller installs the switch's choices and rewrites the ring by the chosen policy.
+capture: a tap replays captures into the switch (the files given, or captures generated
+  with scapy into --out); each flow, both directions, goes to one capture node running
+  tcpdump; the files are checked with tshark at the end.
 
 A live table shows each backend while it runs; at the end a PNG and a JSON summary are
 written to --out. Ctrl-C or any error stops everything this run started: controller, hosts'
@@ -38,11 +39,6 @@ from controller.status import ControllerStatus
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 
 REPO = Path(__file__).resolve().parent.parent
-PCAPS = REPO.parent / "shared" / "data" / "pcaps"
-# Ethernet captures with many flows of both directions (24 to 86 TCP flows each), no frame
-# above 1514 bytes (larger, TSO-sized frames cannot be replayed onto the emulated links).
-DEFAULT_CAPTURES = ("whatsapp.pcap", "instagram.pcap", "starcraft_battle.pcap", "bittorrent.pcap", "zabbix.pcap",
-                    "android.pcap")
 
 
 class DemoError(RuntimeError):
@@ -57,10 +53,10 @@ class DemoOptions:
     rate: float = 30.0                     # new connections/s over all clients
     clients: int = 4
     capacities: tuple[float, ...] = (20.0, 10.0, 5.0)
-    cdf: str = "fb_hadoop"
+    cdf: str = "fb_hadoop"                 # a built-in flow-size model, shared:NAME or a .cdf file
     max_bytes: int = 2_000_000
     probes: int = 3
-    captures: tuple[str, ...] = DEFAULT_CAPTURES
+    captures: tuple[str, ...] = ()         # paths (or names in ../shared/data/pcaps); (): generated
     replay_pps: int = 500
     out: Path = REPO / "results" / "demo"
     api_port: int = 9180
@@ -336,11 +332,14 @@ def _print_server_summary(console: Console, s: dict, plot: Path, path: Path) -> 
 
 def _run_capture(options: DemoOptions, console: Console) -> int:
     from topo.capture_cluster import CaptureCluster, CaptureClusterSpec
+    from topo.capture_sources import CaptureSourceError, demo_captures
 
-    captures = [PCAPS / name for name in options.captures]
-    missing = [str(c) for c in captures if not c.exists()]
-    if missing:
-        raise DemoError(f"no such capture: {', '.join(missing)}")
+    try:
+        captures = demo_captures(options.captures, options.out)
+    except CaptureSourceError as exc:
+        raise DemoError(f"--captures: {exc}") from None
+    if not options.captures:
+        console.print(f"no --captures given: generated {len(captures)} captures into {captures[0].parent}")
     spec = CaptureClusterSpec(probes=options.probes, policy=options.policy,
                               grpc_port=free_tcp_port(), thrift_port=free_tcp_port())
     workdir = options.out / "capture-run"

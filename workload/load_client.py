@@ -1,6 +1,7 @@
 """A load generator: Poisson arrivals, each a new TCP connection fetching one object.
 
-Object sizes come from a flow-size CDF (../shared/data/flowsize); the request is
+Object sizes come from a flow-size distribution (a built-in model by default, or a .cdf
+file: workload/object_sizes.py); the request is
 `GET /obj/<size> HTTP/1.0`, so the server closes the connection after the body. Every
 request is one JSON line in the results file: when it started, how long it took, bytes
 received, HTTP status or error, and the local address:port of its connection (the key a test
@@ -29,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workload.object_sizes import ObjectSizes, available_cdfs
+from sim.builtin_workloads import BUILTIN
+from sim.flow_sizes import CdfError
+from workload.object_sizes import ObjectSizes
 
 
 @dataclass
@@ -147,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--duration", type=float, help="seconds of arrivals")
     amount.add_argument("--requests", type=int, help="number of requests")
-    parser.add_argument("--cdf", default="fb_hadoop", help=f"object sizes: {', '.join(available_cdfs())} "
-                                                           "or a .cdf file (default fb_hadoop)")
+    parser.add_argument("--cdf", default="fb_hadoop",
+                        help=f"object sizes: a built-in model ({', '.join(BUILTIN)}), shared:NAME where "
+                             "../shared/data/flowsize exists, or a path to a .cdf file (default fb_hadoop)")
     parser.add_argument("--max-bytes", type=int, help="cap on an object's size (clips the CDF's tail)")
     parser.add_argument("--size", type=int, help="every object this many bytes (instead of the CDF)")
     parser.add_argument("--seed", type=int, default=1)
@@ -163,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.size is not None:
         sizes = [args.size] * len(schedule)
     else:
-        sizes = ObjectSizes.load(args.cdf, args.max_bytes).sample(rng, len(schedule))
+        try:
+            object_sizes = ObjectSizes.load(args.cdf, args.max_bytes)
+        except CdfError as exc:
+            parser.error(f"--cdf: {exc}")
+        sizes = object_sizes.sample(rng, len(schedule))
     _raise_fd_limit()
     started = time.perf_counter()
     results = asyncio.run(run_load(host, int(port), schedule, sizes, args.timeout))
