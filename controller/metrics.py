@@ -4,7 +4,7 @@ One collector turns the controller's status (the same one `p4dispatch status` sh
 into metric families, so the numbers on a dashboard and on the terminal agree.
 Rates (digests/s, writes/s) are left to PromQL's rate() over the counters. Every family,
 its labels and meaning: docs/metrics.md; the Grafana dashboard over them:
-dashboards/grafana/p4dispatch.json (tests/test_grafana_dashboard.py keeps the two in step).
+dashboards/grafana/p4dispatch.json (tests/unit/test_grafana_dashboard.py keeps the two in step).
 """
 
 from __future__ import annotations

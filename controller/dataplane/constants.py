@@ -1,7 +1,7 @@
 """The data-plane contract in Python: the values p4src/shared/ defines, in one place.
 
-tests/test_dataplane_constants.py keeps them equal to the P4 sources, and
-tests/test_p4_program.py to the compiled program's P4Info. Table sizes the controller needs
+tests/unit/test_dataplane_constants.py keeps them equal to the P4 sources, and
+tests/integration/test_p4_program.py to the compiled program's P4Info. Table sizes the controller needs
 at run time (flows, flow_stats, dispatch_ring, backends) are read from P4Info, not from here.
 """
 
@@ -26,7 +26,7 @@ DISPATCH_RING_TABLE_SIZE = 65536     # ring entries summed over all services
 
 
 # The serializable enums of p4src/shared/constants.p4, by the same names; the program's
-# P4Info carries them and tests/test_p4_program.py checks these against it.
+# P4Info carries them and tests/integration/test_p4_program.py checks these against it.
 
 class PacketInReason(IntEnum):
     """Why a packet came to the controller (the packet-in header's `reason`)."""

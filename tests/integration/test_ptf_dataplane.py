@@ -13,7 +13,7 @@ import pytest
 
 from topo.bmv2_testbed import missing_testbed_reason
 
-PTF_DIR = Path(__file__).resolve().parent.parent / "ptf_tests"
+PTF_DIR = Path(__file__).resolve().parents[2] / "ptf_tests"
 
 
 def ptf_test_names() -> list[str]:

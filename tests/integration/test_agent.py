@@ -20,7 +20,7 @@ from agent.host_sampler import HostSampler, Sample
 from controller.health.messages import Codec, HeartbeatFlag, LoadReport, initial_sequence
 from p4dispatch.cli import parser as p4dispatch_parser
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STDLIB = set(sys.stdlib_module_names)
 
 

@@ -37,7 +37,7 @@ from controller.dataplane.flow_digest import FIELDS
 from controller.p4runtime.encoding import encode_int
 from controller.pipeline import BUILD_DIR, CompiledProgram
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "grafana" / "p4dispatch.json"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 CONFIG = REPO / "configs" / "sample.toml"

@@ -25,7 +25,7 @@ from topo.generated_captures import write_generated_captures
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(missing_mininet_reason() is not None, reason=str(missing_mininet_reason()))
 
 

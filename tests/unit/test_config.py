@@ -6,7 +6,7 @@ import pytest
 
 from controller.config import ConfigError, load_config
 
-SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "sample.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "configs" / "sample.toml"
 
 
 def test_sample_loads():

@@ -23,7 +23,7 @@ from controller.health.listener import HealthListener
 from controller.health.messages import Codec, Heartbeat, HeartbeatFlag
 from controller.health.monitor import HealthState, Transition
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = b"0123456789abcdef0123456789abcdef"
 PERIOD = 0.2
 HOST = 5

@@ -4,7 +4,7 @@
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UPPER_LAYERS = {"sim", "topo", "workload", "p4dispatch", "tests", "ptf_tests", "scripts"}
 
 

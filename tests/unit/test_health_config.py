@@ -10,7 +10,7 @@ from pydantic import ValidationError, model_validator
 from controller.config import Config, load_config
 from controller.health.config import HealthConfig
 
-SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "sample.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "configs" / "sample.toml"
 KEY = "0123456789abcdef0123456789abcdef\n"
 
 

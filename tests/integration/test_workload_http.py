@@ -21,7 +21,7 @@ from topo.mininet_support import free_tcp_port
 from workload.http_server import ConnectionLog, ObjectServer, requested_size
 from workload.load_client import poisson_schedule, run_load, summarise
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 """The controller's plain constants match p4src/shared/constants.p4 (the serializable enums
-are checked against the compiled program's P4Info in tests/test_p4_program.py)."""
+are checked against the compiled program's P4Info in tests/integration/test_p4_program.py)."""
 
 import re
 from pathlib import Path
 
 from controller.dataplane import constants as py
 
-P4_CONSTANTS = Path(__file__).resolve().parent.parent / "p4src" / "shared" / "constants.p4"
+P4_CONSTANTS = Path(__file__).resolve().parents[2] / "p4src" / "shared" / "constants.p4"
 
 
 def p4_constants() -> dict[str, int]:

@@ -30,7 +30,7 @@ from topo.mininet_support import free_tcp_port, missing_mininet_reason, remove_l
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
 from topo.static_pipeline import dispatcher_updates, minimal_forward_updates
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = shared_data_dir()
 PCAPS = SHARED / "pcaps" if SHARED else Path("../shared/data/pcaps")
 REPLAYED = ["ftp.pcap", "sip.pcap", "smtp.pcap"]      # Ethernet; 4 TCP and 4 UDP flows, 416 frames
