@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from controller.config import Backend, Config, Service
 
 
-class BackendState(str, Enum):
+class BackendState(StrEnum):
     ACTIVE = "active"
     QUIESCED = "quiesced"
     DRAINING = "draining"

@@ -9,6 +9,7 @@ P4Runtime reads need no arbitration and share the channel with the loop's writes
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -40,7 +41,7 @@ class CounterPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="counter-poller", daemon=True)
 
-    def __enter__(self) -> "CounterPoller":
+    def __enter__(self) -> CounterPoller:
         self._thread.start()
         return self
 
@@ -83,10 +84,8 @@ class CounterPoller:
 
     def _offer(self, item: CounterReading | P4RuntimeError) -> None:
         """Replace a reading the loop has not taken yet: only the newest matters."""
-        try:
+        with contextlib.suppress(queue.Empty):
             self._readings.get_nowait()
-        except queue.Empty:
-            pass
         self._readings.put_nowait(item)
         self.client.activity.set()
 

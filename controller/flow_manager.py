@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 from finsy.proto import p4r, rpc_code
 
@@ -262,7 +263,7 @@ class FlowManager:
         self._submit(_InFlight("insert", keys, [p for _, p in items], slots,
                                self.writer.write_async(updates), time.monotonic()))
 
-    def _no_stats_slot(self, waiting: list[tuple[bytes, "_Pending"]]) -> None:
+    def _no_stats_slot(self, waiting: list[tuple[bytes, _Pending]]) -> None:
         for key, pending in waiting:
             self._overflow[key] = pending
         self.stats.table_full += len(waiting)
@@ -274,7 +275,7 @@ class FlowManager:
         self.next_entry_id += 1
         return entry_id
 
-    def _submit(self, flight: "_InFlight") -> None:
+    def _submit(self, flight: _InFlight) -> None:
         self._in_flight = flight
         self._in_flight_keys = set(flight.keys) if flight.kind == "insert" else set()
         self._last_kind = flight.kind
@@ -305,7 +306,7 @@ class FlowManager:
             self._in_flight = None
             self._in_flight_keys = set()
 
-    def _abandon(self, flight: "_InFlight") -> None:
+    def _abandon(self, flight: _InFlight) -> None:
         # Forget the inserts (their flows digest again from the cache); keep the deletes
         # for the next session.
         for slot in flight.slots:
@@ -324,7 +325,7 @@ class FlowManager:
                 for listener in self.on_removed:
                     listener(key, *removed)
 
-    def _inserted(self, flight: "_InFlight", failures: dict[int, int], done: float) -> None:
+    def _inserted(self, flight: _InFlight, failures: dict[int, int], done: float) -> None:
         full = 0
         latencies: list[float] = []
         for i, (key, pending, slot) in enumerate(zip(flight.keys, flight.pending, flight.slots)):
@@ -359,7 +360,7 @@ class FlowManager:
             self._deleted_since_full = 0
 
     @staticmethod
-    def _outcome(flight: "_InFlight") -> dict[int, int]:
+    def _outcome(flight: _InFlight) -> dict[int, int]:
         """{index: code} of the updates that failed; raises P4RuntimeError if the switch is gone."""
         try:
             flight.write.result()

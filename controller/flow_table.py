@@ -9,7 +9,7 @@ slot is taken, further flows share slot 0 (counted, but with no per-flow figures
 from __future__ import annotations
 
 from array import array
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

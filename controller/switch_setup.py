@@ -9,7 +9,7 @@ and are sent again as modifies, so the switch ends up exactly as configured with
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from finsy.proto import p4r, rpc_code
 

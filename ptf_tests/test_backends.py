@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dispatcher_base import (
-    BACKENDS, CLIENT_IP6, CLIENT_PORT, RING_SIZE, TAP_PORT, VIP, VIP6, DispatcherTest,
-    backend_mac, tcp_packet)
+    BACKENDS,
+    CLIENT_IP6,
+    CLIENT_PORT,
+    RING_SIZE,
+    TAP_PORT,
+    VIP,
+    VIP6,
+    DispatcherTest,
+    backend_mac,
+    tcp_packet,
+)
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether

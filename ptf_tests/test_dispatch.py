@@ -5,8 +5,17 @@ from __future__ import annotations
 import time
 
 from dispatcher_base import (
-    BACKENDS, CLIENT_IP, CLIENT_PORT, RING_SIZE, SERVICE_ID, VIP, DispatcherTest,
-    flow_hash, tcp_packet, udp_packet)
+    BACKENDS,
+    CLIENT_IP,
+    CLIENT_PORT,
+    RING_SIZE,
+    SERVICE_ID,
+    VIP,
+    DispatcherTest,
+    flow_hash,
+    tcp_packet,
+    udp_packet,
+)
 
 from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.p4runtime.encoding import flow_address

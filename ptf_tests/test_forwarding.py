@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dispatcher_base import (
-    BACKENDS, CLIENT_IP6, CLIENT_PORT, SPARE_PORT, VIP, VIP6, DispatcherTest, tcp_packet)
+from dispatcher_base import BACKENDS, CLIENT_IP6, CLIENT_PORT, SPARE_PORT, VIP, VIP6, DispatcherTest, tcp_packet
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import queue
 
-from dispatcher_base import (
-    BACKENDS, CLIENT_PORT, SPARE_PORT, SWITCH_MAC, DispatcherTest, tcp_packet, udp_packet)
+from dispatcher_base import BACKENDS, CLIENT_PORT, SPARE_PORT, SWITCH_MAC, DispatcherTest, tcp_packet, udp_packet
 from scapy.layers.l2 import Ether
 
 from controller.dataplane.constants import PacketInReason

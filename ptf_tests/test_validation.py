@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from dispatcher_base import (
-    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, SWITCH_MAC, TAP_PORT, VIP, DispatcherTest, tcp_packet, udp_packet)
+    CLIENT_IP,
+    CLIENT_MAC,
+    CLIENT_PORT,
+    SWITCH_MAC,
+    TAP_PORT,
+    VIP,
+    DispatcherTest,
+    tcp_packet,
+    udp_packet,
+)
 from scapy.layers.inet import IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from controller.dataplane.constants import DispatchEvent, DropReason as R
+from controller.dataplane.constants import DispatchEvent
+from controller.dataplane.constants import DropReason as R
 
 
 def eth() -> Ether:

@@ -141,7 +141,8 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         time.sleep(2.0)     # let the last digests in
         stats = fm.stats
         print(f"  controller process CPU {controller_cpu:.0%} of one core; "
-              f"{stats.write_batches:,} flows writes answered in {stats.write_seconds / max(stats.write_batches, 1) * 1e3:.1f} ms "
+              f"{stats.write_batches:,} flows writes answered in "
+              f"{stats.write_seconds / max(stats.write_batches, 1) * 1e3:.1f} ms "
               f"on average ({stats.write_seconds:.1f} s of {send_time:.1f} s); "
               f"{stats.idle_notifications:,} idle-timeout notifications", flush=True)
         latency = np.array(fm.install_latency) * 1e3
@@ -179,8 +180,8 @@ def bench_readback(flows: int, reads: int) -> dict:
     from controller.dataplane.dispatcher_tables import DispatcherTables
     from controller.load_monitor import LoadMonitor
     from controller.p4runtime import P4InfoIndex, P4RuntimeClient
-    from topo.toolchain import build_program
     from topo.controller_testbed import ControllerTestbed
+    from topo.toolchain import build_program
     program = build_program("dispatcher")
     info = P4InfoIndex.load(program.p4info)
     tables = DispatcherTables(info)
@@ -289,8 +290,8 @@ def bench_memory(flows: int) -> dict:
 
 def bench_first_packet(flows: int) -> dict:
     from controller.cli import api_call
-    from topo.controller_testbed import ControllerTestbed, dispatcher_config, udp_frame, client_flow
     from controller.dataplane.flow_key import flow_key
+    from topo.controller_testbed import ControllerTestbed, client_flow, dispatcher_config, udp_frame
     with ControllerTestbed(**BENCH_PORTS) as tb:
         config = dispatcher_config(3, grpc_port=tb.grpc_port, protocol="udp")
         ring_service = config["services"][0]
@@ -355,7 +356,8 @@ def main() -> int:
         elif bench == "readback":
             r = bench_readback(args.flows or 100_000, reads=10)
             print(f"\nreadback: {r['entries']:,} entries; flow_stats ({r['flow_counter_cells']:,} cells) "
-                  f"{r['flow_counter_reads_per_s']:.2f} reads/s, backend counter {r['backend_counter_reads_per_s']:.1f} "
+                  f"{r['flow_counter_reads_per_s']:.2f} reads/s, "
+                  f"backend counter {r['backend_counter_reads_per_s']:.1f} "
                   f"reads/s, full poll with FB_EST update {r['full_polls_per_s']:.2f}/s, whole `flows` table "
                   f"{r['flows_table_reads_per_s']:.2f} reads/s. Target >= 1 read/s: "
                   f"{'met' if r['flow_counter_reads_per_s'] >= 1 else 'NOT met'}")
@@ -363,7 +365,8 @@ def main() -> int:
             r = bench_memory(args.flows or 1_000_000)
             fm = r["flow_manager"]["bytes_per_flow"]
             print(f"\nmemory: {fm:.0f} B per tracked flow at {r['flow_manager']['flows']:,} flows "
-                  f"(plain dict of tuples: {r['naive_dict']['bytes_per_flow']:.0f} B, ratio {r['ratio_to_naive']:.2f}). "
+                  f"(plain dict of tuples: {r['naive_dict']['bytes_per_flow']:.0f} B, "
+                  f"ratio {r['ratio_to_naive']:.2f}). "
                   f"Target <= 500 B: {'met' if fm <= 500 else 'NOT met'}")
         else:
             r = bench_first_packet(args.flows or 200)

@@ -37,9 +37,9 @@ from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.utils import wrpcap  # noqa: E402
 
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient  # noqa: E402
 from controller.p4runtime import entities as ent  # noqa: E402
-from controller.dataplane.flow_key import flow_key  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
 
 VIP = "10.0.0.100"
@@ -123,7 +123,7 @@ def latency(testbed: Bmv2Testbed, frames: list[bytes], count: int) -> tuple[floa
                     data = rx.recv(65535)
                     if data[12:] == frame[12:]:
                         break
-            except socket.timeout:
+            except TimeoutError:
                 continue
             samples.append((time.perf_counter() - start) * 1e6)
     samples.sort()

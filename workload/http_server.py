@@ -63,7 +63,7 @@ class ObjectHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"     # the connection closes after the response
     server_version = "workload-http/1"
     timeout = 30                      # a silent client must not hold a thread for ever
-    server: "ObjectServer"
+    server: ObjectServer
 
     def handle(self) -> None:
         """One connection: one request, then one log line, whatever happened."""
@@ -86,10 +86,10 @@ class ObjectHandler(BaseHTTPRequestHandler):
         self.status = code
         super().send_response(code, message)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:
         """Quiet: the connection log is the record (stderr would fill at hundreds per second)."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/health":
             self._send_body(200, 2, b"ok")
             return

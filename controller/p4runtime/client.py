@@ -9,9 +9,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_code, rpc_status
@@ -57,7 +57,7 @@ def _write_failures(exc: grpc.RpcError, total: int) -> list[UpdateFailure]:
 class PendingWrite:
     """A write in flight (P4RuntimeClient.write_async)."""
 
-    def __init__(self, client: "P4RuntimeClient", future: grpc.Future, total: int) -> None:
+    def __init__(self, client: P4RuntimeClient, future: grpc.Future, total: int) -> None:
         self.done_at: float | None = None      # monotonic time the switch answered
         self._client = client
         self._future = future
@@ -180,7 +180,7 @@ class P4RuntimeClient:
         if self._reader is not None:
             self._reader.join(timeout=2)
 
-    def __enter__(self) -> "P4RuntimeClient":
+    def __enter__(self) -> P4RuntimeClient:
         self.connect()
         return self
 
@@ -250,7 +250,7 @@ class P4RuntimeClient:
         if failures:
             raise WriteError(failures, len(updates))
 
-    def write_async(self, updates: Sequence[p4r.Update]) -> "PendingWrite":
+    def write_async(self, updates: Sequence[p4r.Update]) -> PendingWrite:
         """One WriteRequest sent without waiting: the caller prepares its next batch while
         the switch applies this one, and collects the outcome with `result()`."""
         req = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(), updates=updates)

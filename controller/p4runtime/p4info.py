@@ -48,7 +48,7 @@ class P4InfoIndex:
         self._action_by_id = {a.preamble.id: a for a in p4info.actions}
 
     @classmethod
-    def load(cls, path: str | Path) -> "P4InfoIndex":
+    def load(cls, path: str | Path) -> P4InfoIndex:
         """Read a P4Info file: text format (.txt, .txtpb, .pb.txt) or binary."""
         path = Path(path)
         data = path.read_bytes()

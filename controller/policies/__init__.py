@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from controller.policies.base import ClusterView, NoServerAvailable, Policy
 from controller.policies.fb_est import FbEst
