@@ -17,7 +17,7 @@ from scapy.layers.inet import IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from controller.dataplane.constants import DispatchEvent
+from controller.dataplane.constants import DispatchEvent, PacketInReason
 from controller.dataplane.constants import DropReason as R
 
 
@@ -121,3 +121,22 @@ class BadChecksumStillReachesCaptureNode(DispatcherTest):
         self.assertEqual(out, frame)
         self.assertEqual(self.events()[DispatchEvent.EVENT_BAD_CHECKSUM_CAPTURED], 1)
         self.assertEqual(self.drops(), {})
+
+
+class DroppedPacketsCopiedToCpuByReason(DispatcherTest):
+    """drop_copies sends the packets dropped for a chosen reason to the controller too, with
+    the reason in the packet-in header; other reasons stay silent."""
+
+    def runTest(self) -> None:
+        self.setup_vip_service()
+        self.client.write([self.tables.drop_copy(R.VIP_PORT_UNCONFIGURED)])
+        self.send(CLIENT_PORT, tcp_packet(dport=8080, flags="S"))       # VIP port without a service
+        self.expect_nothing()
+        packet = self.client.packet_ins.get(timeout=2)
+        fields = self.tables.packet_in_fields(packet)
+        self.assertEqual(fields["reason"], PacketInReason.DROPPED)
+        self.assertEqual(fields["drop_reason"], R.VIP_PORT_UNCONFIGURED)
+        self.assertEqual(fields["ingress_port"], CLIENT_PORT)
+        self.send(CLIENT_PORT, bad_checksum())                           # another reason: no copy
+        self.expect_nothing()
+        self.assertTrue(self.client.packet_ins.empty())

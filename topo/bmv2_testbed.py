@@ -1,6 +1,6 @@
 """A BMv2 switch wired to veth pairs on this host: the testbed for PTF, replay and benchmarks.
 
-Switch port N is the veth end `fd-swN`; test traffic enters and leaves at `fd-hN`.
+Switch port N is the veth end `<prefix>-swN`; test traffic enters and leaves at `<prefix>-hN`.
 Everything is torn down on exit, even after a failure.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from topo.bmv2_switch import Bmv2Switch
+from topo.mininet_support import free_tcp_port
 from topo.toolchain import BUILD_DIR, CompiledProgram, build_program, find_tool
 from topo.veth_pairs import VethPairs
 
@@ -27,14 +28,21 @@ def missing_testbed_reason() -> str | None:
     return None
 
 
+def run_prefix() -> str:
+    """Interface names of this process's testbeds: two runs side by side (a developer's and
+    CI's, or two test sessions) never take each other's veths."""
+    return f"t{os.getpid() % 100_000}"
+
+
 @dataclass
 class Bmv2Testbed:
     ports: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
     program: str = "dispatcher"
-    grpc_port: int = 9559
-    thrift_port: int = 9090
+    # Free ports by default, for the same reason as run_prefix().
+    grpc_port: int = field(default_factory=free_tcp_port)
+    thrift_port: int = field(default_factory=free_tcp_port)
     log_file: Path | None = None
-    prefix: str = "fd"                  # veth names: <prefix>-sw<N> / <prefix>-h<N>
+    prefix: str = field(default_factory=run_prefix)   # veth names: <prefix>-sw<N> / <prefix>-h<N>
     veths: VethPairs | None = None
     switch: Bmv2Switch | None = None
     compiled: CompiledProgram | None = None

@@ -202,9 +202,7 @@ class ControllerTestbed(Bmv2Testbed):
     """The BMv2 testbed with a client port and `backends` backend ports, and a Wire on them;
     controllers are started by the test (in-process or as processes) and stopped on exit."""
     backends: int = 3
-    grpc_port: int = 9659
-    thrift_port: int = 9190
-    prefix: str = "fc"
+    prefix: str = field(default_factory=lambda: f"c{os.getpid() % 100_000}")
     work_dir: Path = Path("/tmp/fd-controller-testbed")
     wire: Wire | None = None
     _controllers: list = field(default_factory=list)

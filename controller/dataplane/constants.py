@@ -33,6 +33,7 @@ class PacketInReason(IntEnum):
     NONE = 0
     SIGNALLING = 1
     REACTIVE = 2        # reactive mode: a new flow's packet, undecided
+    DROPPED = 3         # a copy of a dropped packet (drop_copies table), its reason in drop_reason
 
 
 class AdmissionLevel(IntEnum):

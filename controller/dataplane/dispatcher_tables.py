@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from finsy.proto import p4r
 
-from controller.dataplane.constants import CPU_CLONE_SESSION_ID, CPU_PORT, AdmissionLevel
+from controller.dataplane.constants import CPU_CLONE_SESSION_ID, CPU_PORT, AdmissionLevel, DropReason
 from controller.dataplane.flow_key import FlowKey
 from controller.dispatch_ring import check_ring_size
 from controller.p4runtime import entities as ent
@@ -167,6 +167,11 @@ class DispatcherTables:
                 self.info, "signalling", {"protocol": protocol, "src_port": (port, full), "dst_port": (0, 0)},
                 "clone_to_cpu", priority=9)),
         ]
+
+    def drop_copy(self, reason: DropReason, kind: str = "insert") -> p4r.Update:
+        """Packets dropped for `reason` also go to the controller (packet-in reason DROPPED)."""
+        return ent.update(kind, ent.table_entry(self.info, "drop_copies", {"reason": int(reason)},
+                                                "copy_dropped_to_cpu"))
 
     def cpu_clone_session(self, kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [CPU_PORT]))

@@ -41,7 +41,8 @@ const bit<8> CLONE_FIELD_LIST_CPU = 1;     // @field_list index preserved on clo
 enum bit<8> PacketInReason {
     NONE = 0,
     SIGNALLING = 1,    // a clone of a signalling packet (SIP, RTSP, FTP, ...)
-    REACTIVE = 2       // reactive mode: a new flow's packet, undecided
+    REACTIVE = 2,      // reactive mode: a new flow's packet, undecided
+    DROPPED = 3        // a copy of a dropped packet (drop_copies), its reason in drop_reason
 }
 
 // standard_metadata.instance_type on BMv2 for an ingress-to-egress clone.

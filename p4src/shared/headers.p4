@@ -11,6 +11,7 @@ header packet_in_t {
     port_id_t ingress_port;
     bit<7> _pad;
     PacketInReason reason;
+    DropReason drop_reason;   // with reason DROPPED: why the packet was dropped
 }
 
 // Prepended by the controller to every packet-out: the port to send it from, or, with

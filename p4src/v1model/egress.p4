@@ -5,7 +5,7 @@ control DispatcherEgress(inout headers_t hdr,
                          inout standard_metadata_t standard_metadata) {
 
     counter(PORT_COUNT, CounterType.packets_and_bytes) port_out;
-    PacketInEgress() packet_in;
+    PacketInEgress() packet_in_io;
 
     apply {
         if (standard_metadata.instance_type == PKT_INSTANCE_TYPE_REPLICATION &&
@@ -15,6 +15,6 @@ control DispatcherEgress(inout headers_t hdr,
             exit;
         }
         port_out.count((bit<32>)standard_metadata.egress_port);
-        packet_in.apply(hdr, meta, standard_metadata);
+        packet_in_io.apply(hdr, meta, standard_metadata);
     }
 }

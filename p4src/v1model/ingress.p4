@@ -7,8 +7,24 @@ control DispatcherIngress(inout headers_t hdr,
     counter(PORT_COUNT, CounterType.packets_and_bytes) port_in;
     counter(DROP_REASON_COUNT, CounterType.packets) drops;  // indexed by DropReason
 
-    PacketOutIngress() packet_out;
+    PacketOutIngress() packet_out_io;
     Validation() validation;
+
+    action copy_dropped_to_cpu() {
+        meta.cpu_ingress_port = standard_metadata.ingress_port;
+        meta.cpu_reason = PacketInReason.DROPPED;
+        meta.cpu_drop_reason = meta.drop_reason;
+        clone_preserving_field_list(CloneType.I2E, CPU_CLONE_SESSION_ID, CLONE_FIELD_LIST_CPU);
+    }
+
+    // Filled by the operator through the controller: drop reasons whose packets also go to
+    // the controller, to see what the dropped input looks like. Empty by default.
+    table drop_copies {
+        key = { meta.drop_reason : exact @name("reason"); }
+        actions = { copy_dropped_to_cpu; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = 32;
+    }
     FlowKeyExtract() flow_key_extract;
     Classifier() classifier;
     FlowKeyHash() flow_key_hash;
@@ -20,7 +36,7 @@ control DispatcherIngress(inout headers_t hdr,
         meta.now_us = standard_metadata.ingress_global_timestamp;
         port_in.count((bit<32>)standard_metadata.ingress_port);
 
-        packet_out.apply(hdr, standard_metadata);   // may send the packet out and exit
+        packet_out_io.apply(hdr, standard_metadata);   // may send the packet out and exit
 
         validation.apply(hdr, meta, standard_metadata);
         if (meta.drop_reason == DropReason.NONE) {
@@ -46,6 +62,7 @@ control DispatcherIngress(inout headers_t hdr,
         }
         if (meta.drop_reason != DropReason.NONE) {
             drops.count((bit<32>)(bit<8>)meta.drop_reason);
+            drop_copies.apply();
             mark_to_drop(standard_metadata);
         }
     }

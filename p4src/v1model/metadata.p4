@@ -45,4 +45,6 @@ struct local_metadata_t {
     port_id_t cpu_ingress_port;
     @field_list(CLONE_FIELD_LIST_CPU)
     PacketInReason cpu_reason;
+    @field_list(CLONE_FIELD_LIST_CPU)
+    DropReason cpu_drop_reason;
 }

@@ -29,6 +29,7 @@ control PacketInEgress(inout headers_t hdr,
             hdr.packet_in.ingress_port = meta.cpu_ingress_port;
             hdr.packet_in._pad = 0;
             hdr.packet_in.reason = meta.cpu_reason;
+            hdr.packet_in.drop_reason = meta.cpu_drop_reason;
         }
     }
 }
