@@ -31,7 +31,8 @@ class RingUpdater:
         self.flows = flows
         self.tables = tables
         self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
-        self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold) for s in config.services}
+        self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold, s.ring_max_change)
+                      for s in config.services}
 
     @property
     def needs_flow_estimates(self) -> bool:
