@@ -3,16 +3,19 @@
 Several captures can be merged into one trace; each is shifted to start at time 0 so they
 overlap. Timestamps that go backwards are clamped (the packet counts as arriving with the
 previous one), and silent gaps longer than `max_gap` are shortened to it, so a capture
-with a day-long pause does not simulate a day of nothing. A flow ends when idle for
-`flow_timeout`. A corrupt capture raises CaptureError (file and byte offset).
+with a day-long pause does not simulate a day of nothing. `speedup` then divides every
+time (a capture replayed faster: more new flows per second, flows shorter). A flow ends
+when idle for `flow_timeout` (simulated seconds, like the switch's timers). Non-IP frames
+are flows the switch never caches (dispatched statelessly by their MAC pair). A corrupt
+capture raises CaptureError (file and byte offset).
 """
 
 from __future__ import annotations
 
 import heapq
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -36,22 +39,38 @@ def prefix_rtt(prefix: int) -> float:
     return float(np.exp(np.log(1e-4) + fraction * (np.log(5e-3) - np.log(1e-4))))
 
 
+def is_ip_frame(frame: bytes) -> bool:
+    """Whether the data plane keys this frame by its 5-tuple (IPv4 or IPv6, as
+    controller/dataplane/flow_key.py parses it) rather than by its MAC pair."""
+    if len(frame) < 14:
+        return False
+    ethertype, offset = int.from_bytes(frame[12:14], "big"), 14
+    if ethertype == 0x8100 and len(frame) >= 18:
+        ethertype, offset = int.from_bytes(frame[16:18], "big"), 18
+    return ((ethertype == 0x0800 and len(frame) >= offset + 20)
+            or (ethertype == 0x86DD and len(frame) >= offset + 40))
+
+
 class CaptureTrace:
     """A TrafficSource replaying one or more captures."""
 
     def __init__(self, paths: list[Path], symmetric: bool = False, max_gap: float = 1.0,
-                 flow_timeout: float = 2.0) -> None:
+                 flow_timeout: float = 2.0, speedup: float = 1.0) -> None:
         if not paths:
             raise ValueError("no capture given")
+        if speedup <= 0:
+            raise ValueError(f"speed-up must be positive, not {speedup}")
         self.paths = [Path(p) for p in paths]
         self.symmetric = symmetric
         self.max_gap = max_gap
         self.flow_timeout = flow_timeout
+        self.speedup = speedup
         self.duration, self.total_bytes, self.packet_count, self.per_second = self._measure()
 
-    def _packets(self) -> Iterator[tuple[float, FlowKey | None, int]]:
-        """(time, key, wire bytes), merged over captures, each rebased to 0, gaps shortened."""
-        def one(path: Path) -> Iterator[tuple[float, int, FlowKey | None, int]]:
+    def _packets(self) -> Iterator[tuple[float, FlowKey | None, int, bool]]:
+        """(time, key, wire bytes, is IP), merged over captures, each rebased to 0, gaps
+        shortened, sped up."""
+        def one(path: Path) -> Iterator[tuple[float, int, FlowKey | None, int, bool]]:
             start = previous = clock = None
             for frame in read_frames(path):
                 t = frame.timestamp
@@ -61,10 +80,11 @@ class CaptureTrace:
                 step = min(max(t - previous, 0.0), self.max_gap)
                 previous = max(previous, t)
                 clock += step
-                yield clock, 0, flow_key(frame.data, self.symmetric), frame.wire_len
+                yield (clock / self.speedup, 0, flow_key(frame.data, self.symmetric), frame.wire_len,
+                       is_ip_frame(frame.data))
 
-        for t, _, key, size in heapq.merge(*(one(p) for p in self.paths), key=lambda item: item[0]):
-            yield t, key, size
+        for t, _, key, size, ip in heapq.merge(*(one(p) for p in self.paths), key=lambda item: item[0]):
+            yield t, key, size, ip
 
     def _measure(self) -> tuple[float, float, int, np.ndarray]:
         """Duration, bytes, packets, and bytes in each second that carries traffic (read
@@ -72,7 +92,7 @@ class CaptureTrace:
         duration = total = 0.0
         count = 0
         per_second: dict[int, float] = {}
-        for t, _, size in self._packets():
+        for t, _, size, _ in self._packets():
             duration, total, count = t, total + size, count + 1
             per_second[int(t)] = per_second.get(int(t), 0.0) + size
         return duration, total, count, np.array(list(per_second.values()))
@@ -86,9 +106,10 @@ class CaptureTrace:
         while upcoming is not None or live:
             t1 = t0 + interval
             times, flow_slots, sizes = [], [], []
-            new = {name: [] for name in ("slot", "hash", "source_hash", "source", "rtt", "first")}
+            new: dict[str, list] = {name: [] for name in
+                                    ("slot", "hash", "source_hash", "source", "rtt", "first", "cacheable")}
             while upcoming is not None and upcoming[0] < t1:
-                t, key, size = upcoming
+                t, key, size, ip = upcoming
                 key = key if key is not None else (0, 0, 0, 0, 0)
                 flow = live.get(key)
                 if flow is None:
@@ -101,6 +122,7 @@ class CaptureTrace:
                     new["source"].append(new["source_hash"][-1])
                     new["rtt"].append(prefix_rtt(prefix))
                     new["first"].append(t)
+                    new["cacheable"].append(ip)
                 flow[2] = t
                 flow[3] += size
                 times.append(t)
@@ -117,7 +139,7 @@ class CaptureTrace:
                 start=t0, end=t1,
                 new=NewFlows(np.array(new["slot"], np.int64), np.array(new["hash"], np.uint32),
                              np.array(new["source_hash"], np.uint32), np.array(new["source"], np.int64),
-                             np.array(new["rtt"]), np.array(new["first"])),
+                             np.array(new["rtt"]), np.array(new["first"]), np.array(new["cacheable"], bool)),
                 packet_time=np.array(times), packet_slot=np.array(flow_slots, np.int64),
                 packet_bytes=np.array(sizes, np.float64),
                 touched_slot=np.array(list(touched), np.int64), touched_last=np.array(list(touched.values())),

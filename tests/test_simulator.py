@@ -16,7 +16,7 @@ from sim.flow_sizes import CdfError, FlowSizeCdf
 from sim.metrics import SlowdownHistogram, balance, windowed
 from sim.pcap_source import CaptureTrace
 from sim.servers import ServerQueues
-from sim.switch_model import SwitchModel
+from sim.switch_model import LegacySwitchModel, NewFlowArrivals
 from sim.workload import GeneratedWorkload, WorkloadSpec
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -92,16 +92,24 @@ def test_slowdown_histogram_mean_exact_p99_close():
     assert hist.percentile(99.5) == pytest.approx(50.0, rel=0.03)
 
 
-def test_switch_cache_collision_and_split_flow():
-    switch = SwitchModel(ring_size=4, cache_timeout=1.0)
+def test_legacy_switch_cache_collision_and_split_flow():
+    switch = LegacySwitchModel(ring_size=4, cache_timeout=1.0)
     switch.write_ring(np.array([1.0, 0.0]), 0.0)        # every slot -> server 0
-    # Two flows with the same cache slot (low 16 bits), ring index 1 (high bits):
+    # Two flows with the same cache slot (low 16 bits), ring index 1 (high bits), entries at 0.5 s:
     key = np.array([0x0001_0005, 0x0001_0005], dtype=np.uint32)
-    backend = switch.dispatch_new(key, key, np.array([0.0, 0.01]), np.array([0.5, 0.5]))
-    assert backend.tolist() == [0, 0] and switch.collisions == 1
-    # Ring rewritten before the second flow's entry exists: that flow moves (it was not cached).
+    new = NewFlowArrivals(slot=np.array([0, 1]), cache_hash=key, ring_hash=key, first=np.array([0.0, 0.01]),
+                          digest=np.array([0.4, 0.4]), installed=np.array([0.5, 0.5]),
+                          cacheable=np.ones(2, dtype=bool))
+    backend = switch.step(new, np.array([0.0, 0.01]), np.array([0, 1]))
+    assert backend.tolist() == [0, 0] and switch.counters.collisions == 1
+    # Ring rewritten before the second flow's entry exists: its next packet moves (it was not cached).
     switch.write_ring(np.array([0.0, 1.0]), 0.2)
-    assert switch.churn == 4 and switch.split_flows == 1
+    none = NewFlowArrivals(*(np.zeros(0, t) for t in (np.int64, np.uint32, np.uint32, float, float, float, bool)))
+    backend = switch.step(none, np.array([0.25, 0.25, 0.6]), np.array([0, 1, 1]))
+    # Flow 0 (cached) stays; flow 1 follows the ring, and its digest (0.4 s, after the move)
+    # carries the new backend, so its entry does too.
+    assert backend.tolist() == [0, 1, 1]
+    assert switch.counters.churn == [4] and switch.counters.split_flows == 1
 
 
 def simple_run(policy, **config):
