@@ -318,13 +318,13 @@ class GenerationSwitchModel(SwitchModel):
         # under T_c, the way is live until T_c after the last packet of that segment.
         keeps = run_start & ~decide
         self._way_until[self._way[ss[keeps]]] = segment_last[keeps] + timeout
-        out = self._decide(ts, ss, decide, run_start | segment_start, segment_last)
+        start_backend = np.where(way_at_start >= 0, self._way_backend[np.maximum(way_at_start, 0)], -1)
+        decided, decided_backend = self._decide(ts, ss, decide, run_start | segment_start, segment_last)
         # Packets not decided are a cached flow's: its way's backend, i.e. the last decision of
         # its run, or the way it held at the start of the batch.
-        start_backend = np.where(way_at_start >= 0, self._way_backend[np.maximum(way_at_start, 0)], -1)
         value = np.full(n, -1, dtype=np.int64)
         value[run_start] = start_backend
-        value[decide] = out[decide]
+        value[decided] = decided_backend
         source = np.maximum.accumulate(np.where(value >= 0, np.arange(n), 0))
         filled = value[source]
         if np.any(filled < 0):
@@ -337,33 +337,45 @@ class GenerationSwitchModel(SwitchModel):
         return backend
 
     def _decide(self, ts: NDArray[np.float64], ss: NDArray[np.int64], decide: NDArray[np.bool_],
-                queued_elsewhere: NDArray[np.bool_], segment_last: NDArray[np.float64]) -> NDArray[np.int64]:
+                queued_elsewhere: NDArray[np.bool_], segment_last: NDArray[np.float64]
+                ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """The packets decided at their ring entry, one at a time in time order (the held rule,
         then a free way or a stamp). A packet that leaves its flow stateless queues the flow's
-        next packet. Returns the decided backend per packet (-1 where none)."""
+        next packet. Returns the decided packets (positions in ts) and their backends."""
         timeout, ways = self.cache_timeout, self.cache_ways
         ring_backend = self.writer.backend.tolist()
         ring_generation = self.writer.generation.tolist()
         applied_generation, applied_backend = self._applied_generation, self._applied_backend
         seen = self._stateless_seen
         way_until, way_backend = self._way_until, self._way_backend
-        time_of, last_of = ts.tolist(), segment_last.tolist()
-        slot_of = ss.tolist()
-        ring_of = self._ring_index[ss].tolist()
-        set_of = self._set_index[ss].tolist()
-        cacheable_of = self._cacheable[ss].tolist()
-        # A stateless flow's next packet, unless it is a decision already queued.
-        n = ts.size
-        follows = np.r_[~queued_elsewhere[1:], False].tolist()
-        out = [-1] * n
+        ring_of, set_of = self._ring_index[ss], self._set_index[ss]
+        cacheable_of = self._cacheable[ss]
+        # A stateless flow's next packet, unless it is a decision queued already.
+        follows = np.r_[~queued_elsewhere[1:], False]
+        # The decisions known up front, in time order (ties: by position), as Python lists; a
+        # heap holds the few packets stateless flows add, merged in as the loop goes.
+        first = np.flatnonzero(decide)
+        first = first[np.lexsort((first, ts[first]))]
+        first_time, first_pos = ts[first].tolist(), first.tolist()
+        first_ring, first_set = ring_of[first].tolist(), set_of[first].tolist()
+        first_cacheable, first_last = cacheable_of[first].tolist(), segment_last[first].tolist()
+        count = len(first_pos)
+        k = 0
+        heap: list[tuple[float, int]] = []
+        decided: list[int] = []
+        backends: list[int] = []
         held = applied = stateless = 0
-        collided: list[int] = []
-        way_of: dict[int, int] = {}
-        heap = [(time_of[i], i) for i in np.flatnonzero(decide).tolist()]
-        heapq.heapify(heap)
-        while heap:
-            t, i = heapq.heappop(heap)
-            r = ring_of[i]
+        stateless_at: list[int] = []
+        claims: list[tuple[int, int]] = []     # (position, way); -1: none
+        while k < count or heap:
+            if heap and (k == count or heap[0] < (first_time[k], first_pos[k])):
+                t, i = heapq.heappop(heap)
+                r, cache_set = ring_of.item(i), set_of.item(i)
+                cacheable, last = cacheable_of.item(i), segment_last.item(i)
+            else:
+                t, i, r, cache_set = first_time[k], first_pos[k], first_ring[k], first_set[k]
+                cacheable, last = first_cacheable[k], first_last[k]
+                k += 1
             generation = ring_generation[r]
             if applied_generation[r] != generation:
                 if t - seen[r] < timeout:
@@ -375,33 +387,38 @@ class GenerationSwitchModel(SwitchModel):
                     applied += 1
             else:
                 backend = ring_backend[r]
-            out[i] = backend
+            decided.append(i)
+            backends.append(backend)
             claimed = -1
-            if cacheable_of[i]:
-                base = set_of[i] * ways
+            if cacheable:
+                base = cache_set * ways
                 for w in range(base, base + ways):
-                    if way_until[w] <= t:              # empty or expired: free
+                    if way_until.item(w) <= t:         # empty or expired: free
                         claimed = w
                         break
+            claims.append((i, claimed))
             if claimed >= 0:
-                way_until[claimed] = last_of[i] + timeout
+                way_until[claimed] = last + timeout
                 way_backend[claimed] = backend
-                way_of[slot_of[i]] = claimed
             else:
                 seen[r] = t
                 stateless += 1
-                collided.append(slot_of[i])
-                way_of[slot_of[i]] = -1
-                if follows[i]:
-                    heapq.heappush(heap, (time_of[i + 1], i + 1))
+                stateless_at.append(i)
+                if follows.item(i):
+                    heapq.heappush(heap, (ts.item(i + 1), i + 1))
         self.counters.held += held
         self.counters.applied += applied
         self.counters.stateless_packets += stateless
-        if way_of:
-            self._way[np.fromiter(way_of.keys(), np.int64)] = np.fromiter(way_of.values(), np.int64)
-        if collided:
-            self._mark_collided(np.array(collided, dtype=np.int64))
-        return np.array(out, dtype=np.int64)
+        if claims:
+            # A flow's way after the batch is what its last decision left (claims are in time order).
+            position, way = np.array(claims, dtype=np.int64).T
+            flow = ss[position]
+            # (numpy leaves the winner among repeated indices open: keep each flow's last.)
+            _, last = np.unique(flow[::-1], return_index=True)
+            self._way[flow[::-1][last]] = way[::-1][last]
+        if stateless_at:
+            self._mark_collided(ss[np.array(stateless_at, dtype=np.int64)])
+        return np.array(decided, dtype=np.int64), np.array(backends, dtype=np.int64)
 
 
 def make_switch(model: str, ring_size: int, cache_timeout: float, max_change: float | None = None,
