@@ -183,3 +183,42 @@ def test_cli_bad_arguments_are_one_line_errors(capsys):
     assert "no flow-size CDF named 'nope'" in capsys.readouterr().err
     assert main(["simulate", "--capacity", "1,x", "--quiet"]) == 2
     assert "--capacity: expected comma-separated numbers" in capsys.readouterr().err
+
+
+def test_cli_compares_switch_models_and_churn_caps_in_one_run(tmp_path, capsys):
+    cdf = cdf_file(tmp_path, "0 0\n1500 50\n30000 100\n")
+    assert main(["simulate", "--workload", str(cdf), "--duration", "1", "--quiet", "--policies", "fb_est",
+                 "--switch-model", "legacy,generations", "--churn-cap", "none,0.05", "--cache-sets", "1",
+                 "--cache-ways", "1", "--ring-size", "256", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| policy"))
+    for column in ("split flows", "collisions", "held", "churn/poll mean/p99/max"):
+        assert column in header
+    rows = [line for line in printed.splitlines() if line.startswith("| fb_est")]
+    assert [tuple(c.strip() for c in row.split("|")[2:4]) for row in rows] == [
+        ("legacy", "-"), ("legacy", "5%"), ("generations", "-"), ("generations", "5%")]
+    split = [int(row.split("|")[header.split("|").index(" split flows ")]) for row in rows]
+    assert split[2:] == [0, 0]
+    churn_max = [int(row.split("|")[header.split("|").index(" churn/poll mean/p99/max ")].split("/")[-1])
+                 for row in rows]
+    assert churn_max[1] <= 12 and churn_max[3] <= 12, "5 % of 256 slots"
+    assert (tmp_path / "out" / "load-fb_est-generations-cap-5.csv").exists()
+    assert main(["simulate", "--switch-model", "p4", "--quiet"]) == 2
+    assert "--switch-model: unknown p4" in capsys.readouterr().err
+    assert main(["simulate", "--churn-cap", "2", "--quiet"]) == 2
+    assert "--churn-cap: a share of the ring in (0, 1]" in capsys.readouterr().err
+
+
+def test_capture_speedup_divides_time_and_non_ip_frames_are_not_cacheable(tmp_path):
+    path = tmp_path / "two.pcap"
+    write_capture(path)
+    arp = Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff", type=0x0806) / (b"\x00" * 28)
+    arp.time = 100.2
+    wrpcap(str(path), [arp], append=True)
+    trace = CaptureTrace([path], speedup=10)
+    assert trace.duration == pytest.approx(0.02)
+    batches = list(trace.batches(0.1))
+    assert batches[0].packet_time.max() == pytest.approx(0.02)
+    assert batches[0].new.cacheable.tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="speed-up"):
+        CaptureTrace([path], speedup=0)
