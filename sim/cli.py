@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--symmetric", action="store_true", help="capture mode: both directions one flow")
     source.add_argument("--speedup", type=float, default=1.0,
                         help="captures: replay this many times faster (after long gaps are shortened to 1 s)")
+    source.add_argument("--copies", type=int, default=1,
+                        help="captures: overlay this many copies, started evenly over the trace, each with "
+                             "its addresses changed (more clients; default 1)")
     cluster = parser.add_argument_group("cluster and switch")
     cluster.add_argument("--servers", type=int, default=3, help="number of equal servers (default 3)")
     cluster.add_argument("--capacity", metavar="GBPS,...",
@@ -176,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         missing = [str(p) for p in args.pcap if not p.is_file()]
         if missing:
             raise ValueError(f"no such capture: {', '.join(missing)}")
-        trace = CaptureTrace(args.pcap, symmetric=args.symmetric, speedup=args.speedup)
+        trace = CaptureTrace(args.pcap, symmetric=args.symmetric, speedup=args.speedup, copies=args.copies)
         if trace.packet_count == 0:
             print(f"{', '.join(map(str, args.pcap))}: no packets to simulate", file=sys.stderr)
             return 0
@@ -187,7 +190,9 @@ def _run(args: argparse.Namespace) -> int:
             capacity = np.full(args.servers, busy_rate / args.load / args.servers)
         make_source = lambda: trace   # noqa: E731 (re-reads the files each run)
         duration = trace.duration
-        label = ", ".join(p.name for p in args.pcap) + (f", {args.speedup:g}x" if args.speedup != 1 else "")
+        names = ", ".join(p.name for p in args.pcap) if len(args.pcap) <= 3 else f"{len(args.pcap)} captures"
+        label = (names + (f", {args.speedup:g}x" if args.speedup != 1 else "")
+                 + (f", {args.copies} copies" if args.copies != 1 else ""))
     else:
         capacity = (np.array(_floats(args.capacity, "--capacity")) if args.capacity
                     else np.ones(args.servers)) * GBIT

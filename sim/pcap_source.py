@@ -4,7 +4,10 @@ Several captures can be merged into one trace; each is shifted to start at time 
 overlap. Timestamps that go backwards are clamped (the packet counts as arriving with the
 previous one), and silent gaps longer than `max_gap` are shortened to it, so a capture
 with a day-long pause does not simulate a day of nothing. `speedup` then divides every
-time (a capture replayed faster: more new flows per second, flows shorter). A flow ends
+time (a capture replayed faster: more new flows per second, flows shorter), and `copies`
+overlays that many copies, started evenly over the trace's length, each with its
+addresses changed (more clients running the same traffic: the captures hold only a few
+thousand flows, too few to sustain a high new-flow rate for long). A flow ends
 when idle for `flow_timeout` (simulated seconds, like the switch's timers). Non-IP frames
 are flows the switch never caches (dispatched statelessly by their MAC pair). A corrupt
 capture raises CaptureError (file and byte offset).
@@ -39,6 +42,9 @@ def prefix_rtt(prefix: int) -> float:
     return float(np.exp(np.log(1e-4) + fraction * (np.log(5e-3) - np.log(1e-4))))
 
 
+CACHE_PACKETS = 20_000_000      # about 1 GB of batches
+
+
 def is_ip_frame(frame: bytes) -> bool:
     """Whether the data plane keys this frame by its 5-tuple (IPv4 or IPv6, as
     controller/dataplane/flow_key.py parses it) rather than by its MAC pair."""
@@ -55,11 +61,16 @@ class CaptureTrace:
     """A TrafficSource replaying one or more captures."""
 
     def __init__(self, paths: list[Path], symmetric: bool = False, max_gap: float = 1.0,
-                 flow_timeout: float = 2.0, speedup: float = 1.0) -> None:
+                 flow_timeout: float = 2.0, speedup: float = 1.0, copies: int = 1) -> None:
         if not paths:
             raise ValueError("no capture given")
         if speedup <= 0:
             raise ValueError(f"speed-up must be positive, not {speedup}")
+        if copies < 1:
+            raise ValueError(f"copies must be at least 1, not {copies}")
+        self.copies = copies
+        self._base: list[tuple[float, FlowKey, int, bool]] | None = None
+        self._batches: dict[float, list[TrafficBatch]] = {}
         self.paths = [Path(p) for p in paths]
         self.symmetric = symmetric
         self.max_gap = max_gap
@@ -67,10 +78,27 @@ class CaptureTrace:
         self.speedup = speedup
         self.duration, self.total_bytes, self.packet_count, self.per_second = self._measure()
 
-    def _packets(self) -> Iterator[tuple[float, FlowKey | None, int, bool]]:
+    def _packets(self) -> Iterator[tuple[float, FlowKey, int, bool]]:
+        """(time, key, wire bytes, is IP) of every copy, merged in time order."""
+        if self.copies == 1:
+            yield from self._merged()
+            return
+        if self._base is None:
+            self._base = list(self._merged())    # read once; captures are small
+        base = self._base
+        length = base[-1][0] if base else 0.0
+
+        def copy(c: int) -> Iterator[tuple[float, FlowKey, int, bool]]:
+            offset, salt = c * length / self.copies, c << 8   # IPv4-mapped stays IPv4-mapped
+            for t, (src, dst, protocol, sport, dport), size, ip in base:
+                yield t + offset, (src ^ salt, dst ^ salt, protocol, sport, dport), size, ip
+
+        yield from heapq.merge(*(copy(c) for c in range(self.copies)), key=lambda item: item[0])
+
+    def _merged(self) -> Iterator[tuple[float, FlowKey, int, bool]]:
         """(time, key, wire bytes, is IP), merged over captures, each rebased to 0, gaps
-        shortened, sped up."""
-        def one(path: Path) -> Iterator[tuple[float, int, FlowKey | None, int, bool]]:
+        shortened, sped up. Frames too short for a key are keyed (0, 0, 0, 0, 0)."""
+        def one(path: Path) -> Iterator[tuple[float, int, FlowKey, int, bool]]:
             start = previous = clock = None
             for frame in read_frames(path):
                 t = frame.timestamp
@@ -80,8 +108,8 @@ class CaptureTrace:
                 step = min(max(t - previous, 0.0), self.max_gap)
                 previous = max(previous, t)
                 clock += step
-                yield (clock / self.speedup, 0, flow_key(frame.data, self.symmetric), frame.wire_len,
-                       is_ip_frame(frame.data))
+                yield (clock / self.speedup, 0, flow_key(frame.data, self.symmetric) or (0, 0, 0, 0, 0),
+                       frame.wire_len, is_ip_frame(frame.data))
 
         for t, _, key, size, ip in heapq.merge(*(one(p) for p in self.paths), key=lambda item: item[0]):
             yield t, key, size, ip
@@ -98,6 +126,18 @@ class CaptureTrace:
         return duration, total, count, np.array(list(per_second.values()))
 
     def batches(self, interval: float) -> Iterator[TrafficBatch]:
+        """The trace one interval at a time. A trace of up to CACHE_PACKETS packets is kept
+        after the first pass (the simulator replays it once per policy and never changes a
+        batch), so it is keyed and hashed once; a longer one is read again, in constant memory."""
+        if self.packet_count > CACHE_PACKETS:
+            yield from self._make_batches(interval)
+            return
+        cached = self._batches.get(interval)
+        if cached is None:
+            cached = self._batches[interval] = list(self._make_batches(interval))
+        yield from cached
+
+    def _make_batches(self, interval: float) -> Iterator[TrafficBatch]:
         slots = SlotAllocator()
         live: dict[FlowKey, list] = {}        # key -> [slot, first, last, bytes]
         packets = iter(self._packets())
@@ -110,7 +150,6 @@ class CaptureTrace:
                                     ("slot", "hash", "source_hash", "source", "rtt", "first", "cacheable")}
             while upcoming is not None and upcoming[0] < t1:
                 t, key, size, ip = upcoming
-                key = key if key is not None else (0, 0, 0, 0, 0)
                 flow = live.get(key)
                 if flow is None:
                     slot = int(slots.take(1)[0])
