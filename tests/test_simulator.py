@@ -222,3 +222,12 @@ def test_capture_speedup_divides_time_and_non_ip_frames_are_not_cacheable(tmp_pa
     assert batches[0].new.cacheable.tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="speed-up"):
         CaptureTrace([path], speedup=0)
+    # Three copies: three times the flows (distinct keys), the second starting a third of the way in.
+    copies = CaptureTrace([path], copies=3)
+    assert copies.packet_count == 3 * trace.packet_count
+    new = [b.new for b in copies.batches(0.01)]
+    assert sum(n.slot.size for n in new) == 3 * 4
+    hashes = np.concatenate([n.key_hash for n in new])
+    assert np.unique(hashes).size == 12
+    firsts = np.sort(np.concatenate([n.first for n in new]))
+    assert firsts[:3] == pytest.approx([0.0, 0.05, 0.2 / 3]), "copy 0 at 0 and 0.05 s, copy 1 from 0.2 / 3 s"
