@@ -150,37 +150,49 @@ def step_counts(current: ArrayLike, target: ArrayLike, max_moves: int | None) ->
     return current - _take(current, target, moves) + _give(current, target, moves)
 
 
-def must_move(previous: ArrayLike, weights: ArrayLike) -> NDArray[np.bool_]:
-    """Slots that must change at once: empty, held by a server not in `weights`, or by one whose
-    weight is 0 (quiesced, draining, removed: it must take no new flow)."""
+def must_move(previous: ArrayLike, weights: ArrayLike, available: ArrayLike | None = None) -> NDArray[np.bool_]:
+    """Slots that must change at once: empty, held by a server not in `weights`, or by one that
+    may take no new flow (`available` False: quiesced, draining, failed, removed). Without
+    `available`, a weight of 0 is taken to mean that; with it, a server a policy merely gives
+    weight 0 this poll (water-filling does) is only the most over-served one."""
     ring = np.asarray(previous, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
+    takes = weights > 0 if available is None else np.asarray(available, dtype=bool)
+    if takes.shape != weights.shape:
+        raise ValueError(f"{takes.size} availability flags for {weights.size} servers")
     known = (ring >= 0) & (ring < len(weights))
     out = ~known
-    out[known] = weights[ring[known]] <= 0
+    out[known] = ~takes[ring[known]]
     return out
 
 
 def plan_ring(previous: ArrayLike, weights: ArrayLike, max_change: int | None = None,
-              hysteresis: float = 0.0) -> NDArray[np.int64]:
+              hysteresis: float = 0.0, available: ArrayLike | None = None) -> NDArray[np.int64]:
     """The next ring after `previous` (server index per slot, -1 for empty) for these weights.
 
-    * Slots that must move (`must_move`) always move, whatever the cap, each to the server then
-      the most under-served.
+    * Slots that must move (`must_move`, with `available`) always move, whatever the cap, each
+      to the server then the most under-served.
     * Otherwise nothing changes while every server's slot count is within `hysteresis` slots of
       its target (`slot_counts`); with hysteresis 0 any difference is written.
     * At most `max_change` slots change in all (None: no cap); the forced ones count against it
       first. The moves go from the most over-served servers to the most under-served
-      (`step_counts`), and within a server the fewest, evenly spread slots change
-      (`ring_for_counts`).
+      (`step_counts`: a server whose weight is 0 but which is available counts as infinitely
+      over-served, so its slots go first), and within a server the fewest, evenly spread slots
+      change (`ring_for_counts`).
     """
     ring = np.array(previous, dtype=np.int64, copy=True)
+    if available is not None:   # a server that takes no new flows is owed nothing, whatever its weight
+        available = np.asarray(available, dtype=bool)
+        weights = np.asarray(weights, dtype=np.float64)
+        if available.shape != weights.shape:
+            raise ValueError(f"{available.size} availability flags for {weights.size} servers")
+        weights = np.where(available, weights, 0.0)
     target = slot_counts(weights, ring.size)
     if max_change is not None and max_change < 0:
         raise ValueError(f"max_change must be >= 0 slots, not {max_change}")
     if hysteresis < 0:
         raise ValueError(f"hysteresis must be >= 0 slots, not {hysteresis}")
-    forced = must_move(ring, weights)
+    forced = must_move(ring, weights, available)
     ring[forced] = -1
     current = np.bincount(ring[~forced], minlength=target.size)
     if not forced.any() and np.all(np.abs(current - target) <= hysteresis):

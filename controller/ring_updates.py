@@ -60,7 +60,7 @@ class RingUpdater:
                     ring.warned_no_backend = True
                 continue
             ring.warned_no_backend = False
-            changes = ring.plan([b.id for b in backends], weights, force=force)
+            changes = ring.plan([b.id for b in backends], weights, force=force, available=view.available)
             if not changes:
                 continue
             if service.dispatch == "reactive":

@@ -49,9 +49,11 @@ class ServiceRing:
             if 0 <= slot < self.size:
                 self.slots[slot] = backend_id
 
-    def plan(self, backend_ids: list[int], weights: NDArray[np.float64],
-             force: bool = False) -> dict[int, int]:
-        """Slots to rewrite (slot -> backend id) for these weights; empty when not worth it."""
+    def plan(self, backend_ids: list[int], weights: NDArray[np.float64], force: bool = False,
+             available: NDArray[np.bool_] | None = None) -> dict[int, int]:
+        """Slots to rewrite (slot -> backend id) for these weights; empty when not worth it.
+        `available`: which backends take new flows (default: those with a positive weight);
+        a policy's weight 0 for an available backend is not a reason to bypass the cap."""
         ids = np.asarray(backend_ids, dtype=np.int64)
         if ids.size == 0 or not np.any(weights > 0):
             return {}
@@ -59,7 +61,7 @@ class ServiceRing:
         previous = np.array([index_of.get(int(b), -1) for b in self.slots], dtype=np.int64)
         cap = None if self.max_change is None else max(1, int(self.max_change * self.size))
         ring = plan_ring(previous, weights, max_change=cap,
-                         hysteresis=0.0 if force else self.threshold * self.size)
+                         hysteresis=0.0 if force else self.threshold * self.size, available=available)
         new_slots = ids[ring]
         changed = np.flatnonzero(new_slots != self.slots)
         return {int(s): int(new_slots[s]) for s in changed}

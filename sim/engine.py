@@ -1,10 +1,12 @@
 """The simulation loop: traffic -> switch -> servers, and the controller at each poll.
 
-Per polling interval: new flows take the ring's choice, packets are binned per server and
+Per polling interval: the switch model (sim/switch_model.py) gives every packet its backend
+(new flows at the ring, then cache or `flows` entry), packets are binned per server and
 served by the token-bucket queues; then the controller reads what the counters show (load
 of the interval that just ended, flows whose digests have arrived), updates the FB_EST
-estimates, asks the policy for weights and rewrites the ring, which takes effect after
-`controller_lag` further intervals. So the policy sees load as late as the real one would.
+estimates, asks the policy for weights and rewrites the ring (bounded by the churn cap and
+hysteresis), which takes effect after `controller_lag` further intervals. So the policy
+sees load as late as the real one would.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class Simulation:
         self._reads_load = policy.needs_flow_estimates or not _is_static(policy)
         # Flows not yet known to the controller: slot, digest time, RTT sample, source.
         self._pending = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
-        self._rings: deque[NDArray[np.float64]] = deque()
+        self._rings: deque[tuple[NDArray[np.float64], NDArray[np.bool_]]] = deque()   # weights, available
 
     def run(self, source: TrafficSource, progress: Callable[[float], None] | None = None) -> SimulationResult:
         cfg = self.config
@@ -115,7 +117,7 @@ class Simulation:
         view.configured_weight = cfg.configured_weight
         view.available = self._available(0.0)
         view.interval = cfg.poll_interval
-        self.switch.write_ring(self.policy.weights(view), 0.0)
+        self.switch.write_ring(self.policy.weights(view), 0.0, view.available)
         for batch in source.batches(cfg.poll_interval):
             self._step(batch)
             if progress:
@@ -219,9 +221,10 @@ class Simulation:
             incoming_rate=float(slot_bytes[new_slots].sum()) / (interval / 2) if slot_bytes is not None else 0.0,
             incoming_flows=float(new_slots.size), interval=interval,
             rtt=self.rtts.predict(-1), time=now)
-        self._rings.append(self.policy.weights(view))
+        self._rings.append((self.policy.weights(view), view.available))
         if len(self._rings) > cfg.controller_lag:
-            self.switch.write_ring(self._rings.popleft(), now)
+            weights, available = self._rings.popleft()
+            self.switch.write_ring(weights, now, available)
 
 
 def _is_static(policy: Policy) -> bool:

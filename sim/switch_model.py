@@ -86,9 +86,10 @@ class RingWriter:
         self.generation = np.zeros(size, dtype=np.int64)
         self.last_generation = 0
 
-    def write(self, weights: NDArray[np.float64]) -> NDArray[np.int64]:
-        """Plan and apply a write; returns the slots it changed."""
-        new = plan_ring(self.backend, weights, self.max_change, self.hysteresis)
+    def write(self, weights: NDArray[np.float64], available: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
+        """Plan and apply a write (`available`: servers that take new flows; default those
+        with a positive weight); returns the slots it changed."""
+        new = plan_ring(self.backend, weights, self.max_change, self.hysteresis, available)
         changed = np.flatnonzero(new != self.backend)
         if changed.size:
             self.last_generation += 1
@@ -131,9 +132,9 @@ class SwitchModel:
 
     # -- the controller's writes ------------------------------------------------------------
 
-    def write_ring(self, weights: NDArray[np.float64], now: float) -> int:
+    def write_ring(self, weights: NDArray[np.float64], now: float, available: NDArray[np.bool_] | None = None) -> int:
         """A poll: the ring writer plans and writes; returns the slots changed."""
-        changed = self.writer.write(weights)
+        changed = self.writer.write(weights, available)
         if self._writes:
             self.counters.churn.append(int(changed.size))
         self._writes += 1
@@ -414,8 +415,8 @@ class GenerationSwitchModel(SwitchModel):
             position, way = np.array(claims, dtype=np.int64).T
             flow = ss[position]
             # (numpy leaves the winner among repeated indices open: keep each flow's last.)
-            _, last = np.unique(flow[::-1], return_index=True)
-            self._way[flow[::-1][last]] = way[::-1][last]
+            latest = np.unique(flow[::-1], return_index=True)[1]
+            self._way[flow[::-1][latest]] = way[::-1][latest]
         if stateless_at:
             self._mark_collided(ss[np.array(stateless_at, dtype=np.int64)])
         return np.array(decided, dtype=np.int64), np.array(backends, dtype=np.int64)

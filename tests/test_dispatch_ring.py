@@ -161,3 +161,17 @@ def test_capped_plans_bound_churn_and_never_worsen_the_worst_share(pair, size, c
         assert ring_churn(old, new) == 0
     if cap >= minimal_churn(old, after) and hysteresis == 0:
         assert np.array_equal(new_counts, target) and ring_churn(old, new) == minimal_churn(old, after)
+
+
+def test_a_policys_zero_weight_is_not_a_quiesce_when_availability_is_given():
+    # Water-filling gives a loaded but available server weight 0 this poll: its slots are the
+    # most over-served and go first, but under the cap; only unavailable servers bypass it.
+    old = build_ring([1, 1, 1, 1], 64)                         # 16 each
+    capped = plan_ring(old, [1, 1, 0, 1], max_change=4, available=[True] * 4)
+    assert ring_churn(old, capped) == 4 and set(old[old != capped].tolist()) == {2}
+    quiesced = plan_ring(old, [1, 1, 0, 1], max_change=4, available=[True, True, False, True])
+    assert ring_churn(old, quiesced) == 16 and not np.any(quiesced == 2)
+    # An unavailable server is owed nothing, whatever weight it is given.
+    assert not np.any(plan_ring(old, [1, 1, 5, 1], available=[True, True, False, True]) == 2)
+    with pytest.raises(ValueError, match="3 availability flags for 4 servers"):
+        plan_ring(old, [1, 1, 1, 1], available=[True] * 3)

@@ -69,3 +69,12 @@ def test_threshold_is_per_backend_share_and_force_skips_it_but_not_the_cap():
     assert len(changes) == 256 and 13 not in changes.values(), "its 256 slots go at once, over the cap"
     with pytest.raises(ValueError, match="shares of the ring"):
         ServiceRing(1, 64, threshold=0.0, max_change=0.0)
+
+
+def test_available_backends_with_weight_zero_move_under_the_cap():
+    ring = ServiceRing(1, 1024, threshold=0.0, max_change=0.05)
+    ring.commit(ring.plan([10, 11], np.array([1.0, 1.0])))
+    changes = ring.plan([10, 11], np.array([1.0, 0.0]), available=np.array([True, True]))
+    assert len(changes) == 51, "backend 11 is only the policy's last choice this poll"
+    changes = ring.plan([10, 11], np.array([1.0, 0.0]), available=np.array([True, False]))
+    assert len(changes) == 512, "backend 11 is quiesced: all its slots go"
