@@ -93,6 +93,7 @@ class RunSummary:
     packets: int
     ring_churn: int            # ring slots rewritten over the run
     split_flows: int           # flows whose packets were given two backends (sim/switch_model.py)
+    split_design_flows: int = 0   # ... within docs/consistency.md's flows (a T_c silence before the entry ends one)
     collisions: int = 0        # flows that found their cache set (legacy: slot) full
     held: int = 0              # decisions that kept a ring entry's older generation
     applied: int = 0           # generations applied at ring entries
@@ -105,7 +106,7 @@ class RunSummary:
 
     COLUMNS = ("policy", "switch", "cap", "max/mean mean", "max/mean p99", "CoV mean", "CoV p99", "drops %",
                "slowdown mean", "slowdown p99", "flows", "packets", "ring churn", "churn/poll mean/p99/max",
-               "split flows", "collisions", "held", "applied", "peak ways")
+               "split flows", "split design", "collisions", "held", "applied", "peak ways")
 
     def row(self) -> list[str]:
         cap = "-" if self.churn_cap is None else f"{self.churn_cap:.0%}"
@@ -113,6 +114,7 @@ class RunSummary:
                 f"{self.cov_mean:.3f}", f"{self.cov_p99:.3f}", f"{self.drop_percent:.3f}", f"{self.slowdown_mean:.2f}",
                 f"{self.slowdown_p99:.2f}", str(self.flows), str(self.packets), str(self.ring_churn),
                 f"{self.churn_mean:.1f}/{self.churn_p99:.0f}/{self.churn_max}", str(self.split_flows),
+                str(self.split_design_flows),
                 str(self.collisions), str(self.held), str(self.applied), str(self.peak_live_ways)]
 
     @property
@@ -147,6 +149,7 @@ def summarise(policy: str, recorder: LoadRecorder, capacity: NDArray[np.float64]
                       drop_percent=100 * float(dropped.sum()) / total if total else 0.0,
                       slowdown_mean=slowdowns.mean(), slowdown_p99=slowdowns.percentile(99),
                       flows=slowdowns.flows, packets=packets, ring_churn=int(sum(switch.churn)),
-                      split_flows=switch.split_flows, collisions=switch.collisions, held=switch.held,
+                      split_flows=switch.split_flows, split_design_flows=switch.split_design_flows,
+                      collisions=switch.collisions, held=switch.held,
                       applied=switch.applied, churn_mean=churn_mean, churn_p99=churn_p99, churn_max=churn_max,
                       peak_live_ways=switch.peak_live_ways)

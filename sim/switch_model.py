@@ -20,7 +20,10 @@ flow's last packet at or before the digest (the one the digest carried).
 
 Split flows are counted apart from either mechanism's bookkeeping: every packet's backend,
 as the model gives it, is compared with the backend of its flow's first packet; a flow with
-any mismatch is split.
+any mismatch is split (`split_flows`, flows as the traffic source has them). docs/consistency.md
+ends a flow at a silence of T_c or more before its entry exists (the switch forgets it then);
+`split_design_flows` counts only mismatches within such flows, i.e. against the first packet
+after the last such silence: that is what the proof claims never happens.
 """
 
 from __future__ import annotations
@@ -51,9 +54,22 @@ class NewFlowArrivals:
 
 
 @dataclass
+class PreEntry:
+    """A batch's packets that find no `flows` entry, by flow then time ("runs" of one flow)."""
+    order: NDArray[np.int64]           # their positions in the batch
+    time: NDArray[np.float64]
+    slot: NDArray[np.int64]
+    run_start: NDArray[np.bool_]       # first of its flow in this batch
+    previous: NDArray[np.float64]      # the flow's packet before (-inf: none)
+    new_first: NDArray[np.bool_]       # a new flow's first packet
+
+
+@dataclass
 class SwitchCounters:
     flows: int = 0
-    split_flows: int = 0         # flows whose packets were given two backends
+    split_flows: int = 0         # flows (as the traffic source has them) given two backends
+    split_design_flows: int = 0  # ... counting only within docs/consistency.md's flows (a silence of
+                                 # T_c before the entry ends a flow): what the proof claims is 0
     collisions: int = 0          # flows that found their set (legacy: slot) full at least once
     stateless_packets: int = 0   # packets decided without an entry or a cache way
     held: int = 0                # decisions that kept an older generation (EVENT_GENERATION_HELD)
@@ -121,10 +137,13 @@ class SwitchModel:
         self._installed = np.zeros(0)
         self._ring_index = np.zeros(0, np.int64)
         self._split = np.zeros(0, np.bool_)
+        self._split_design = np.zeros(0, np.bool_)
+        self._design_backend = np.zeros(0, np.int64)  # first backend of the flow's current design flow
         self._collided = np.zeros(0, np.bool_)
+        self._last_pre = np.zeros(0)                  # the flow's last packet before its entry, so far
 
     _PER_FLOW: tuple[str, ...] = ("first_backend", "_entry_backend", "_digest", "_installed", "_ring_index",
-                                  "_split", "_collided")
+                                  "_split", "_split_design", "_design_backend", "_collided", "_last_pre")
 
     @property
     def ring(self) -> NDArray[np.int64]:
@@ -152,26 +171,55 @@ class SwitchModel:
         between batches, at poll boundaries."""
         self._admit(new)
         backend = np.empty(packet_time.size, dtype=np.int64)
-        pre = packet_time < self._installed[packet_slot]
-        pre_time, pre_slot = packet_time[pre], packet_slot[pre]
-        pre_backend = self._without_entry(new, pre_time, pre_slot)
-        backend[pre] = pre_backend
+        pre = self._pre_entry(new, packet_time, packet_slot)
+        pre_backend = self._without_entry(new, pre)
+        backend[pre.order] = pre_backend
+        run_end = np.r_[pre.run_start[1:], True] if pre.time.size else np.zeros(0, dtype=bool)
         # The entry carries what the digest carried: the backend of the last packet up to it.
-        upto = pre_time <= self._digest[pre_slot]
-        if upto.any():
-            order = np.lexsort((pre_time[upto], pre_slot[upto]))
-            slots, backends = pre_slot[upto][order], pre_backend[upto][order]
-            last = np.r_[slots[1:] != slots[:-1], True]
-            self._entry_backend[slots[last]] = backends[last]
-        backend[~pre] = self._entry_backend[packet_slot[~pre]]
-        # The split check: every packet against its flow's first.
-        moved = packet_slot[backend != self.first_backend[packet_slot]]
-        if moved.size:
-            moved = np.unique(moved)
-            fresh = moved[~self._split[moved]]
-            self._split[fresh] = True
-            self.counters.split_flows += int(fresh.size)
+        upto = np.flatnonzero(pre.time <= self._digest[pre.slot])
+        if upto.size:
+            last = upto[np.r_[pre.slot[upto][1:] != pre.slot[upto][:-1], True]]
+            self._entry_backend[pre.slot[last]] = pre_backend[last]
+        entered = np.ones(packet_time.size, dtype=bool)
+        entered[pre.order] = False
+        backend[entered] = self._entry_backend[packet_slot[entered]]
+        # The split checks: every packet against its flow's first, and against the first of its
+        # design flow (a new one starts after a silence of T_c before the entry).
+        self._count(self._split, "split_flows", packet_slot[backend != self.first_backend[packet_slot]])
+        restart = pre.new_first | (pre.previous + self.cache_timeout <= pre.time)
+        reference = np.full(pre.time.size, -1, dtype=np.int64)
+        reference[pre.run_start] = self._design_backend[pre.slot[pre.run_start]]
+        reference[restart] = pre_backend[restart]
+        reference = reference[np.maximum.accumulate(np.where(reference >= 0, np.arange(reference.size), 0))]
+        self._design_backend[pre.slot[run_end]] = reference[run_end]
+        self._last_pre[pre.slot[run_end]] = pre.time[run_end]
+        design_moved = np.r_[pre.slot[pre_backend != reference],
+                             packet_slot[entered][backend[entered] != self._design_backend[packet_slot[entered]]]]
+        self._count(self._split_design, "split_design_flows", design_moved)
         return backend
+
+    def _pre_entry(self, new: NewFlowArrivals, time: NDArray[np.float64], slot: NDArray[np.int64]) -> PreEntry:
+        """The packets without an entry, by flow then time, and how each relates to the last."""
+        index = np.flatnonzero(time < self._installed[slot])
+        order = index[np.lexsort((time[index], slot[index]))]
+        ts, ss = time[order], slot[order]
+        run_start = np.r_[True, ss[1:] != ss[:-1]] if ss.size else np.zeros(0, dtype=bool)
+        previous = np.r_[-np.inf, ts[:-1]]
+        previous[run_start] = self._last_pre[ss[run_start]]
+        is_new = np.zeros(self._size, dtype=bool)
+        is_new[new.slot] = True
+        new_first = run_start & is_new[ss]
+        if int(np.count_nonzero(new_first)) != new.slot.size or np.any(ts[new_first] != previous[new_first]):
+            raise ValueError("every new flow needs its first packet in the batch, at its first time")
+        return PreEntry(order, ts, ss, run_start, previous, new_first)
+
+    def _count(self, flags: NDArray[np.bool_], counter: str, slots: NDArray[np.int64]) -> None:
+        """Flag these flows, counting each one the first time."""
+        if slots.size:
+            slots = np.unique(slots)
+            fresh = slots[~flags[slots]]
+            flags[fresh] = True
+            setattr(self.counters, counter, getattr(self.counters, counter) + int(fresh.size))
 
     def _admit(self, new: NewFlowArrivals) -> None:
         if new.slot.size:
@@ -184,7 +232,9 @@ class SwitchModel:
         self._installed[s] = new.installed
         self._ring_index[s] = (new.ring_hash.astype(np.int64) >> 16) & self.mask
         self._split[s] = False
+        self._split_design[s] = False
         self._collided[s] = False
+        self._last_pre[s] = new.first     # so the first packet is no silence
 
     def _mark_collided(self, slots: NDArray[np.int64]) -> None:
         slots = np.unique(slots)
@@ -203,9 +253,9 @@ class SwitchModel:
             setattr(self, name, grown)
         self._size = new
 
-    def _without_entry(self, new: NewFlowArrivals, time: NDArray[np.float64],
-                       slot: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Backends of the packets that find no `flows` entry; sets first_backend of new flows."""
+    def _without_entry(self, new: NewFlowArrivals, pre: PreEntry) -> NDArray[np.int64]:
+        """Backends of the packets that find no `flows` entry (in `pre`'s order); sets
+        first_backend of new flows."""
         raise NotImplementedError
 
 
@@ -222,8 +272,7 @@ class LegacySwitchModel(SwitchModel):
     def live_ways(self, now: float) -> int:
         return int(np.count_nonzero(self._cache_busy_until > now))
 
-    def _without_entry(self, new: NewFlowArrivals, time: NDArray[np.float64],
-                       slot: NDArray[np.int64]) -> NDArray[np.int64]:
+    def _without_entry(self, new: NewFlowArrivals, pre: PreEntry) -> NDArray[np.int64]:
         s = new.slot
         self.first_backend[s] = self.ring[self._ring_index[s]]
         cache_slot = new.cache_hash.astype(np.int64) & (LEGACY_CACHE_SLOTS - 1)
@@ -236,9 +285,9 @@ class LegacySwitchModel(SwitchModel):
         self._mark_collided(s[~winner])
         # A cached flow keeps its first backend; a colliding one follows the ring (which is
         # constant within a batch) at every packet.
-        backend = self.first_backend[slot].copy()
-        stateless = self._collided[slot]
-        backend[stateless] = self.ring[self._ring_index[slot[stateless]]]
+        backend = self.first_backend[pre.slot].copy()
+        stateless = self._collided[pre.slot]
+        backend[stateless] = self.ring[self._ring_index[pre.slot[stateless]]]
         self.counters.stateless_packets += int(np.count_nonzero(stateless))
         return backend
 
@@ -269,9 +318,8 @@ class GenerationSwitchModel(SwitchModel):
         self._set_index = np.zeros(0, np.int64)
         self._cacheable = np.zeros(0, np.bool_)
         self._way = np.zeros(0, np.int64)          # the way the flow holds, -1: none
-        self._last_pre = np.zeros(0)               # its last packet before its entry, so far
 
-    _PER_FLOW = SwitchModel._PER_FLOW + ("_set_index", "_cacheable", "_way", "_last_pre")
+    _PER_FLOW = SwitchModel._PER_FLOW + ("_set_index", "_cacheable", "_way")
 
     def live_ways(self, now: float) -> int:
         return int(np.count_nonzero(self._way_until > now))
@@ -282,36 +330,23 @@ class GenerationSwitchModel(SwitchModel):
         self._set_index[s] = new.cache_hash.astype(np.int64) & (self.cache_sets - 1)
         self._cacheable[s] = new.cacheable
         self._way[s] = -1
-        self._last_pre[s] = new.first
 
-    def _without_entry(self, new: NewFlowArrivals, time: NDArray[np.float64],
-                       slot: NDArray[np.int64]) -> NDArray[np.int64]:
+    def _without_entry(self, new: NewFlowArrivals, pre: PreEntry) -> NDArray[np.int64]:
         timeout = self.cache_timeout
-        n = time.size
+        ts, ss, run_start = pre.time, pre.slot, pre.run_start
+        n = ts.size
         if n == 0:
-            if new.slot.size:
-                raise ValueError("new flows without their first packet in the batch")
             return np.zeros(0, dtype=np.int64)
-        # Each flow's packets in time order (a "run"); segments split where the flow was silent
-        # for T_c or more (its way expired: the next packet is decided again).
-        order = np.lexsort((time, slot))
-        ts, ss = time[order], slot[order]
-        run_start = np.r_[True, ss[1:] != ss[:-1]]
-        previous = np.r_[np.nan, ts[:-1]]
-        previous[run_start] = self._last_pre[ss[run_start]]
-        is_new = np.zeros(self._size, dtype=bool)
-        is_new[new.slot] = True
-        new_first = run_start & is_new[ss]
-        if int(np.count_nonzero(new_first)) != new.slot.size or np.any(ts[new_first] != self._last_pre[ss[new_first]]):
-            raise ValueError("every new flow needs its first packet in the batch, at its first time")
-        # (The same float expression as a way's liveness: until = last seen + T_c <= now.)
-        segment_start = (previous + timeout <= ts) & ~new_first
+        # Segments of a flow's run split where it was silent for T_c or more (its way expired:
+        # the next packet is decided again). The same float expression as a way's liveness:
+        # until = last seen + T_c <= now.
+        segment_start = (pre.previous + timeout <= ts) & ~pre.new_first
         way_at_start = self._way[ss[run_start]]
         # Decisions: new flows' first packets, silences of T_c, and the first packet of a run
         # whose flow holds no way (stateless); later packets of a stateless flow are queued as
         # it stays stateless.
         decide = segment_start.copy()
-        decide[run_start] |= is_new[ss[run_start]] | (way_at_start < 0)
+        decide[run_start] |= pre.new_first[run_start] | (way_at_start < 0)
         boundary = run_start | segment_start
         segment = np.cumsum(boundary) - 1
         segment_last = ts[np.r_[np.flatnonzero(boundary)[1:] - 1, n - 1]][segment]
@@ -326,15 +361,10 @@ class GenerationSwitchModel(SwitchModel):
         value = np.full(n, -1, dtype=np.int64)
         value[run_start] = start_backend
         value[decided] = decided_backend
-        source = np.maximum.accumulate(np.where(value >= 0, np.arange(n), 0))
-        filled = value[source]
-        if np.any(filled < 0):
+        backend = value[np.maximum.accumulate(np.where(value >= 0, np.arange(n), 0))]
+        if np.any(backend < 0):
             raise AssertionError("a packet with neither a decision nor a cache way")
-        self.first_backend[ss[new_first]] = filled[new_first]
-        run_end = np.r_[run_start[1:], True]
-        self._last_pre[ss[run_end]] = ts[run_end]
-        backend = np.empty(n, dtype=np.int64)
-        backend[order] = filled
+        self.first_backend[ss[pre.new_first]] = backend[pre.new_first]
         return backend
 
     def _decide(self, ts: NDArray[np.float64], ss: NDArray[np.int64], decide: NDArray[np.bool_],

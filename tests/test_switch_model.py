@@ -171,6 +171,7 @@ def test_generations_model_equals_the_reference_packet_by_packet(seed):
     # Within docs/consistency.md's flows, every inconsistency is the one case the proof misses
     # (test_an_earlier_flows_late_entry_splits_the_next_flow_with_its_key): a flow that
     # started after a silence of T_c following the digest, and then met that digest's entry.
+    inconsistent = 0
     for flow, backends in zip(flows, got):
         pieces = definitional_flows(flow, backends, timeout)
         for k, piece in enumerate(pieces[1:], 1):
@@ -178,6 +179,8 @@ def test_generations_model_equals_the_reference_packet_by_packet(seed):
                 start = flow.times[sum(len(p) for p in pieces[:k])]
                 assert flow.digest < start and flow.installed > start, "an entry from an earlier flow's digest"
         assert len(set(pieces[0])) == 1, "the first flow of a key is never split"
+        inconsistent += any(len(set(piece)) > 1 for piece in pieces)
+    assert switch.counters.split_design_flows == inconsistent
 
 
 def every_flow_collides(model: str, seed: int = 3) -> tuple[SwitchModel, list[list[int]]]:
@@ -208,7 +211,7 @@ def test_every_flow_collides_and_none_splits_in_the_generations_model():
     assert c.collisions >= 280, "one way for 300 flows: nearly all are stateless"
     assert sum(c.churn) > 500 and c.held > 1000
     assert all(len(set(b)) == 1 for b in backends)
-    assert c.split_flows == 0
+    assert c.split_flows == c.split_design_flows == 0
 
 
 def test_the_same_load_splits_flows_in_the_legacy_model():
@@ -294,9 +297,11 @@ def test_an_earlier_flows_late_entry_splits_the_next_flow_with_its_key():
     # delay of 40 U = 0.31 s, e.g. an overloaded controller). The ring moved to backend 1 at 16 U.
     flow = Flow(cache_hash=0, ring_hash=0, times=[t * U for t in (1, 2, 40, 41, 42, 43, 44)],
                 digest=2 * U, installed=42 * U)
-    got, _ = run_scenario(tiny(), [flow], [np.array(MOVE[0]), np.array(MOVE[1])], 16 * U)
+    switch = tiny()
+    got, _ = run_scenario(switch, [flow], [np.array(MOVE[0]), np.array(MOVE[1])], 16 * U)
     pieces = definitional_flows(flow, got[0], T_C)
     assert pieces == [[0, 0], [1, 1, 0, 0, 0]]           # what happens: the second flow is split ...
+    assert switch.counters.split_design_flows == 1       # (and the model counts it)
     assert all(len(set(piece)) == 1 for piece in pieces)  # ... which the claim says cannot
 
 
