@@ -143,7 +143,7 @@ def summarise(policy: str, recorder: LoadRecorder, capacity: NDArray[np.float64]
         return float(np.percentile(values, p)) if p is not None else float(values.mean())
 
     total = float(offered.sum())
-    churn_mean, churn_p99, churn_max = switch.churn_stats()
+    churn_mean, churn_p99, churn_max = switch.churn_stats(until)
     return RunSummary(policy=policy, max_mean_mean=stat(ratio, None), max_mean_p99=stat(ratio, 99),
                       cov_mean=stat(cov, None), cov_p99=stat(cov, 99),
                       drop_percent=100 * float(dropped.sum()) / total if total else 0.0,

@@ -75,13 +75,18 @@ class SwitchCounters:
     held: int = 0                # decisions that kept an older generation (EVENT_GENERATION_HELD)
     applied: int = 0             # generations applied at a ring entry (EVENT_GENERATION_APPLIED)
     peak_live_ways: int = 0      # most cache ways live at a poll
-    churn: list[int] = field(default_factory=list)   # slots changed at each poll after the first
+    churn: list[int] = field(default_factory=list)         # slots changed at each poll after the first
+    churn_time: list[float] = field(default_factory=list)  # ... and when
 
-    def churn_stats(self) -> tuple[float, float, int]:
-        """Slots changed per poll: mean, 99th percentile, max (polls that wrote nothing count 0)."""
-        if not self.churn:
-            return 0.0, 0.0, 0
+    def churn_stats(self, until: float | None = None) -> tuple[float, float, int]:
+        """Slots changed per poll: mean, 99th percentile, max (polls that wrote nothing count
+        0), over the polls before `until` (the end of arrivals: as the balance metrics, the
+        drain afterwards, where a policy may swing the whole ring for no flow, is left out)."""
         values = np.asarray(self.churn, dtype=np.float64)
+        if until is not None:
+            values = values[np.asarray(self.churn_time) < until]
+        if not values.size:
+            return 0.0, 0.0, 0
         return float(values.mean()), float(np.percentile(values, 99)), int(values.max())
 
 
@@ -156,6 +161,7 @@ class SwitchModel:
         changed = self.writer.write(weights, available)
         if self._writes:
             self.counters.churn.append(int(changed.size))
+            self.counters.churn_time.append(now)
         self._writes += 1
         self.counters.peak_live_ways = max(self.counters.peak_live_ways, self.live_ways(now))
         return int(changed.size)

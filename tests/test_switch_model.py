@@ -21,6 +21,7 @@ from sim.switch_model import (
     LegacySwitchModel,
     NewFlowArrivals,
     RingWriter,
+    SwitchCounters,
     SwitchModel,
     make_switch,
 )
@@ -331,6 +332,12 @@ def test_ring_writer_gives_each_write_a_new_generation_and_only_changed_slots_ta
         make_switch("nope", 64, 1.0)
     with pytest.raises(ValueError, match="power-of-two number of sets"):
         GenerationSwitchModel(64, 1.0, cache_sets=3)
+
+
+def test_churn_per_poll_counts_quiet_polls_and_leaves_out_the_drain():
+    counters = SwitchCounters(churn=[0, 10, 0, 30, 4096], churn_time=[0.1, 0.2, 0.3, 0.4, 0.5])
+    assert counters.churn_stats() == (pytest.approx(827.2), pytest.approx(4096 - 0.04 * 4066), 4096)
+    assert counters.churn_stats(until=0.5) == (10.0, pytest.approx(29.4), 30)
 
 
 # On the engine: random weights at every poll, a tiny cache, generated traffic.
