@@ -243,10 +243,7 @@ class SwitchModel:
         self._last_pre[s] = new.first     # so the first packet is no silence
 
     def _mark_collided(self, slots: NDArray[np.int64]) -> None:
-        slots = np.unique(slots)
-        fresh = slots[~self._collided[slots]]
-        self._collided[fresh] = True
-        self.counters.collisions += int(fresh.size)
+        self._count(self._collided, "collisions", slots)
 
     def _grow(self, needed: int) -> None:
         if needed <= self._size:
