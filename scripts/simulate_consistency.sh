@@ -4,11 +4,11 @@
 # rewritten at every poll (no hysteresis). Tables into docs/figures/e-consistency-*.md,
 # quoted in docs/policies.md and docs/consistency.md.
 #
-#   bash scripts/simulate_consistency.sh [e1|e2|e2cap|e3|e4|e5 ...]     (default: all)
+#   bash scripts/simulate_consistency.sh [e1|e2|e2cap|e3|e4|e5|e6 ...]     (default: all)
 #
 # SHARED points at the shared data (default ../shared/data, beside the checkout).
 # Two cores: e1 about 5 minutes; e2 and e2cap about 12 minutes each (run them side by
-# side); e3 about 15 minutes, e4 about 8, e5 a few seconds.
+# side); e3 about 10 minutes, e4 about 6, e5 half a minute, e6 two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
@@ -53,13 +53,16 @@ run() {
     e5) sim --pcap "${pcaps[@]}" --symmetric --servers 8 --load 0.85 --buffer-ms 100 --policies all \
             --hysteresis 0 --install-delay 1.5 --switch-model legacy,generations \
             --out "$out/e5-slow-controller" > "$out/e5-slow-controller.md" ;;
-    *) echo "unknown set $1 (e1, e2, e2cap, e3, e4, e5)" >&2; exit 2 ;;
+    # How tight a cap: e1's policies that move many slots, under 10 % and 25 % caps.
+    e6) sim "${hadoop[@]}" --capacity 1,1,2,2,4,4,8,8 --policies inverse_load,fb_least,fb_est,nd,shell \
+            --switch-model generations --churn-cap 0.1,0.25 --out "$out/e6-26k-caps" > "$out/e6-26k-caps.md" ;;
+    *) echo "unknown set $1 (e1, e2, e2cap, e3, e4, e5, e6)" >&2; exit 2 ;;
     esac
     find "$out" -path "$out/$1-*" -name 'load-*.csv' -delete
 }
 
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(e1 e2 e2cap e3 e4 e5)
+[ ${#sets[@]} -gt 0 ] || sets=(e1 e2 e2cap e3 e4 e5 e6)
 for set in "${sets[@]}"; do
     start=$(date +%s)
     run "$set"
