@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         else:   # real traffic is bursty: size the cluster by its busy seconds (95th percentile)
             busy_rate = float(np.percentile(trace.per_second, 95))
             capacity = np.full(args.servers, busy_rate / args.load / args.servers)
-        make_source = lambda: trace   # noqa: E731 (re-reads the files each run)
+        make_source = lambda: trace   # noqa: E731 (one trace for every run: it keeps its batches)
         duration = trace.duration
         names = ", ".join(p.name for p in args.pcap) if len(args.pcap) <= 3 else f"{len(args.pcap)} captures"
         label = (names + (f", {args.speedup:g}x" if args.speedup != 1 else "")
