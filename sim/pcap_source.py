@@ -99,12 +99,12 @@ class CaptureTrace:
         """(time, key, wire bytes, is IP), merged over captures, each rebased to 0, gaps
         shortened, sped up. Frames too short for a key are keyed (0, 0, 0, 0, 0)."""
         def one(path: Path) -> Iterator[tuple[float, int, FlowKey, int, bool]]:
-            start = previous = clock = None
+            previous: float | None = None    # the latest timestamp so far (None: first frame)
+            clock = 0.0
             for frame in read_frames(path):
                 t = frame.timestamp
-                if start is None:
-                    start = previous = t
-                    clock = 0.0
+                if previous is None:
+                    previous = t
                 step = min(max(t - previous, 0.0), self.max_gap)
                 previous = max(previous, t)
                 clock += step
