@@ -88,8 +88,15 @@ class Service(Strict):
     # ring: the switch decides (the product); reactive: the first packet of every flow goes
     # to the controller, which decides and sends it back (only to measure against).
     dispatch: Literal["ring", "reactive"] = "ring"
+    # When and how much the ring is rewritten (controller/service_ring.py): nothing is written
+    # while every backend is within ring_threshold of its target share (hysteresis), and one
+    # write moves at most ring_max_change of the slots; a backend that may take no new flows
+    # loses its slots at once, whatever both say.
     ring_threshold: float = Field(default=0.02, ge=0, le=1,
-                                  description="rewrite the ring when this share of slots would change")
+                                  description="hysteresis: rewrite the ring only when some backend's "
+                                  "share is this far (a share of the ring) from its target")
+    ring_max_change: float = Field(default=0.05, gt=0, le=1,
+                                   description="at most this share of the ring's slots change per write")
     ring_size: Annotated[int, AfterValidator(check_ring_size)] = 1024
     forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source

@@ -3,7 +3,19 @@
 Each server gets slots in proportion to its weight, rounded by largest remainder so every
 share is within one slot of exact. When the weights change, a server keeps as many of its
 old slots as it is still owed and only the excess moves: the fewest slots possible change,
-so few table entries are rewritten and few not-yet-installed flows can move.
+so few table entries are rewritten.
+
+Churn per write is bounded (`plan_ring`): a write moves at most `max_change` slots, taken
+from the most over-served servers and given to the most under-served (relative to their
+targets), so a partial step still improves balance; and no write happens while every
+server's slot count is within `hysteresis` slots of its target. Slots that must go (held by a
+server whose weight is 0: quiesced, draining, removed; by an unknown server; or empty) always
+go at once, whatever the cap: such a server must take no new flow.
+
+Why bound churn at all when consistency no longer depends on it (docs/consistency.md): a
+changed slot takes its new backend only once no stateless flow holds it, each write costs
+table writes on the switch, and a policy that swings hundreds of slots per 100 ms poll is
+mostly chasing noise.
 """
 
 from __future__ import annotations
@@ -57,9 +69,20 @@ def build_ring(weights: ArrayLike, size: int, previous: ArrayLike | None = None)
     servers = np.arange(len(counts), dtype=np.int64)
     if previous is None:
         return _interleaved(servers, counts)
+    if np.shape(previous) != (size,):
+        raise ValueError(f"previous ring has {np.size(previous)} slots, not {size}")
+    return ring_for_counts(previous, counts)
+
+
+def ring_for_counts(previous: ArrayLike, counts: ArrayLike) -> NDArray[np.int64]:
+    """`previous` changed in as few slots as possible so that server i holds counts[i] slots.
+
+    Slots of servers outside 0..len(counts)-1 (e.g. -1, empty) are free and always rewritten."""
+    counts = np.asarray(counts, dtype=np.int64)
     ring = np.array(previous, dtype=np.int64, copy=True)
-    if ring.shape != (size,):
-        raise ValueError(f"previous ring has {ring.size} slots, not {size}")
+    if ring.ndim != 1 or int(counts.sum()) != ring.size or np.any(counts < 0):
+        raise ValueError(f"counts {counts.tolist()} do not fill a ring of {ring.size} slots")
+    servers = np.arange(len(counts), dtype=np.int64)
     # Slots of servers no longer in the weight vector are free.
     free = [np.flatnonzero((ring < 0) | (ring >= len(counts)))]
     old_counts = np.bincount(ring[(ring >= 0) & (ring < len(counts))], minlength=len(counts))
@@ -77,6 +100,107 @@ def build_ring(weights: ArrayLike, size: int, previous: ArrayLike | None = None)
     deficit = np.maximum(counts - old_counts, 0)
     ring[free_slots] = _interleaved(servers, deficit)
     return ring
+
+
+def _ranked_units(counts: NDArray[np.int64], units: NDArray[np.int64], target: NDArray[np.int64],
+                  step: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """One entry per slot a server could give (step -1) or take (step +1): the server, and its
+    load relative to its target before that slot moves (slot counts over target counts)."""
+    server = np.repeat(np.arange(len(counts), dtype=np.int64), units)
+    nth = np.arange(server.size) - np.repeat(np.cumsum(units) - units, units)
+    before = counts[server] + step * nth
+    return server, before / np.maximum(target[server], 1e-9)   # target 0: infinitely over-served
+
+
+def _give(counts: NDArray[np.int64], target: NDArray[np.int64], slots: int) -> NDArray[np.int64]:
+    """`slots` more slots, each to the server then the most under-served relative to its target."""
+    want = np.maximum(target - counts, 0)
+    if slots <= 0:
+        return np.zeros_like(counts)
+    server, load = _ranked_units(counts, want, target, +1)
+    chosen = server[np.lexsort((server, load))[:slots]]     # lowest load first; ties: lower index
+    return np.bincount(chosen, minlength=len(counts))
+
+
+def _take(counts: NDArray[np.int64], target: NDArray[np.int64], slots: int) -> NDArray[np.int64]:
+    """`slots` slots taken back, each from the server then the most over-served."""
+    excess = np.maximum(counts - target, 0)
+    if slots <= 0:
+        return np.zeros_like(counts)
+    server, load = _ranked_units(counts, excess, target, -1)
+    chosen = server[np.lexsort((server, -load))[:slots]]    # highest load first; ties: lower index
+    return np.bincount(chosen, minlength=len(counts))
+
+
+def step_counts(current: ArrayLike, target: ArrayLike, max_moves: int | None) -> NDArray[np.int64]:
+    """Slot counts after moving at most `max_moves` slots from `current` toward `target`.
+
+    Each move takes a slot from the server that is then the most over-served relative to its
+    target (count / target) and gives it to the most under-served, so after k moves the worst
+    over- and under-service are as small as k moves can make them. Both vectors sum to the ring
+    size; None moves everything (the result is `target`)."""
+    current = np.asarray(current, dtype=np.int64)
+    target = np.asarray(target, dtype=np.int64)
+    if current.shape != target.shape or current.sum() != target.sum():
+        raise ValueError(f"current {current.tolist()} and target {target.tolist()} differ in servers or slots")
+    needed = int(np.maximum(current - target, 0).sum())
+    if max_moves is None or max_moves >= needed:
+        return target.copy()
+    moves = max(int(max_moves), 0)
+    return current - _take(current, target, moves) + _give(current, target, moves)
+
+
+def must_move(previous: ArrayLike, weights: ArrayLike, available: ArrayLike | None = None) -> NDArray[np.bool_]:
+    """Slots that must change at once: empty, held by a server not in `weights`, or by one that
+    may take no new flow (`available` False: quiesced, draining, failed, removed). Without
+    `available`, a weight of 0 is taken to mean that; with it, a server a policy merely gives
+    weight 0 this poll (water-filling does) is only the most over-served one."""
+    ring = np.asarray(previous, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    takes = weights > 0 if available is None else np.asarray(available, dtype=bool)
+    if takes.shape != weights.shape:
+        raise ValueError(f"{takes.size} availability flags for {weights.size} servers")
+    known = (ring >= 0) & (ring < len(weights))
+    out = ~known
+    out[known] = ~takes[ring[known]]
+    return out
+
+
+def plan_ring(previous: ArrayLike, weights: ArrayLike, max_change: int | None = None,
+              hysteresis: float = 0.0, available: ArrayLike | None = None) -> NDArray[np.int64]:
+    """The next ring after `previous` (server index per slot, -1 for empty) for these weights.
+
+    * Slots that must move (`must_move`, with `available`) always move, whatever the cap, each
+      to the server then the most under-served.
+    * Otherwise nothing changes while every server's slot count is within `hysteresis` slots of
+      its target (`slot_counts`); with hysteresis 0 any difference is written.
+    * At most `max_change` slots change in all (None: no cap); the forced ones count against it
+      first. The moves go from the most over-served servers to the most under-served
+      (`step_counts`: a server whose weight is 0 but which is available counts as infinitely
+      over-served, so its slots go first), and within a server the fewest, evenly spread slots
+      change (`ring_for_counts`).
+    """
+    ring = np.array(previous, dtype=np.int64, copy=True)
+    if available is not None:   # a server that takes no new flows is owed nothing, whatever its weight
+        available = np.asarray(available, dtype=bool)
+        weights = np.asarray(weights, dtype=np.float64)
+        if available.shape != weights.shape:
+            raise ValueError(f"{available.size} availability flags for {weights.size} servers")
+        weights = np.where(available, weights, 0.0)
+    target = slot_counts(weights, ring.size)
+    if max_change is not None and max_change < 0:
+        raise ValueError(f"max_change must be >= 0 slots, not {max_change}")
+    if hysteresis < 0:
+        raise ValueError(f"hysteresis must be >= 0 slots, not {hysteresis}")
+    forced = must_move(ring, weights, available)
+    ring[forced] = -1
+    current = np.bincount(ring[~forced], minlength=target.size)
+    if not forced.any() and np.all(np.abs(current - target) <= hysteresis):
+        return ring
+    # The forced slots are filled first: that is the least any plan must change.
+    counts = current + _give(current, target, int(np.count_nonzero(forced)))
+    budget = None if max_change is None else max(max_change - int(np.count_nonzero(forced)), 0)
+    return ring_for_counts(ring, step_counts(counts, target, budget))
 
 
 def ring_churn(old: ArrayLike, new: ArrayLike) -> int:

@@ -31,7 +31,8 @@ class RingUpdater:
         self.flows = flows
         self.tables = tables
         self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
-        self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold) for s in config.services}
+        self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold, s.ring_max_change)
+                      for s in config.services}
         # Every ring write carries a generation no earlier write used (docs/consistency.md):
         # a counter that only grows, continued from the largest one found on the switch.
         self.generation = 0
@@ -68,7 +69,7 @@ class RingUpdater:
                     ring.warned_no_backend = True
                 continue
             ring.warned_no_backend = False
-            changes = ring.plan([b.id for b in backends], weights, force=force)
+            changes = ring.plan([b.id for b in backends], weights, force=force, available=view.available)
             if not changes:
                 continue
             if service.dispatch == "reactive":

@@ -39,7 +39,8 @@ sim --workload shared:websearch --servers 3 --load 0.7 --duration 30 --fixed-sha
 # (d) real captures merged into one trace (capture mode: both directions to one node).
 # The twenty largest captures, each starting at time 0; servers sized for load 0.7 in the
 # seconds that carry traffic; a 100 ms buffer because real traffic is bursty.
-pcaps=$(ls -S "$shared"/pcaps/*.pcap "$shared"/pcaps/*.pcapng | head -20)
+# (sed reads all of ls's output: head would leave ls to die of SIGPIPE, and pipefail stop the script)
+pcaps=$(ls -S "$shared"/pcaps/*.pcap "$shared"/pcaps/*.pcapng | sed -n 1,20p)
 sim --pcap $pcaps --symmetric --servers 3 --load 0.7 --buffer-ms 100 --window 5 \
     --policies round_robin,fixed_split,least_connections,fb_least,fb_est,nd,shell \
     --out "$out/d-captures" > "$out/d-captures.md"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from controller.dataplane.constants import FLOW_CACHE_SETS, FLOW_CACHE_WAYS
 from controller.policies import POLICIES, ClusterView, Policy, make_policy
 from controller.policies.fixed_split import FixedSplit
 from sim.builtin_workloads import BUILTIN
@@ -19,6 +20,7 @@ from sim.pcap_frames import CaptureError
 from sim.pcap_source import CaptureTrace
 from sim.policy_set import group_same_ring, same_ring_note
 from sim.report import plot_loads, summary_table, write_load_csv, write_summary_csv
+from sim.switch_model import SWITCH_MODELS
 from sim.traffic import TrafficSource
 from sim.workload import GeneratedWorkload, WorkloadSpec
 
@@ -50,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-flow sending rate range in Mb/s, log-uniform (default 8,200)")
     source.add_argument("--seed", type=int, default=1)
     source.add_argument("--symmetric", action="store_true", help="capture mode: both directions one flow")
+    source.add_argument("--speedup", type=float, default=1.0,
+                        help="captures: replay this many times faster (after long gaps are shortened to 1 s)")
+    source.add_argument("--copies", type=int, default=1,
+                        help="captures: overlay this many copies, started evenly over the trace, each with "
+                             "its addresses changed (more clients; default 1)")
     cluster = parser.add_argument_group("cluster and switch")
     cluster.add_argument("--servers", type=int, default=3, help="number of equal servers (default 3)")
     cluster.add_argument("--capacity", metavar="GBPS,...",
@@ -63,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument("--install-delay", type=float, default=0.02, help="digest to flows entry, s")
     cluster.add_argument("--quiesce", action="append", default=[], metavar="SERVER@TIME",
                          help="stop giving new flows to SERVER from TIME s on (repeatable)")
+    cluster.add_argument("--switch-model", default="generations", metavar="MODEL[,MODEL]",
+                         help=f"switch model(s): {', '.join(SWITCH_MODELS)} (docs/consistency.md; legacy is "
+                              "the one-slot cache before it); several compare in one run (default generations)")
+    cluster.add_argument("--cache-timeout", type=float, default=1.0, help="flow cache timeout T_c, s (default 1)")
+    cluster.add_argument("--cache-sets", type=int, default=FLOW_CACHE_SETS,
+                         help=f"generations model: cache sets, a power of two (default {FLOW_CACHE_SETS}, as the P4)")
+    cluster.add_argument("--cache-ways", type=int, default=FLOW_CACHE_WAYS,
+                         help=f"generations model: ways per set (default {FLOW_CACHE_WAYS})")
+    cluster.add_argument("--churn-cap", default="none", metavar="SHARE[,SHARE]",
+                         help="at most this share of the ring changes per write, e.g. 0.05; 'none': no cap; "
+                              "several compare in one run (default none)")
+    cluster.add_argument("--hysteresis", type=float, default=0.0, metavar="SHARE",
+                         help="no ring write while every server is within this share of the ring of its "
+                              "target (default 0: any change is written at the next poll)")
     run = parser.add_argument_group("policies and output")
     run.add_argument("--policies", default="round_robin,fb_least,fb_est",
                      help=f"comma-separated, or 'all' (known: {', '.join(POLICIES)}); policies that write "
@@ -82,6 +103,33 @@ def _floats(text: str, what: str) -> list[float]:
     if not values:
         raise ValueError(f"{what}: no numbers in {text!r}")
     return values
+
+
+def _caps(text: str) -> list[float | None]:
+    caps: list[float | None] = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        if item.lower() == "none":
+            caps.append(None)
+            continue
+        try:
+            cap = float(item)
+        except ValueError:
+            raise ValueError(f"--churn-cap: expected shares of the ring or 'none', got {item!r}") from None
+        if not 0 < cap <= 1:
+            raise ValueError(f"--churn-cap: a share of the ring in (0, 1], not {cap}")
+        caps.append(cap)
+    if not caps:
+        raise ValueError(f"--churn-cap: nothing in {text!r}")
+    return caps
+
+
+def _switch_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in SWITCH_MODELS]
+    if unknown or not models:
+        raise ValueError(f"--switch-model: unknown {', '.join(unknown) or 'nothing'} "
+                         f"(known: {', '.join(SWITCH_MODELS)})")
+    return models
 
 
 def _policies(args: argparse.Namespace) -> list[Policy]:
@@ -118,13 +166,17 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     policies = _policies(args)
     make_source: Callable[[], TrafficSource]
-    if not args.load > 0:
+    models = _switch_models(args.switch_model)
+    caps = _caps(args.churn_cap)
+    if args.load <= 0:
         raise ValueError(f"--load must be positive, not {args.load}")
+    if args.speedup <= 0:
+        raise ValueError(f"--speedup must be positive, not {args.speedup}")
     if args.pcap:
         missing = [str(p) for p in args.pcap if not p.is_file()]
         if missing:
             raise ValueError(f"no such capture: {', '.join(missing)}")
-        trace = CaptureTrace(args.pcap, symmetric=args.symmetric)
+        trace = CaptureTrace(args.pcap, symmetric=args.symmetric, speedup=args.speedup, copies=args.copies)
         if trace.packet_count == 0:
             print(f"{', '.join(map(str, args.pcap))}: no packets to simulate", file=sys.stderr)
             return 0
@@ -133,9 +185,11 @@ def _run(args: argparse.Namespace) -> int:
         else:   # real traffic is bursty: size the cluster by its busy seconds (95th percentile)
             busy_rate = float(np.percentile(trace.per_second, 95))
             capacity = np.full(args.servers, busy_rate / args.load / args.servers)
-        make_source = lambda: trace   # noqa: E731 (re-reads the files each run)
+        make_source = lambda: trace   # noqa: E731 (one trace for every run: it keeps its batches)
         duration = trace.duration
-        label = ", ".join(p.name for p in args.pcap)
+        names = ", ".join(p.name for p in args.pcap) if len(args.pcap) <= 3 else f"{len(args.pcap)} captures"
+        label = (names + (f", {args.speedup:g}x" if args.speedup != 1 else "")
+                 + (f", {args.copies} copies" if args.copies != 1 else ""))
     else:
         capacity = (np.array(_floats(args.capacity, "--capacity")) if args.capacity
                     else np.ones(args.servers)) * GBIT
@@ -148,26 +202,37 @@ def _run(args: argparse.Namespace) -> int:
         label = f"{spec.cdf.name}, load {args.load}" + (f", {args.heavy_share:.0%} heavy" if args.heavy_share else "")
     config = SimulationConfig(capacity=capacity, buffer_seconds=args.buffer_ms / 1000, ring_size=args.ring_size,
                               poll_interval=args.poll_interval, controller_lag=args.lag,
-                              install_delay=args.install_delay, window=args.window,
-                              quiesce=_quiesce(args.quiesce))
+                              install_delay=args.install_delay, cache_timeout=args.cache_timeout,
+                              window=args.window, quiesce=_quiesce(args.quiesce), cache_sets=args.cache_sets,
+                              cache_ways=args.cache_ways, ring_hysteresis=args.hysteresis)
     view = ClusterView.idle(config.capacity)
     if config.configured_weight is not None:   # always set by SimulationConfig (None only as its argument)
         view.configured_weight = config.configured_weight
     groups = group_same_ring(policies, view, config.ring_size)
-    results = []
-    for group in groups:
-        result = _simulate(config, group.policy, make_source(), duration, args.quiet)
-        results.append(replace(result, summary=replace(result.summary, policy=group.label)))
+    runs = []   # (group, result), every switch model and churn cap for every group of policies
+    for model in models:
+        for cap in caps:
+            for group in groups:
+                result = _simulate(replace(config, switch_model=model, ring_max_change=cap), group.policy,
+                                   make_source(), duration, args.quiet)
+                runs.append((group, replace(result, summary=replace(result.summary, policy=group.label))))
+    results = [result for _, result in runs]
     print(f"{label}: {len(capacity)} servers, capacity "
           f"{', '.join(f'{c / MBIT:.4g}' for c in capacity)} Mb/s")
+    print(f"switch: ring {args.ring_size} slots, poll {args.poll_interval:g} s, hysteresis {args.hysteresis:g}, "
+          f"T_c {args.cache_timeout:g} s, install delay {args.install_delay:g} s; generations cache "
+          f"{args.cache_sets} sets x {args.cache_ways} ways; flows {results[0].summary.flows} "
+          f"({results[0].summary.flows / duration:,.0f} new/s over {duration:g} s)")
     print(summary_table([r.summary for r in results]))
     note = same_ring_note(groups)
     if note:
         print(f"\n{note}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for group, result in zip(groups, results):
-            write_load_csv(args.out / f"load-{group.policy.name}.csv", result, capacity, args.poll_interval)
+        several = len(models) * len(caps) > 1
+        for group, result in runs:
+            name = _slug(result.summary.label) if several else group.policy.name
+            write_load_csv(args.out / f"load-{name}.csv", result, capacity, args.poll_interval)
         write_summary_csv(args.out / "summary.csv", [r.summary for r in results])
         plot_loads(args.out / "load.png", results, capacity, args.poll_interval, args.window,
                    args.title or label)
@@ -175,11 +240,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in text).strip("-").replace("--", "-")
+
+
 def _simulate(config: SimulationConfig, policy: Policy, source, duration: float, quiet: bool) -> SimulationResult:
     from tqdm import tqdm
 
-    with tqdm(total=round(duration, 1), desc=f"{policy.name:>20}", unit="s", disable=quiet or None,
-              leave=False, file=sys.stderr) as bar:
+    with tqdm(total=round(duration, 1), desc=f"{policy.name:>20} {config.switch_model}", unit="s",
+              disable=quiet or None, leave=False, file=sys.stderr) as bar:
         def progress(now: float) -> None:
             bar.update(max(0.0, min(now, duration) - bar.n))
         return Simulation(replace(config), policy).run(source, progress)

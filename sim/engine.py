@@ -1,10 +1,12 @@
 """The simulation loop: traffic -> switch -> servers, and the controller at each poll.
 
-Per polling interval: new flows take the ring's choice, packets are binned per server and
+Per polling interval: the switch model (sim/switch_model.py) gives every packet its backend
+(new flows at the ring, then cache or `flows` entry), packets are binned per server and
 served by the token-bucket queues; then the controller reads what the counters show (load
 of the interval that just ended, flows whose digests have arrived), updates the FB_EST
-estimates, asks the policy for weights and rewrites the ring, which takes effect after
-`controller_lag` further intervals. So the policy sees load as late as the real one would.
+estimates, asks the policy for weights and rewrites the ring (bounded by the churn cap and
+hysteresis), which takes effect after `controller_lag` further intervals. So the policy
+sees load as late as the real one would.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.dataplane.constants import FLOW_CACHE_SETS, FLOW_CACHE_WAYS
 from controller.estimators import FlowEstimates, RttPredictor
 from controller.policies.base import ClusterView, Policy
 from sim.metrics import LoadRecorder, RunSummary, SlowdownHistogram, summarise
 from sim.policy_set import is_static
 from sim.servers import ServerQueues
-from sim.switch_model import SwitchModel
+from sim.switch_model import NewFlowArrivals, make_switch
 from sim.traffic import TrafficBatch, TrafficSource
 from sim.workload import PACKET_BYTES
 
@@ -41,6 +44,11 @@ class SimulationConfig:
     time_constant: float = 0.2              # K of eq. 2
     idle_rtts: float = 4.0                  # N: idle > N x RTT ends a busy period
     quiesce: list[tuple[int, float]] = field(default_factory=list)   # (server, from time)
+    switch_model: str = "generations"       # or "legacy" (sim/switch_model.py)
+    cache_sets: int = FLOW_CACHE_SETS       # the generations model's cache (p4src/shared/sizes.p4)
+    cache_ways: int = FLOW_CACHE_WAYS
+    ring_max_change: float | None = None    # cap per ring write, share of the ring (None: no cap)
+    ring_hysteresis: float = 0.0            # no write while every server is this share from target
 
     def __post_init__(self) -> None:
         self.capacity = np.asarray(self.capacity, dtype=np.float64)
@@ -89,7 +97,9 @@ class Simulation:
         self.policy = policy
         n = config.capacity.size
         self.n = n
-        self.switch = SwitchModel(config.ring_size, config.cache_timeout)
+        self.switch = make_switch(config.switch_model, config.ring_size, config.cache_timeout,
+                                  config.ring_max_change, config.ring_hysteresis,
+                                  config.cache_sets, config.cache_ways)
         self.queues = ServerQueues(config.capacity, config.capacity * config.buffer_seconds)
         self.flows = _FlowTable()
         self.estimates = FlowEstimates(n, config.time_constant, config.idle_rtts)
@@ -100,7 +110,7 @@ class Simulation:
         self._reads_load = policy.needs_flow_estimates or not is_static(policy)
         # Flows not yet known to the controller: slot, digest time, RTT sample, source.
         self._pending = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
-        self._rings: deque[NDArray[np.float64]] = deque()
+        self._rings: deque[tuple[NDArray[np.float64], NDArray[np.bool_]]] = deque()   # weights, available
 
     def run(self, source: TrafficSource, progress: Callable[[float], None] | None = None) -> SimulationResult:
         cfg = self.config
@@ -108,14 +118,15 @@ class Simulation:
         view.configured_weight = cfg.configured_weight
         view.available = self._available(0.0)
         view.interval = cfg.poll_interval
-        self.switch.write_ring(self.policy.weights(view), 0.0)
+        self.switch.write_ring(self.policy.weights(view), 0.0, view.available)
         for batch in source.batches(cfg.poll_interval):
             self._step(batch)
             if progress:
                 progress(batch.end)
         summary = summarise(self.policy.name, self.recorder, cfg.capacity, cfg.poll_interval, cfg.window,
-                            self.slowdowns, self.packets, self.switch.churn, self.switch.split_flows,
-                            until=source.duration)
+                            self.slowdowns, self.packets, self.switch.counters, until=source.duration)
+        summary.switch = self.switch.name
+        summary.churn_cap = cfg.ring_max_change
         return SimulationResult(summary, self.recorder)
 
     def _available(self, now: float) -> NDArray[np.bool_]:
@@ -128,13 +139,17 @@ class Simulation:
     def _step(self, batch: TrafficBatch) -> None:
         cfg, flows, new = self.config, self.flows, batch.new
         interval = batch.end - batch.start
-        # New flows: the ring decides, the cache holds them until their entry exists.
+        # The switch decides every packet: new flows at the ring, then cache or `flows` entry
+        # (digest one RTT after the first packet, entry after the install delay).
+        cacheable = new.cacheable if new.cacheable is not None else np.ones(new.slot.size, dtype=bool)
+        digest = np.where(cacheable, new.first + new.rtt, np.inf)   # non-IP capture frames: never
+        ring_key = new.source_hash if self.policy.hash_on == "source" else new.key_hash
+        arrivals = NewFlowArrivals(slot=new.slot, cache_hash=new.key_hash, ring_hash=ring_key, first=new.first,
+                                   digest=digest, installed=digest + cfg.install_delay, cacheable=cacheable)
+        packet_backend = self.switch.step(arrivals, batch.packet_time, batch.packet_slot)
         if new.slot.size:
             flows.grow(int(new.slot.max()) + 1)
-            digest = new.first + new.rtt
-            ring_key = new.source_hash if self.policy.hash_on == "source" else new.key_hash
-            backend = self.switch.dispatch_new(new.key_hash, ring_key, new.first, digest + cfg.install_delay)
-            flows.backend[new.slot] = backend
+            flows.backend[new.slot] = self.switch.first_backend[new.slot]
             flows.first[new.slot] = new.first
             flows.last[new.slot] = new.first
             flows.delay_at_last[new.slot] = 0.0
@@ -144,7 +159,6 @@ class Simulation:
         # Packets to servers, binned in time.
         bins = cfg.bins_per_interval
         bin_seconds = interval / bins
-        packet_backend = flows.backend[batch.packet_slot]
         packet_bin = np.minimum(((batch.packet_time - batch.start) / bin_seconds).astype(np.int64), bins - 1)
         offered = np.bincount(packet_bin * self.n + packet_backend, weights=batch.packet_bytes,
                               minlength=bins * self.n).reshape(bins, self.n)
@@ -208,6 +222,15 @@ class Simulation:
             incoming_rate=float(slot_bytes[new_slots].sum()) / (interval / 2) if slot_bytes is not None else 0.0,
             incoming_flows=float(new_slots.size), interval=interval,
             rtt=self.rtts.predict(-1), time=now)
-        self._rings.append(self.policy.weights(view))
+        self._rings.append((self.policy.weights(view), view.available))
         if len(self._rings) > cfg.controller_lag:
-            self.switch.write_ring(self._rings.popleft(), now)
+            weights, available = self._rings.popleft()
+            self.switch.write_ring(weights, now, available)
+
+
+def _is_static(policy: Policy) -> bool:
+    from controller.policies.fixed_split import FixedSplit
+    from controller.policies.random_hash import RandomHash
+    from controller.policies.round_robin import RoundRobin
+    from controller.policies.weighted_round_robin import WeightedRoundRobin
+    return isinstance(policy, (RoundRobin, WeightedRoundRobin, RandomHash, FixedSplit))

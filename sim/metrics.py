@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.switch_model import SwitchCounters
+
 
 class LoadRecorder:
     """Offered and dropped bytes per server per polling interval."""
@@ -90,21 +92,40 @@ class RunSummary:
     flows: int
     packets: int
     ring_churn: int            # ring slots rewritten over the run
-    split_flows: int           # flows whose packets reached two servers (cache collision + ring change)
+    split_flows: int           # flows whose packets were given two backends (sim/switch_model.py)
+    split_design_flows: int = 0   # ... within docs/consistency.md's flows (a T_c silence before the entry ends one)
+    collisions: int = 0        # flows that found their cache set (legacy: slot) full
+    held: int = 0              # decisions that kept a ring entry's older generation
+    applied: int = 0           # generations applied at ring entries
+    churn_mean: float = 0.0    # slots changed per poll
+    churn_p99: float = 0.0
+    churn_max: int = 0
+    peak_live_ways: int = 0    # most cache ways (legacy: slots) live at a poll
+    switch: str = ""           # switch model
+    churn_cap: float | None = None   # ring write cap, share of the ring
 
-    COLUMNS = ("policy", "max/mean mean", "max/mean p99", "CoV mean", "CoV p99", "drops %",
-               "slowdown mean", "slowdown p99", "flows", "packets", "ring churn", "split flows")
+    COLUMNS = ("policy", "switch", "cap", "max/mean mean", "max/mean p99", "CoV mean", "CoV p99", "drops %",
+               "slowdown mean", "slowdown p99", "flows", "packets", "ring churn", "churn/poll mean/p99/max",
+               "split flows", "split design", "collisions", "held", "applied", "peak ways")
 
     def row(self) -> list[str]:
-        return [self.policy, f"{self.max_mean_mean:.3f}", f"{self.max_mean_p99:.3f}", f"{self.cov_mean:.3f}",
-                f"{self.cov_p99:.3f}", f"{self.drop_percent:.3f}", f"{self.slowdown_mean:.2f}",
+        cap = "-" if self.churn_cap is None else f"{self.churn_cap:.0%}"
+        return [self.policy, self.switch, cap, f"{self.max_mean_mean:.3f}", f"{self.max_mean_p99:.3f}",
+                f"{self.cov_mean:.3f}", f"{self.cov_p99:.3f}", f"{self.drop_percent:.3f}", f"{self.slowdown_mean:.2f}",
                 f"{self.slowdown_p99:.2f}", str(self.flows), str(self.packets), str(self.ring_churn),
-                str(self.split_flows)]
+                f"{self.churn_mean:.1f}/{self.churn_p99:.0f}/{self.churn_max}", str(self.split_flows),
+                str(self.split_design_flows),
+                str(self.collisions), str(self.held), str(self.applied), str(self.peak_live_ways)]
+
+    @property
+    def label(self) -> str:
+        cap = "" if self.churn_cap is None else f", cap {self.churn_cap:.0%}"
+        return f"{self.policy} ({self.switch}{cap})" if self.switch else self.policy
 
 
 def summarise(policy: str, recorder: LoadRecorder, capacity: NDArray[np.float64], interval: float,
-              window: float, slowdowns: SlowdownHistogram, packets: int, ring_churn: int,
-              split_flows: int, until: float | None = None) -> RunSummary:
+              window: float, slowdowns: SlowdownHistogram, packets: int, switch: SwitchCounters,
+              until: float | None = None) -> RunSummary:
     """Summary over the windows that start before `until` (the end of arrivals: a draining
     cluster with a few flows left says nothing about balance)."""
     times, offered, dropped = recorder.table()
@@ -122,8 +143,13 @@ def summarise(policy: str, recorder: LoadRecorder, capacity: NDArray[np.float64]
         return float(np.percentile(values, p)) if p is not None else float(values.mean())
 
     total = float(offered.sum())
+    churn_mean, churn_p99, churn_max = switch.churn_stats(until)
     return RunSummary(policy=policy, max_mean_mean=stat(ratio, None), max_mean_p99=stat(ratio, 99),
                       cov_mean=stat(cov, None), cov_p99=stat(cov, 99),
                       drop_percent=100 * float(dropped.sum()) / total if total else 0.0,
                       slowdown_mean=slowdowns.mean(), slowdown_p99=slowdowns.percentile(99),
-                      flows=slowdowns.flows, packets=packets, ring_churn=ring_churn, split_flows=split_flows)
+                      flows=slowdowns.flows, packets=packets, ring_churn=int(sum(switch.churn)),
+                      split_flows=switch.split_flows, split_design_flows=switch.split_design_flows,
+                      collisions=switch.collisions, held=switch.held,
+                      applied=switch.applied, churn_mean=churn_mean, churn_p99=churn_p99, churn_max=churn_max,
+                      peak_live_ways=switch.peak_live_ways)

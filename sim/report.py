@@ -45,7 +45,7 @@ def plot_loads(path: Path, results: list[SimulationResult], capacity: np.ndarray
         for i in range(smoothed.shape[1]):
             ax.plot(times, smoothed[:, i] / (capacity[i] * interval), lw=0.8, label=f"server {i}")
         ax.set_ylabel("load")
-        ax.set_title(result.summary.policy, fontsize=9, loc="left")
+        ax.set_title(result.summary.label, fontsize=9, loc="left")
         ax.axhline(1.0, color="grey", lw=0.5, ls=":")
     axes[-1, 0].set_xlabel("time (s)")
     if len(capacity) <= 8:

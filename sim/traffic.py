@@ -6,8 +6,9 @@ simulator's per-flow arrays grow with the number of active flows, not with the t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,11 +17,14 @@ from numpy.typing import NDArray
 @dataclass
 class NewFlows:
     slot: NDArray[np.int64]
-    key_hash: NDArray[np.uint32]      # CRC32 of the flow key (ring: high 16 bits, cache: low 16)
+    key_hash: NDArray[np.uint32]      # CRC32 of the flow key (ring: high 16 bits, cache set: low bits)
     source_hash: NDArray[np.uint32]   # CRC32 of the source prefix (a fixed split's ring index)
     source: NDArray[np.int64]         # source prefix id (RTT prediction)
     rtt: NDArray[np.float64]          # the RTT sample the data plane would report, s
     first: NDArray[np.float64]        # first packet time
+    # False for flows the switch never caches and never gives an entry (non-IP capture
+    # frames: dispatched statelessly by their MAC pair); None: all are cacheable.
+    cacheable: NDArray[np.bool_] | None = None
 
 
 @dataclass

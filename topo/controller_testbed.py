@@ -55,6 +55,7 @@ def dispatcher_config(backends: int = 3, *, grpc_port: int, api_port: int = 0, p
         "services": [{
             "name": "web", "id": 1, "mode": "vip", "vip": VIP, "protocol": protocol, "port": 80,
             "policy": policy, "dispatch": dispatch, "ring_size": ring_size, "ring_threshold": 0.0,
+            "ring_max_change": 1.0,
             "backends": [{"name": f"b{i}", "id": 10 + i, "port": backend_port(i), "mac": backend_mac(i),
                           "capacity_mbps": (capacities or [100.0] * backends)[i]}
                          for i in range(backends)],

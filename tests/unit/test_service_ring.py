@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from controller.service_ring import EMPTY_SLOT, ServiceRing
 
@@ -42,3 +43,38 @@ def test_a_removed_backend_and_adopted_gaps_are_replaced():
     ring.commit(changes)
     assert EMPTY_SLOT not in ring.slots and 99 not in ring.slots
     assert ring.slots[0] == 10 and ring.slots[1] == 11 and ring.slots[3] == 10, "kept slots stay"
+
+
+def test_the_cap_spreads_a_large_change_over_polls():
+    ring = ServiceRing(1, 1024, threshold=0.0, max_change=0.05)     # 51 slots a write
+    ring.commit(ring.plan([10, 11], np.array([1.0, 1.0])))          # the first fill is not capped
+    assert ring.shares() == {10: 0.5, 11: 0.5}
+    writes = []
+    while changes := ring.plan([10, 11], np.array([3.0, 1.0])):
+        assert set(changes.values()) == {10}
+        writes.append(len(changes))
+        ring.commit(changes)
+    assert writes == [51] * 5 + [1], "256 slots move, 51 at a time"
+    assert ring.shares() == {10: 0.75, 11: 0.25}
+
+
+def test_threshold_is_per_backend_share_and_force_skips_it_but_not_the_cap():
+    ring = ServiceRing(1, 1024, threshold=0.02, max_change=0.05)    # 20.48 slots, 51 slots
+    ring.commit(ring.plan([10, 11, 12, 13], np.ones(4)))            # 256 each
+    small = np.array([1.07, 1.0, 1.0, 0.93])                        # 274/256/256/238: 18 slots off
+    assert ring.plan([10, 11, 12, 13], small) == {}
+    assert len(ring.plan([10, 11, 12, 13], small, force=True)) == 18
+    large = np.array([2.0, 1.0, 1.0, 0.0])                          # backend 13 quiesced
+    changes = ring.plan([10, 11, 12, 13], large)
+    assert len(changes) == 256 and 13 not in changes.values(), "its 256 slots go at once, over the cap"
+    with pytest.raises(ValueError, match="shares of the ring"):
+        ServiceRing(1, 64, threshold=0.0, max_change=0.0)
+
+
+def test_available_backends_with_weight_zero_move_under_the_cap():
+    ring = ServiceRing(1, 1024, threshold=0.0, max_change=0.05)
+    ring.commit(ring.plan([10, 11], np.array([1.0, 1.0])))
+    changes = ring.plan([10, 11], np.array([1.0, 0.0]), available=np.array([True, True]))
+    assert len(changes) == 51, "backend 11 is only the policy's last choice this poll"
+    changes = ring.plan([10, 11], np.array([1.0, 0.0]), available=np.array([True, False]))
+    assert len(changes) == 512, "backend 11 is quiesced: all its slots go"

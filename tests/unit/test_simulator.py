@@ -17,7 +17,7 @@ from sim.metrics import SlowdownHistogram, balance, windowed
 from sim.pcap_source import CaptureTrace
 from sim.policy_set import group_same_ring
 from sim.servers import ServerQueues
-from sim.switch_model import SwitchModel
+from sim.switch_model import LegacySwitchModel, NewFlowArrivals
 from sim.workload import GeneratedWorkload, WorkloadSpec
 
 
@@ -90,16 +90,24 @@ def test_slowdown_histogram_mean_exact_p99_close():
     assert hist.percentile(99.5) == pytest.approx(50.0, rel=0.03)
 
 
-def test_switch_cache_collision_and_split_flow():
-    switch = SwitchModel(ring_size=4, cache_timeout=1.0)
+def test_legacy_switch_cache_collision_and_split_flow():
+    switch = LegacySwitchModel(ring_size=4, cache_timeout=1.0)
     switch.write_ring(np.array([1.0, 0.0]), 0.0)        # every slot -> server 0
-    # Two flows with the same cache slot (low 16 bits), ring index 1 (high bits):
+    # Two flows with the same cache slot (low 16 bits), ring index 1 (high bits), entries at 0.5 s:
     key = np.array([0x0001_0005, 0x0001_0005], dtype=np.uint32)
-    backend = switch.dispatch_new(key, key, np.array([0.0, 0.01]), np.array([0.5, 0.5]))
-    assert backend.tolist() == [0, 0] and switch.collisions == 1
-    # Ring rewritten before the second flow's entry exists: that flow moves (it was not cached).
+    new = NewFlowArrivals(slot=np.array([0, 1]), cache_hash=key, ring_hash=key, first=np.array([0.0, 0.01]),
+                          digest=np.array([0.4, 0.4]), installed=np.array([0.5, 0.5]),
+                          cacheable=np.ones(2, dtype=bool))
+    backend = switch.step(new, np.array([0.0, 0.01]), np.array([0, 1]))
+    assert backend.tolist() == [0, 0] and switch.counters.collisions == 1
+    # Ring rewritten before the second flow's entry exists: its next packet moves (it was not cached).
     switch.write_ring(np.array([0.0, 1.0]), 0.2)
-    assert switch.churn == 4 and switch.split_flows == 1
+    none = NewFlowArrivals(*(np.zeros(0, t) for t in (np.int64, np.uint32, np.uint32, float, float, float, bool)))
+    backend = switch.step(none, np.array([0.25, 0.25, 0.6]), np.array([0, 1, 1]))
+    # Flow 0 (cached) stays; flow 1 follows the ring, and its digest (0.4 s, after the move)
+    # carries the new backend, so its entry does too.
+    assert backend.tolist() == [0, 1, 1]
+    assert switch.counters.churn == [4] and switch.counters.split_flows == 1
 
 
 def simple_run(policy, **config):
@@ -232,3 +240,51 @@ def test_grouping_compares_rings_not_names():
     unequal = group_same_ring(policies, view, 256)
     assert [g.names for g in unequal] == [("fb_est",), ("random_hash", "round_robin"), ("weighted_round_robin",),
                                           ("fixed_split",), ("fb_least",)]
+
+
+def test_cli_compares_switch_models_and_churn_caps_in_one_run(tmp_path, capsys):
+    cdf = cdf_file(tmp_path, "0 0\n1500 50\n30000 100\n")
+    assert main(["simulate", "--workload", str(cdf), "--duration", "1", "--quiet", "--policies", "fb_est",
+                 "--switch-model", "legacy,generations", "--churn-cap", "none,0.05", "--cache-sets", "1",
+                 "--cache-ways", "1", "--ring-size", "256", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| policy"))
+    for column in ("split flows", "collisions", "held", "churn/poll mean/p99/max"):
+        assert column in header
+    rows = [line for line in printed.splitlines() if line.startswith("| fb_est")]
+    assert [tuple(c.strip() for c in row.split("|")[2:4]) for row in rows] == [
+        ("legacy", "-"), ("legacy", "5%"), ("generations", "-"), ("generations", "5%")]
+    split = [int(row.split("|")[header.split("|").index(" split flows ")]) for row in rows]
+    assert split[2:] == [0, 0]
+    churn_max = [int(row.split("|")[header.split("|").index(" churn/poll mean/p99/max ")].split("/")[-1])
+                 for row in rows]
+    assert churn_max[1] <= 12 and churn_max[3] <= 12, "5 % of 256 slots"
+    assert (tmp_path / "out" / "load-fb_est-generations-cap-5.csv").exists()
+    assert main(["simulate", "--switch-model", "p4", "--quiet"]) == 2
+    assert "--switch-model: unknown p4" in capsys.readouterr().err
+    assert main(["simulate", "--churn-cap", "2", "--quiet"]) == 2
+    assert "--churn-cap: a share of the ring in (0, 1]" in capsys.readouterr().err
+
+
+def test_capture_speedup_divides_time_and_non_ip_frames_are_not_cacheable(tmp_path):
+    path = tmp_path / "two.pcap"
+    write_capture(path)
+    arp = Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff", type=0x0806) / (b"\x00" * 28)
+    arp.time = 100.2
+    wrpcap(str(path), [arp], append=True)
+    trace = CaptureTrace([path], speedup=10)
+    assert trace.duration == pytest.approx(0.02)
+    batches = list(trace.batches(0.1))
+    assert batches[0].packet_time.max() == pytest.approx(0.02)
+    assert batches[0].new.cacheable.tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="speed-up"):
+        CaptureTrace([path], speedup=0)
+    # Three copies: three times the flows (distinct keys), the second starting a third of the way in.
+    copies = CaptureTrace([path], copies=3)
+    assert copies.packet_count == 3 * trace.packet_count
+    new = [b.new for b in copies.batches(0.01)]
+    assert sum(n.slot.size for n in new) == 3 * 4
+    hashes = np.concatenate([n.key_hash for n in new])
+    assert np.unique(hashes).size == 12
+    firsts = np.sort(np.concatenate([n.first for n in new]))
+    assert firsts[:3] == pytest.approx([0.0, 0.05, 0.2 / 3]), "copy 0 at 0 and 0.05 s, copy 1 from 0.2 / 3 s"
