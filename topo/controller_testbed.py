@@ -45,12 +45,14 @@ def backend_mac(index: int) -> str:
 def dispatcher_config(backends: int = 3, *, grpc_port: int, api_port: int = 0, policy: str = "round_robin",
                    ring_size: int = 256, idle_timeout_s: float = 10.0, dispatch: str = "ring",
                    program: str = "dispatcher", protocol: str = "tcp", election_id: int = 1,
-                   poll_interval_ms: int = 100, capacities: list[float] | None = None) -> dict[str, Any]:
+                   poll_interval_ms: int = 100, capacities: list[float] | None = None,
+                   cache_timeout_ms: int = 1000) -> dict[str, Any]:
     """A controller configuration (as the TOML would load) for a VIP service on this testbed."""
     return {
         "switch": {"grpc_address": f"127.0.0.1:{grpc_port}", "election_id": election_id,
                    "program": program},
-        "timers": {"flow_idle_timeout_s": idle_timeout_s, "poll_interval_ms": poll_interval_ms},
+        "timers": {"flow_idle_timeout_s": idle_timeout_s, "poll_interval_ms": poll_interval_ms,
+                   "cache_timeout_ms": cache_timeout_ms},
         "api": {"address": "127.0.0.1", "port": api_port},
         "services": [{
             "name": "web", "id": 1, "mode": "vip", "vip": VIP, "protocol": protocol, "port": 80,
