@@ -119,7 +119,7 @@ class RunSummary:
                 f"{self.churn_mean:.1f}/{self.churn_p99:.0f}/{self.churn_max}", str(self.split_flows),
                 str(self.split_design_flows),
                 str(self.collisions), str(self.held), str(self.applied), str(self.peak_live_ways),
-                f"{self.entries_activated}/{self.entries_stale}"]
+                "-" if self.switch == "legacy" else f"{self.entries_activated}/{self.entries_stale}"]
 
     @property
     def label(self) -> str:
