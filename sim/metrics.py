@@ -101,12 +101,15 @@ class RunSummary:
     churn_p99: float = 0.0
     churn_max: int = 0
     peak_live_ways: int = 0    # most cache ways (legacy: slots) live at a poll
+    entries_activated: int = 0  # `flows` entries activated (generations model)
+    entries_stale: int = 0      # entries found stale: from an earlier flow's late digest, not used
     switch: str = ""           # switch model
     churn_cap: float | None = None   # ring write cap, share of the ring
 
     COLUMNS = ("policy", "switch", "cap", "max/mean mean", "max/mean p99", "CoV mean", "CoV p99", "drops %",
                "slowdown mean", "slowdown p99", "flows", "packets", "ring churn", "churn/poll mean/p99/max",
-               "split flows", "split design", "collisions", "held", "applied", "peak ways")
+               "split flows", "split design", "collisions", "held", "applied", "peak ways",
+               "entries activated/stale")
 
     def row(self) -> list[str]:
         cap = "-" if self.churn_cap is None else f"{self.churn_cap:.0%}"
@@ -115,7 +118,8 @@ class RunSummary:
                 f"{self.slowdown_p99:.2f}", str(self.flows), str(self.packets), str(self.ring_churn),
                 f"{self.churn_mean:.1f}/{self.churn_p99:.0f}/{self.churn_max}", str(self.split_flows),
                 str(self.split_design_flows),
-                str(self.collisions), str(self.held), str(self.applied), str(self.peak_live_ways)]
+                str(self.collisions), str(self.held), str(self.applied), str(self.peak_live_ways),
+                "-" if self.switch == "legacy" else f"{self.entries_activated}/{self.entries_stale}"]
 
     @property
     def label(self) -> str:
@@ -152,4 +156,5 @@ def summarise(policy: str, recorder: LoadRecorder, capacity: NDArray[np.float64]
                       split_flows=switch.split_flows, split_design_flows=switch.split_design_flows,
                       collisions=switch.collisions, held=switch.held,
                       applied=switch.applied, churn_mean=churn_mean, churn_p99=churn_p99, churn_max=churn_max,
-                      peak_live_ways=switch.peak_live_ways)
+                      peak_live_ways=switch.peak_live_ways, entries_activated=switch.entries_activated,
+                      entries_stale=switch.entries_stale)

@@ -14,9 +14,14 @@ Two models, selectable (`SimulationConfig.switch_model`, `p4dispatch simulate --
   is held follows the ring packet by packet until its entry exists.
 
 Both: ring entry = (ring hash >> 16) & (ring size - 1); the `flows` entry exists from
-digest + install delay on (the digest at the confirming packet, one RTT after the first);
-packets from then on go to the entry's backend, which is the backend the model gave the
-flow's last packet at or before the digest (the one the digest carried).
+digest + install delay on (the digest at the confirming packet, one RTT after the first),
+with the backend the model gave the flow's last packet at or before the digest (the one the
+digest carried). Legacy: packets from then on go to the entry's backend. Generations (entry
+activation, docs/consistency.md "The mechanism" 1.): an entry decides only once activated; a
+packet that finds an entry not yet activated is decided as a miss (cache way or ring entry,
+committing state as any miss); if that names the entry's backend the entry is activated and
+decides every later packet, otherwise the entry is stale (counted once) and the flow goes on
+on its own state, each later packet checked again the same way.
 
 Split flows are counted apart from either mechanism's bookkeeping: every packet's backend,
 as the model gives it, is compared with the backend of its flow's first packet; a flow with
@@ -29,7 +34,7 @@ after the last such silence: that is what the proof claims never happens.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +80,8 @@ class SwitchCounters:
     held: int = 0                # decisions that kept an older generation (EVENT_GENERATION_HELD)
     applied: int = 0             # generations applied at a ring entry (EVENT_GENERATION_APPLIED)
     peak_live_ways: int = 0      # most cache ways live at a poll
+    entries_activated: int = 0   # `flows` entries activated (generations: a hit decided as a miss named its backend)
+    entries_stale: int = 0       # entries whose first hit (or any later, before activation) named another backend
     churn: list[int] = field(default_factory=list)         # slots changed at each poll after the first
     churn_time: list[float] = field(default_factory=list)  # ... and when
 
@@ -145,10 +152,14 @@ class SwitchModel:
         self._split_design = np.zeros(0, np.bool_)
         self._design_backend = np.zeros(0, np.int64)  # first backend of the flow's current design flow
         self._collided = np.zeros(0, np.bool_)
-        self._last_pre = np.zeros(0)                  # the flow's last packet before its entry, so far
+        self._last_pre = np.zeros(0)                  # the flow's last packet not decided by its entry, so far
+        self._activated = np.zeros(0, np.bool_)       # its entry decides (legacy: unused, entries decide at once)
+        self._stale = np.zeros(0, np.bool_)           # its entry was found stale at least once
 
     _PER_FLOW: tuple[str, ...] = ("first_backend", "_entry_backend", "_digest", "_installed", "_ring_index",
-                                  "_split", "_split_design", "_design_backend", "_collided", "_last_pre")
+                                  "_split", "_split_design", "_design_backend", "_collided", "_last_pre",
+                                  "_activated", "_stale")
+    activation = False    # entries decide only once activated (the generations model)
 
     @property
     def ring(self) -> NDArray[np.int64]:
@@ -176,8 +187,65 @@ class SwitchModel:
         """The backend of every packet of a batch (new flows start in it). Ring writes come
         between batches, at poll boundaries."""
         self._admit(new)
+        installed = packet_time >= self._installed[packet_slot]
+        if not self.activation:
+            return self._step(new, packet_time, packet_slot, ~installed)
+        # Checks: packets that find an entry not yet activated. Each is decided as a miss; the
+        # first whose decision names the entry's backend activates it (later packets follow
+        # the entry). Which one that is depends on the decisions, which depend on which packets
+        # take the miss path: guess (the first check activates), run, and run again from a
+        # snapshot with the guess corrected until it holds. Decisions are causal (a packet's
+        # depends only on earlier ones), so each correction settles at least the earliest wrong
+        # guess; a wrong guess means a stale entry, which is rare.
+        check = np.flatnonzero(installed & ~self._activated[packet_slot])
+        if not check.size:
+            return self._step(new, packet_time, packet_slot, ~installed)
+        check = check[np.lexsort((check, packet_time[check], packet_slot[check]))]
+        check_slot = packet_slot[check]
+        start = np.r_[True, check_slot[1:] != check_slot[:-1]]
+        group = np.cumsum(start) - 1
+        rank = np.arange(check.size) - np.flatnonzero(start)[group]   # the check's rank within its flow
+        groups = int(group[-1]) + 1
+        last_rank = np.bincount(group, minlength=groups) - 1
+        never = np.iinfo(np.int64).max
+        cut = np.zeros(groups, dtype=np.int64)     # checks of rank <= cut take the miss path
+        snapshot = self._snapshot(np.unique(packet_slot))
+        for _ in range(10_000):
+            miss = ~installed
+            miss[check] = rank <= cut[group]
+            backend = self._step(new, packet_time, packet_slot, miss)
+            tried = miss[check]
+            match = tried & (backend[check] == self._entry_backend[check_slot])
+            first_match = np.full(groups, never, dtype=np.int64)
+            np.minimum.at(first_match, group[match], rank[match])
+            settled = np.where(first_match == never, cut >= last_rank, first_match == cut)
+            if settled.all():
+                break
+            cut = first_match
+            self._restore(snapshot)
+        else:
+            raise AssertionError("entry activation did not settle")
+        activated = check_slot[start][first_match != never]
+        self._activated[activated] = True
+        self.counters.entries_activated += int(activated.size)
+        self._count(self._stale, "entries_stale", check_slot[tried & ~match])
+        return backend
+
+    def _snapshot(self, slots: NDArray[np.int64]) -> tuple:
+        """What a batch can change: the counters and these flows' records (subclasses add theirs)."""
+        return (replace(self.counters), slots, [getattr(self, name)[slots].copy() for name in self._PER_FLOW])
+
+    def _restore(self, snapshot: tuple) -> None:
+        counters, slots, values = snapshot[:3]
+        self.counters = replace(counters)
+        for name, value in zip(self._PER_FLOW, values):
+            getattr(self, name)[slots] = value
+
+    def _step(self, new: NewFlowArrivals, packet_time: NDArray[np.float64], packet_slot: NDArray[np.int64],
+              miss: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """The batch, with `miss` the packets not decided by an entry."""
         backend = np.empty(packet_time.size, dtype=np.int64)
-        pre = self._pre_entry(new, packet_time, packet_slot)
+        pre = self._pre_entry(new, packet_time, packet_slot, miss)
         pre_backend = self._without_entry(new, pre)
         backend[pre.order] = pre_backend
         run_end = np.r_[pre.run_start[1:], True] if pre.time.size else np.zeros(0, dtype=bool)
@@ -204,9 +272,10 @@ class SwitchModel:
         self._count(self._split_design, "split_design_flows", design_moved)
         return backend
 
-    def _pre_entry(self, new: NewFlowArrivals, time: NDArray[np.float64], slot: NDArray[np.int64]) -> PreEntry:
-        """The packets without an entry, by flow then time, and how each relates to the last."""
-        index = np.flatnonzero(time < self._installed[slot])
+    def _pre_entry(self, new: NewFlowArrivals, time: NDArray[np.float64], slot: NDArray[np.int64],
+                   miss: NDArray[np.bool_]) -> PreEntry:
+        """The packets not decided by an entry, by flow then time, and how each relates to the last."""
+        index = np.flatnonzero(miss)
         order = index[np.lexsort((time[index], slot[index]))]
         ts, ss = time[order], slot[order]
         run_start = np.r_[True, ss[1:] != ss[:-1]] if ss.size else np.zeros(0, dtype=bool)
@@ -240,6 +309,8 @@ class SwitchModel:
         self._split[s] = False
         self._split_design[s] = False
         self._collided[s] = False
+        self._activated[s] = False
+        self._stale[s] = False
         self._last_pre[s] = new.first     # so the first packet is no silence
 
     def _mark_collided(self, slots: NDArray[np.int64]) -> None:
@@ -323,6 +394,24 @@ class GenerationSwitchModel(SwitchModel):
         self._way = np.zeros(0, np.int64)          # the way the flow holds, -1: none
 
     _PER_FLOW = SwitchModel._PER_FLOW + ("_set_index", "_cacheable", "_way")
+    activation = True
+
+    def _snapshot(self, slots: NDArray[np.int64]) -> tuple:
+        # The cache sets and ring entries these flows can touch.
+        ways = (self._set_index[slots][:, None] * self.cache_ways + np.arange(self.cache_ways)).ravel()
+        ways = np.unique(ways)
+        entries = np.unique(self._ring_index[slots]).tolist()
+        return super()._snapshot(slots) + (
+            ways, self._way_until[ways].copy(), self._way_backend[ways].copy(), entries,
+            [(self._applied_generation[r], self._applied_backend[r], self._stateless_seen[r]) for r in entries])
+
+    def _restore(self, snapshot: tuple) -> None:
+        super()._restore(snapshot)
+        ways, until, backend, entries, registers = snapshot[3:]
+        self._way_until[ways] = until
+        self._way_backend[ways] = backend
+        for r, (generation, applied, seen) in zip(entries, registers):
+            self._applied_generation[r], self._applied_backend[r], self._stateless_seen[r] = generation, applied, seen
 
     def live_ways(self, now: float) -> int:
         return int(np.count_nonzero(self._way_until > now))
