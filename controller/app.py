@@ -26,11 +26,12 @@ from controller.backend_admin import BackendAdmin
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config, ConfigError
 from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason, events_by_name
-from controller.dataplane.constants import PacketInReason
+from controller.dataplane.constants import PROGRAM_ENUMS, PacketInReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import FlowManager
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
+from controller.p4runtime.p4info import P4InfoError
 from controller.pipeline import CompiledProgram, compiled_program
 from controller.reactive import ReactiveDispatch
 from controller.ring_updates import RingUpdater
@@ -276,7 +277,18 @@ class Controller:
 
 
 def check_program_fits(config: Config, info: P4InfoIndex) -> None:
-    """The configuration fits the program's tables (sizes from its P4Info, not assumed)."""
+    """The configuration fits the program's tables (sizes from its P4Info, not assumed), and
+    the program speaks the controller's enums (drop reasons, packet-in reasons, admission
+    levels: their names and values are in the P4Info)."""
+    for enum in PROGRAM_ENUMS:
+        try:
+            published = info.serializable_enum(enum.__name__)
+        except P4InfoError as exc:
+            raise ConfigError(f"the program's P4Info: {exc}; build the program from this checkout") from None
+        expected = {m.name: m.value for m in enum}
+        if published != expected:
+            raise ConfigError(f"the program's enum {enum.__name__} is {published}, the controller's is "
+                              f"{expected}; build the program from this checkout")
     ring_slots = sum(s.ring_size for s in config.services)
     if ring_slots > info.table("dispatch_ring").size:
         raise ConfigError(f"the services' rings have {ring_slots} slots in all; the program's "

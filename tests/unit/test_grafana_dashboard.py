@@ -31,7 +31,7 @@ from controller.admin_api import AdminApi
 from controller.app import Controller
 from controller.config import load_config
 from controller.counter_poller import CounterReading
-from controller.dataplane.constants import DropReason
+from controller.dataplane.constants import PROGRAM_ENUMS, DropReason
 from controller.dataplane.dispatcher_tables import FLOW_KEY_BYTES, FLOW_KEY_FIELDS, CounterValue
 from controller.dataplane.flow_digest import FIELDS
 from controller.p4runtime.encoding import encode_int
@@ -152,6 +152,11 @@ def small_p4info() -> p4i.P4Info:
             action_id, f"DispatcherIngress.flow_dispatch.{name}", name)
         for param_id, (param, width) in enumerate(params, start=1):
             action.params.add(id=param_id, name=param, bitwidth=width)
+    for enum in PROGRAM_ENUMS:   # the controller checks the program speaks its enums
+        published = info.type_info.serializable_enums[enum.__name__]
+        published.underlying_type.bitwidth = 8
+        for member in enum:
+            published.members.add(name=member.name, value=bytes([member.value]))
     stats = info.counters.add(size=131072)
     stats.preamble.id, stats.preamble.name, stats.preamble.alias = 5, "DispatcherIngress.flow_stats", "flow_stats"
     return info
