@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> dict:
         tb.wire.close()   # tcpdump captures instead; Python readers would cost the CPU the switch needs
         tb.wire = None
         config = tb.config(policy=args.policy, ring_size=1024, poll_interval_ms=100, program=args.program,
-                           capacities=[100.0, 200.0, 400.0], idle_timeout_s=30.0)
+                           capacities=[float(c) for c in args.capacities.split(",")], idle_timeout_s=30.0)
         running = tb.run_controller(config)
         running.wait_role("primary")
         print(f"consistency: building {int(args.rate * args.duration):,} flows "
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
             "send_failures": failed.value, "packets_captured": captured,
             "flows_checked": len(seen), "flows_on_two_ports": len(split),
             "ring_writes": controller.rings[1].rewrites - rewrites0,
+        "polls": int(send_seconds / 0.1),
             "ring_generations": controller.ring_updater.generation - generation0,
             "backend_changes": churn_log,
             "flows_installed": status.flows.inserted if status.flows else None,
@@ -187,6 +188,8 @@ def main() -> int:
     parser.add_argument("--policy", default="fb_est")
     parser.add_argument("--program", default="dispatcher", help="build/<program>.json (default dispatcher)")
     parser.add_argument("--churn-every", type=float, default=5.0, help="quiesce/activate period, s")
+    parser.add_argument("--capacities", default="2,4,8",
+                        help="backend capacities, Mbit/s: small, so the offered load moves fb_est at every poll")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     from topo.controller_testbed import missing_reason
