@@ -24,9 +24,10 @@ from typing import Any
 import tomli_w
 
 from controller.config import Config
-from topo.toolchain import REPO
 from controller.dataplane.flow_key import flow_key
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
+from topo.lifetime import tied
+from topo.toolchain import REPO
 from topo.veth_pairs import VethPairs
 
 VIP = "10.0.0.100"
@@ -167,9 +168,11 @@ class ControllerProcess:
 
     def start(self) -> None:
         self._log = self.log_path.open("w")
+        # Tied to the test (it dies if the test run is killed) and with SIGINT and SIGTERM at
+        # their defaults whatever the test run inherited: stop() relies on SIGTERM.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "controller", "run", "--config", str(self.config_path),
-             "--election-id", str(self.election_id), "--api-port", str(self.api_port)],
+            tied([sys.executable, "-m", "controller", "run", "--config", str(self.config_path),
+                  "--election-id", str(self.election_id), "--api-port", str(self.api_port)]),
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
