@@ -32,12 +32,12 @@ logging.getLogger("scapy").setLevel(logging.ERROR)
 
 from controller.dataplane.constants import DropReason  # noqa: E402
 from controller.dataplane.dispatcher_tables import DispatcherTables  # noqa: E402
-from topo.flow_installer import FlowInstaller  # noqa: E402
+from controller.dataplane.flow_key import flow_key  # noqa: E402
 from controller.p4runtime import P4RuntimeClient  # noqa: E402
 from controller.p4runtime.encoding import address_from_flow  # noqa: E402
-from controller.dataplane.flow_key import flow_key  # noqa: E402
 from sim.pcap_frames import CaptureError, read_frames  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
+from topo.flow_installer import FlowInstaller  # noqa: E402
 from topo.lifetime import tied  # noqa: E402
 
 DEFAULT_PCAPS = REPO.parent / "shared" / "data" / "pcaps"

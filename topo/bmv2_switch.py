@@ -104,7 +104,7 @@ class Bmv2Switch:
             self._stderr_file.close()
             self._stderr_file = None
 
-    def __enter__(self) -> "Bmv2Switch":
+    def __enter__(self) -> Bmv2Switch:
         self.start()
         return self
 

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topo.bmv2_switch import Bmv2Switch
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
+from topo.bmv2_switch import Bmv2Switch
 from topo.toolchain import BUILD_DIR, CompiledProgram, build_program, find_tool
 from topo.veth_pairs import VethPairs
 
@@ -52,7 +52,7 @@ class Bmv2Testbed:
         client.set_pipeline_files(info.p4info, self.compiled.bmv2_json)
         return client, info
 
-    def __enter__(self) -> "Bmv2Testbed":
+    def __enter__(self) -> Bmv2Testbed:
         self.compiled = build_program(self.program)
         self.veths = VethPairs(self.ports, prefix=self.prefix)
         self.veths.create()
@@ -79,7 +79,11 @@ class Bmv2Testbed:
         self.switch.stop()
 
     def __exit__(self, *exc) -> None:
-        if self.switch is not None:
-            self.switch.stop()
-        if self.veths is not None:
-            self.veths.destroy()
+        # The veths go even if stopping the switch failed: left over, they would make the
+        # next testbed of this prefix fail.
+        try:
+            if self.switch is not None:
+                self.switch.stop()
+        finally:
+            if self.veths is not None:
+                self.veths.destroy()

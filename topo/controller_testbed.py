@@ -117,7 +117,7 @@ class Wire:
         while not self._stop.is_set():
             try:
                 frame = sock.recv(65535)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -218,7 +218,7 @@ class ControllerTestbed(Bmv2Testbed):
     def config(self, **overrides: Any) -> Config:
         return Config.model_validate(dispatcher_config(self.backends, grpc_port=self.grpc_port, **overrides))
 
-    def __enter__(self) -> "ControllerTestbed":
+    def __enter__(self) -> ControllerTestbed:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         super().__enter__()
         try:
@@ -228,7 +228,7 @@ class ControllerTestbed(Bmv2Testbed):
             raise
         return self
 
-    def run_controller(self, config: Config) -> "RunningController":
+    def run_controller(self, config: Config) -> RunningController:
         from controller.app import Controller
         running = RunningController(Controller(config))
         running.start()
@@ -244,11 +244,23 @@ class ControllerTestbed(Bmv2Testbed):
         return proc
 
     def __exit__(self, *exc: object) -> None:
-        for c in reversed(self._controllers):
-            c.stop()
-        if self.wire is not None:
-            self.wire.close()
-        super().__exit__(*exc)
+        """Controllers, the wire, then switch and veths: each step even if one before failed
+        (the first error is raised at the end), so one failed test leaves nothing running."""
+        try:
+            error: BaseException | None = None
+            for c in reversed(self._controllers):
+                try:
+                    c.stop()
+                except BaseException as stop_error:     # re-raised below, once all were stopped
+                    error = error or stop_error
+            self._controllers.clear()
+            if self.wire is not None:
+                self.wire.close()
+                self.wire = None
+            if error is not None:
+                raise error
+        finally:
+            super().__exit__(*exc)
 
 
 class RunningController:

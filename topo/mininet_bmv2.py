@@ -81,7 +81,7 @@ class Bmv2P4RuntimeSwitch(TiedToRun, Switch):
         cmd += ["--", "--cpu-port", str(CPU_PORT), "--grpc-server-addr", f"0.0.0.0:{self.grpc_port}"]
         return cmd
 
-    def start(self, controllers) -> None:  # noqa: ARG002 - P4Runtime controllers connect to us
+    def start(self, controllers) -> None:
         """Start the process and return once its gRPC port accepts connections."""
         for port in (self.grpc_port, self.thrift_port):
             if port_accepts(port):
@@ -124,7 +124,7 @@ class Bmv2P4RuntimeSwitch(TiedToRun, Switch):
             self.process = None
         self._close_output()
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's signature
+    def stop(self, deleteIntfs: bool = True) -> None:
         self.stop_process()
         super().stop(deleteIntfs)
 

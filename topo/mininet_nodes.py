@@ -83,7 +83,7 @@ class KernelBridge(TiedToRun, Switch):
         params["inNamespace"] = True
         super().__init__(name, **params)
 
-    def start(self, controllers) -> None:  # noqa: ARG002 - a bridge has no controller
+    def start(self, controllers) -> None:
         self._ip(f"link add name {self.name} type bridge stp_state 0 forward_delay 0")
         self.cmd(f"sysctl -qw net.ipv6.conf.{self.name}.disable_ipv6=1")
         for intf in self.intfList():
@@ -92,7 +92,7 @@ class KernelBridge(TiedToRun, Switch):
                 self._ip(f"link set {intf.name} up")
         self._ip(f"link set {self.name} up")
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's signature
+    def stop(self, deleteIntfs: bool = True) -> None:
         if self.shell is not None:
             self.cmd(f"ip link del {self.name} 2>/dev/null")
         super().stop(deleteIntfs)

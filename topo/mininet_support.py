@@ -97,9 +97,9 @@ def remove_leftover_links(node_names: list[str]) -> list[str]:
     for line in out.splitlines():
         # "12: disp1-eth1@if11: <...>" -> disp1-eth1
         name = line.split(":", 2)[1].strip().split("@")[0]
-        if name in node_names or any(name.startswith(f"{n}-eth") for n in node_names):
-            if _sh("ip", "link", "del", name).returncode == 0:
-                removed.append(name)
+        ours = name in node_names or any(name.startswith(f"{n}-eth") for n in node_names)
+        if ours and _sh("ip", "link", "del", name).returncode == 0:
+            removed.append(name)
     return removed
 
 

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from topo.toolchain import REPO
 from topo.emulated_cluster import DISPATCHER, EmulatedCluster
 from topo.mininet_support import checked_cmd, set_sysctls
+from topo.toolchain import REPO
 
 RETURN_BRIDGE = "ret1"
 VIP_MAC = "02:00:00:00:00:fe"     # what clients address VIP frames to; the switch ignores it
