@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
+from topo.lifetime import tied  # noqa: E402
 
 PTF_DIR = REPO / "ptf_tests"
 SKIP_EXIT = 77
@@ -39,7 +40,9 @@ def ptf_command(testbed: Bmv2Testbed, tests: list[str]) -> list[str]:
 
 
 def run(tests: list[str], testbed: Bmv2Testbed) -> subprocess.CompletedProcess:
-    return subprocess.run(ptf_command(testbed, tests), capture_output=True, text=True, cwd=REPO)
+    # Tied: if this runner (or the pytest run around it) is killed, ptf goes too, instead of
+    # sending into veths that the next testbed will recreate.
+    return subprocess.run(tied(ptf_command(testbed, tests)), capture_output=True, text=True, cwd=REPO)
 
 
 def test_names(selection: list[str]) -> list[str]:

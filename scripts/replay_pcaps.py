@@ -39,6 +39,7 @@ from sim.pcap_frames import CaptureError, read_frames  # noqa: E402
 from sim.shared_data import shared_data_dir  # noqa: E402
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason  # noqa: E402
 from topo.flow_installer import FlowInstaller  # noqa: E402
+from topo.lifetime import tied  # noqa: E402
 
 SHARED = shared_data_dir()
 DEFAULT_PCAPS = SHARED / "pcaps" if SHARED else None   # the shared corpus, where it is present
@@ -111,9 +112,11 @@ class Sniffers:
         self.files = {p: directory / f"out-port{p}.pcap" for p in ports}
         self.procs = []
         for port, path in self.files.items():
+            # tied(): no tcpdump outlives a killed replay, and SIGINT (how stop() ends it, so
+            # that it flushes its file) is not ignored even when this script runs in the background.
             self.procs.append(subprocess.Popen(
-                ["tcpdump", "-i", testbed.host_interface(port), "-Q", "in", "-U", "-s", "0",
-                 "-B", "16384", "-w", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                tied(["tcpdump", "-i", testbed.host_interface(port), "-Q", "in", "-U", "-s", "0",
+                      "-B", "16384", "-w", str(path)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # tcpdump needs a moment before it captures
 
     def stop(self) -> None:

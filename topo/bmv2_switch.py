@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.dataplane.constants import CPU_PORT
+from topo.lifetime import tied
 from topo.toolchain import find_tool
 
 
@@ -72,7 +73,9 @@ class Bmv2Switch:
             raise SwitchError(f"port {self.grpc_port} is already in use: another switch is running?")
         self._stderr_path = Path(f"/tmp/bmv2-{self.grpc_port}.stderr")
         self._stderr_file = self._stderr_path.open("w")
-        self.process = subprocess.Popen(self.command(), stdout=self._stderr_file, stderr=subprocess.STDOUT,
+        # Its own session (a Ctrl-C reaches the caller, which stops the switch in order), and
+        # tied to the starting thread, so a caller killed outright leaves no switch running.
+        self.process = subprocess.Popen(tied(self.command()), stdout=self._stderr_file, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -101,7 +104,7 @@ class Bmv2Switch:
             self._stderr_file.close()
             self._stderr_file = None
 
-    def __enter__(self) -> "Bmv2Switch":
+    def __enter__(self) -> Bmv2Switch:
         self.start()
         return self
 

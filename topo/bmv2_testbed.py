@@ -60,7 +60,7 @@ class Bmv2Testbed:
         client.set_pipeline_files(info.p4info, self.compiled.bmv2_json)
         return client, info
 
-    def __enter__(self) -> "Bmv2Testbed":
+    def __enter__(self) -> Bmv2Testbed:
         self.compiled = build_program(self.program)
         self.veths = VethPairs(self.ports, prefix=self.prefix)
         self.veths.create()
@@ -87,7 +87,11 @@ class Bmv2Testbed:
         self.switch.stop()
 
     def __exit__(self, *exc) -> None:
-        if self.switch is not None:
-            self.switch.stop()
-        if self.veths is not None:
-            self.veths.destroy()
+        # The veths go even if stopping the switch failed: left over, they would make the
+        # next testbed of this prefix fail.
+        try:
+            if self.switch is not None:
+                self.switch.stop()
+        finally:
+            if self.veths is not None:
+                self.veths.destroy()

@@ -11,22 +11,26 @@ capture: a tap replays captures into the switch (the files given, or captures ge
   tcpdump; the files are checked with tshark at the end.
 
 A live table shows each backend while it runs; at the end a PNG and a JSON summary are
-written to --out. Ctrl-C or any error stops everything this run started: controller, hosts'
-processes, switch, namespaces and links.
+written to --out. Ctrl-C, SIGTERM or any error stops everything this run started: controller,
+hosts' processes, switch, namespaces and links (exit codes 130, 143 and 1). Killed outright
+(SIGKILL), the run still leaves no switch, server or host behind: they die with it (see
+topo/lifetime.py and docs/emulation.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -36,7 +40,9 @@ from rich.table import Table
 
 from controller.config import Config
 from controller.status import ControllerStatus
+from topo.lifetime import Stopped, StopSignals, say, teardown
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
+from workload.connections import count_connections
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,7 +84,7 @@ class EmbeddedController:
             raise DemoError(f"cannot serve the controller API on {config.api.address}:"
                             f"{config.api.port} ({exc.strerror}): choose another with --api-port") from None
 
-    def __enter__(self) -> "EmbeddedController":
+    def __enter__(self) -> EmbeddedController:
         self.api.start()
         self.thread.start()
         return self
@@ -92,9 +98,10 @@ class EmbeddedController:
             time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=15)
-        self.api.stop()
+        with teardown():          # a stop signal meanwhile waits until the API is down too
+            self.stop_event.set()
+            self.thread.join(timeout=15)
+            self.api.stop()
 
 
 @contextmanager
@@ -115,17 +122,36 @@ def _check_switch(cluster) -> None:
 
 
 def run(options: DemoOptions) -> int:
+    """The demo; its exit code: 0 done, 1 failed, 77 cannot run here, 130 on SIGINT, 143 on SIGTERM."""
+    # SIGINT and SIGTERM (service managers, `timeout`) stop the run alike, and SIGINT works
+    # even when inherited ignored (a background job of a non-interactive shell): either
+    # raises Stopped here, in the main thread, and the `with` blocks below take down what
+    # was started. A second signal does not cut that clean-up short.
+    with StopSignals(on_repeat=_still_stopping):
+        return _run(options)
+
+
+def _still_stopping(signum: int) -> None:
+    say(f"{signal.Signals(signum).name} again: still stopping what this run started "
+        "(SIGKILL would leave no process behind either)")
+
+
+def _run(options: DemoOptions) -> int:
     console = Console()
-    reason = missing_mininet_reason()
-    if reason:
-        console.print(f"[red]demo cannot run here:[/] {reason}")
-        return 77
-    options.out.mkdir(parents=True, exist_ok=True)
-    _log_to_file(options.out / f"{options.topo}-controller.log", console)
     try:
+        reason = missing_mininet_reason()
+        if reason:
+            console.print(f"[red]demo cannot run here:[/] {reason}")
+            return 77
+        options.out.mkdir(parents=True, exist_ok=True)
+        _log_to_file(options.out / f"{options.topo}-controller.log", console)
         if options.topo == "servers":
             return _run_servers(options, console)
         return _run_capture(options, console)
+    except Stopped as stop:
+        verb = "interrupted" if stop.signum == signal.SIGINT else "terminated"
+        console.print(f"[yellow]{verb} ({stop.name}): everything this run started has been stopped[/]")
+        return stop.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything this run started has been stopped[/]")
         return 130
@@ -242,10 +268,9 @@ def _server_summary(options: DemoOptions, spec, runs: dict, connections: dict[st
     records = [r for run in runs.values() for r in run.records]
     ok = [r for r in records if r.get("status") == 200 and not r.get("error")]
     latencies = np.array([r["latency"] for r in ok if r.get("latency") is not None])
-    seen: dict[str, list[str]] = defaultdict(list)
-    for name, conns in connections.items():
-        for c in conns:
-            seen[c["client"]].append(name)
+    # Connections, not client ports: a port reused after its connection closed is a new
+    # connection, and only one whose records overlap on two servers was split.
+    counted = count_connections(connections)
     start = min((c["time"] for conns in connections.values() for c in conns), default=time.time())
     end = max((c["time"] + c["seconds"] for conns in connections.values() for c in conns), default=start)
     seconds = max(1, int(np.ceil(end - start)))
@@ -272,7 +297,11 @@ def _server_summary(options: DemoOptions, spec, runs: dict, connections: dict[st
         "requests_per_s": len(ok) / max(max(run.summary["seconds"] for run in runs.values()), 1e-9),
         "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3) if latencies.size else None,
         "latency_p99_ms": float(np.percentile(latencies, 99) * 1e3) if latencies.size else None,
-        "connections_at_two_servers": sum(1 for servers in seen.values() if len(set(servers)) > 1),
+        "connections": len(counted.connections),
+        "client_ports_reused": counted.reused_ports,
+        "connections_split": len(counted.split),
+        "split_examples": [{"client": c.client, "servers": sorted(set(c.servers)), "start": c.start,
+                            "end": c.end} for c in counted.split[:5]],
         "max_over_mean_utilisation_mean": float(ratio.mean()) if ratio.size else None,
         "max_over_mean_utilisation_p99": float(np.percentile(ratio, 99)) if ratio.size else None,
         "backends": backends,
@@ -323,8 +352,9 @@ def _print_server_summary(console: Console, s: dict, plot: Path, path: Path) -> 
     console.print(table)
     ratio = s["max_over_mean_utilisation_mean"]
     console.print(f"max/mean utilisation over 1 s windows: mean {ratio or 0:.2f}, "
-                  f"p99 {s['max_over_mean_utilisation_p99'] or 0:.2f}; connections seen by two "
-                  f"servers: {s['connections_at_two_servers']}")
+                  f"p99 {s['max_over_mean_utilisation_p99'] or 0:.2f}")
+    console.print(f"connections split over two servers: {s['connections_split']} of {s['connections']} "
+                  f"({s['client_ports_reused']} client ports reused for a later connection, not counted as split)")
     console.print(f"plot: {plot}\nsummary: {path}")
 
 

@@ -26,6 +26,7 @@ import tomli_w
 from controller.config import Config
 from controller.dataplane.flow_key import flow_key
 from topo.bmv2_testbed import Bmv2Testbed, missing_testbed_reason
+from topo.lifetime import tied
 from topo.toolchain import REPO
 from topo.veth_pairs import VethPairs
 
@@ -119,7 +120,7 @@ class Wire:
         while not self._stop.is_set():
             try:
                 frame = sock.recv(65535)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -170,9 +171,11 @@ class ControllerProcess:
 
     def start(self) -> None:
         self._log = self.log_path.open("w")
+        # Tied to the test (it dies if the test run is killed) and with SIGINT and SIGTERM at
+        # their defaults whatever the test run inherited: stop() relies on SIGTERM.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "controller", "run", "--config", str(self.config_path),
-             "--election-id", str(self.election_id), "--api-port", str(self.api_port)],
+            tied([sys.executable, "-m", "controller", "run", "--config", str(self.config_path),
+                  "--election-id", str(self.election_id), "--api-port", str(self.api_port)]),
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -216,7 +219,7 @@ class ControllerTestbed(Bmv2Testbed):
     def config(self, **overrides: Any) -> Config:
         return Config.model_validate(dispatcher_config(self.backends, grpc_port=self.grpc_port, **overrides))
 
-    def __enter__(self) -> "ControllerTestbed":
+    def __enter__(self) -> ControllerTestbed:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         super().__enter__()
         try:
@@ -226,7 +229,7 @@ class ControllerTestbed(Bmv2Testbed):
             raise
         return self
 
-    def run_controller(self, config: Config) -> "RunningController":
+    def run_controller(self, config: Config) -> RunningController:
         from controller.app import Controller
         running = RunningController(Controller(config))
         running.start()
@@ -242,11 +245,23 @@ class ControllerTestbed(Bmv2Testbed):
         return proc
 
     def __exit__(self, *exc: object) -> None:
-        for c in reversed(self._controllers):
-            c.stop()
-        if self.wire is not None:
-            self.wire.close()
-        super().__exit__(*exc)
+        """Controllers, the wire, then switch and veths: each step even if one before failed
+        (the first error is raised at the end), so one failed test leaves nothing running."""
+        try:
+            error: BaseException | None = None
+            for c in reversed(self._controllers):
+                try:
+                    c.stop()
+                except BaseException as stop_error:     # re-raised below, once all were stopped
+                    error = error or stop_error
+            self._controllers.clear()
+            if self.wire is not None:
+                self.wire.close()
+                self.wire = None
+            if error is not None:
+                raise error
+        finally:
+            super().__exit__(*exc)
 
 
 class RunningController:

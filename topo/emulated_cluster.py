@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
+from topo.lifetime import teardown
 from topo.mininet_support import HostProcesses, remove_leftover_links, switches_using
 from topo.static_pipeline import push_pipeline
 
@@ -53,6 +54,8 @@ class EmulatedCluster:
         from mininet.log import setLogLevel
         from mininet.net import Mininet
 
+        from topo.mininet_nodes import TiedHost
+
         setLogLevel("warning")
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A run that crashed before its clean-up leaves veth ends and bridges in the root
@@ -65,8 +68,9 @@ class EmulatedCluster:
         remove_leftover_links(self.node_names())
         # No Mininet controller (the P4Runtime client is ours), no automatic addresses, MACs
         # or ARP: the topology sets them all, deliberately. Built inside start(), not by the
-        # constructor, so that a failure half-way through leaves a `net` to stop.
-        self.net = Mininet(topo=self.build_topo(), controller=None, autoSetMacs=False,
+        # constructor, so that a failure half-way through leaves a `net` to stop. Hosts are
+        # TiedHosts: their shells and processes die with this thread if the run is killed.
+        self.net = Mininet(topo=self.build_topo(), controller=None, host=TiedHost, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False, build=False)
         try:
             self.net.start()          # builds, then starts the switches (BMv2 waits for gRPC)
@@ -76,14 +80,25 @@ class EmulatedCluster:
             raise
 
     def stop(self) -> None:
-        """Processes first (they hold interfaces), then the network, then any leftover link."""
-        self.processes.stop_all()
-        if self.net is not None:
+        """Processes first (they hold interfaces), then the network, then any leftover link.
+
+        Every step is tried even if one before it failed (the first error is raised at the
+        end), and a stop signal arriving meanwhile waits until all of them are done
+        (topo.lifetime.teardown): half a clean-up is what leaves a network of these names
+        running for the next run to trip over.
+        """
+        with teardown():
             try:
-                self.net.stop()
+                self.processes.stop_all()
             finally:
-                self.net = None
-        remove_leftover_links(self.node_names())
+                try:
+                    if self.net is not None:
+                        try:
+                            self.net.stop()
+                        finally:
+                            self.net = None
+                finally:
+                    remove_leftover_links(self.node_names())
 
     def __enter__(self):
         self.start()

@@ -20,6 +20,8 @@ from mininet.node import Switch
 
 from controller.dataplane.constants import CPU_PORT
 from topo.bmv2_switch import end_process
+from topo.lifetime import tied
+from topo.mininet_nodes import TiedToRun
 from topo.mininet_support import port_accepts
 from topo.toolchain import find_tool
 
@@ -28,7 +30,7 @@ class SwitchStartError(RuntimeError):
     """simple_switch_grpc exited or never opened its gRPC port; the message has its last output."""
 
 
-class Bmv2P4RuntimeSwitch(Switch):
+class Bmv2P4RuntimeSwitch(TiedToRun, Switch):
     """simple_switch_grpc on this switch's Mininet ports, waiting for a P4Runtime controller.
 
     Parameters (as `addSwitch(name, cls=Bmv2P4RuntimeSwitch, grpc_port=..., ...)`):
@@ -79,15 +81,16 @@ class Bmv2P4RuntimeSwitch(Switch):
         cmd += ["--", "--cpu-port", str(CPU_PORT), "--grpc-server-addr", f"0.0.0.0:{self.grpc_port}"]
         return cmd
 
-    def start(self, controllers) -> None:  # noqa: ARG002 - P4Runtime controllers connect to us
+    def start(self, controllers) -> None:
         """Start the process and return once its gRPC port accepts connections."""
         for port in (self.grpc_port, self.thrift_port):
             if port_accepts(port):
                 raise SwitchStartError(f"{self.name}: port {port} is already in use (another switch running?)")
         self._output = self.output_file.open("w")
         # A session of its own: a Ctrl-C aimed at the test run must not kill the switch
-        # before the run's own clean-up stops it in order.
-        self.process = subprocess.Popen(self.command(), stdout=self._output, stderr=subprocess.STDOUT,
+        # before the run's own clean-up stops it in order. Tied to the starting thread: if the
+        # run is killed outright, the kernel kills the switch too.
+        self.process = subprocess.Popen(tied(self.command()), stdout=self._output, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -121,7 +124,7 @@ class Bmv2P4RuntimeSwitch(Switch):
             self.process = None
         self._close_output()
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's signature
+    def stop(self, deleteIntfs: bool = True) -> None:
         self.stop_process()
         super().stop(deleteIntfs)
 

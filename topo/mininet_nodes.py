@@ -1,4 +1,10 @@
-"""The plain Mininet parts of the topologies: interfaces that stay quiet, and a kernel bridge.
+"""The plain Mininet parts of the topologies: hosts and nodes whose processes die with the run,
+interfaces that stay quiet, and a kernel bridge in a namespace of its own.
+
+Every process Mininet starts for a node (the node's shell, and what `host.popen()` runs in
+it) goes through `_popen`; the classes here start it through `topo.lifetime.tied()`, so a run
+that is killed outright takes its hosts' shells and processes with it, and with the shells the
+hosts' network namespaces and every veth in them (see docs/emulation.md).
 
 Every interface of an emulated cluster is made by the link classes here, which set it up
 before it first comes up:
@@ -11,10 +17,26 @@ before it first comes up:
 
 from __future__ import annotations
 
-import subprocess
-
 from mininet.link import Intf, Link, TCIntf
-from mininet.node import Switch
+from mininet.node import Host, Switch
+
+from topo.lifetime import tied
+
+
+class TiedToRun:
+    """Mixin for Mininet nodes: their processes die with the thread that started them.
+
+    `mnexec` (how Mininet enters a node's namespaces) does not fork unless it starts as a
+    process-group leader, which Mininet's Popen never makes it, so the parent-death signal
+    set by `setpriv` before it stays on the shell or server it becomes.
+    """
+
+    def _popen(self, cmd, **params):
+        return super()._popen(tied(list(cmd)), **params)  # type: ignore[misc]  # a Node's, after us in the MRO
+
+
+class TiedHost(TiedToRun, Host):
+    """A Mininet host whose shell and processes end with the run (Mininet(host=TiedHost))."""
 
 
 class _Quiet:
@@ -48,27 +70,35 @@ class ShapedLink(Link):
         super().__init__(*args, **params)
 
 
-class KernelBridge(Switch):
+class KernelBridge(TiedToRun, Switch):
     """A Linux bridge made with iproute2 (Mininet's LinuxBridge needs brctl, not installed here).
 
     It learns MACs like any switch and needs no controller: the return path of a direct-server-
-    return cluster, which must not pass the dispatcher.
+    return cluster, which must not pass the dispatcher. It lives in a network namespace of its
+    own (its node's), not the root one: a bridge is not a veth end, so in the root namespace it
+    would outlive a run that was killed; in its node's namespace it goes with the node's shell.
     """
 
-    def start(self, controllers) -> None:  # noqa: ARG002 - a bridge has no controller
-        _ip("link", "del", self.name)
-        _ip("link", "add", "name", self.name, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.name}.disable_ipv6=1"], capture_output=True)
+    def __init__(self, name: str, **params) -> None:
+        params["inNamespace"] = True
+        super().__init__(name, **params)
+
+    def start(self, controllers) -> None:
+        self._ip(f"link add name {self.name} type bridge stp_state 0 forward_delay 0")
+        self.cmd(f"sysctl -qw net.ipv6.conf.{self.name}.disable_ipv6=1")
         for intf in self.intfList():
             if intf.name != "lo":
-                _ip("link", "set", intf.name, "master", self.name)
-                _ip("link", "set", intf.name, "up")
-        _ip("link", "set", self.name, "up")
+                self._ip(f"link set {intf.name} master {self.name}")
+                self._ip(f"link set {intf.name} up")
+        self._ip(f"link set {self.name} up")
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's signature
-        _ip("link", "del", self.name)
+    def stop(self, deleteIntfs: bool = True) -> None:
+        if self.shell is not None:
+            self.cmd(f"ip link del {self.name} 2>/dev/null")
         super().stop(deleteIntfs)
 
-
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True)
+    def _ip(self, args: str) -> None:
+        """`ip <args>` in the bridge's namespace; any output is its error."""
+        output = self.cmd(f"ip {args}").strip()
+        if output:
+            raise RuntimeError(f"{self.name}: `ip {args}` failed: {output}")

@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from topo.lifetime import missing_lifetime_tools
 from topo.toolchain import BUILD_DIR, find_tool
 
 
@@ -30,6 +31,9 @@ def missing_mininet_reason(program: str = "dispatcher") -> str | None:
     for tool in ("mnexec", "ip", "tc", "ethtool"):
         if shutil.which(tool) is None:
             return f"{tool} not found on PATH (needed by Mininet topologies)"
+    lifetime = missing_lifetime_tools()
+    if lifetime:
+        return lifetime
     if find_tool("simple_switch_grpc") is None:
         return "simple_switch_grpc (BMv2 with P4Runtime) not found on PATH or under $P4_PREFIX"
     if find_tool("p4c-bm2-ss") is None and not (BUILD_DIR / f"{program}.json").exists():
@@ -93,9 +97,9 @@ def remove_leftover_links(node_names: list[str]) -> list[str]:
     for line in out.splitlines():
         # "12: disp1-eth1@if11: <...>" -> disp1-eth1
         name = line.split(":", 2)[1].strip().split("@")[0]
-        if name in node_names or any(name.startswith(f"{n}-eth") for n in node_names):
-            if _sh("ip", "link", "del", name).returncode == 0:
-                removed.append(name)
+        ours = name in node_names or any(name.startswith(f"{n}-eth") for n in node_names)
+        if ours and _sh("ip", "link", "del", name).returncode == 0:
+            removed.append(name)
     return removed
 
 
@@ -105,7 +109,8 @@ class HostProcesses:
 
     Mininet's net.stop() ends the hosts' shells but not what was started with host.popen(),
     so every such process is tracked here and ended by its own pid: interrupt first (tcpdump
-    then flushes its file), terminate, kill.
+    then flushes its file), terminate, kill. (If the run is killed outright, nothing here
+    runs: then the hosts' parent-death signal ends them, see topo/mininet_nodes.TiedHost.)
     """
 
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
@@ -139,6 +144,14 @@ class HostProcesses:
         return proc.poll()
 
     def stop_all(self) -> None:
+        """Every process, newest first; one that cannot be stopped does not keep the others
+        running (the first error is raised once all were tried)."""
+        error: BaseException | None = None
         for _, proc in reversed(self.procs):
-            self.stop(proc)
+            try:
+                self.stop(proc)
+            except BaseException as exc:      # re-raised below, once the rest were tried
+                error = error or exc
         self.procs.clear()
+        if error is not None:
+            raise error

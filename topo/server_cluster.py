@@ -5,7 +5,9 @@
          └────(eth1)──── ret1 (Linux bridge) ───(eth1)┘      return path, 10.0.0.0/16
 
 Requests go to the VIP through the dispatcher; responses come back over a plain Linux
-bridge that bypasses it, as direct server return means.
+bridge that bypasses it, as direct server return means. The bridge sits in a network
+namespace of its own (topo/mininet_nodes.KernelBridge), so it goes with the run however the
+run ends.
 
 Clients (cl<i>, switch port i). The dispatcher-facing eth0 has no IPv4 address: a /32 route
 sends the VIP out of it, with the client's own address (10.0.1.<i>, on eth1) as source, and a

@@ -2,9 +2,10 @@
 
 One request per connection (HTTP/1.0, no keep-alive), so a connection is a flow is a request:
 the unit the dispatcher balances. Every connection is logged as one JSON line, written when
-it ends, with the client's address and port as the server saw them. With direct server
-return the client's own record of its local address and port matches that, so a test can
-check that each connection reached exactly one backend.
+it ends: the client's address and port as the server saw them, the address and port the
+client connected to, start time and duration (workload/connections.py reads them back).
+With direct server return the client's own record of its local address and port matches
+that, so a test can check that each connection reached exactly one backend.
 
     python -m workload.http_server --port 80 --name web1 --log /tmp/web1.jsonl
 
@@ -71,6 +72,9 @@ class ObjectHandler(BaseHTTPRequestHandler):
         self.body_bytes = 0
         self.error: str | None = None
         started = time.time()
+        # The address the client connected to (the VIP under direct server return, or the
+        # server's own): with the client's address and port, it names the connection.
+        local_host, local_port = self.connection.getsockname()[:2]
         try:
             super().handle()
         except OSError as exc:          # reset, broken pipe, timeout
@@ -78,6 +82,7 @@ class ObjectHandler(BaseHTTPRequestHandler):
         host, port = self.client_address[:2]
         self.server.log.write({
             "time": started, "server": self.server.name, "client": f"{host}:{port}",
+            "server_address": f"{local_host}:{local_port}",
             "request": getattr(self, "requestline", ""), "status": self.status,
             "bytes": self.body_bytes, "seconds": round(time.time() - started, 6),
             "error": self.error})
@@ -86,10 +91,10 @@ class ObjectHandler(BaseHTTPRequestHandler):
         self.status = code
         super().send_response(code, message)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args) -> None:  # `format`: the base class's parameter name
         """Quiet: the connection log is the record (stderr would fill at hundreds per second)."""
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # http.server's naming
         if self.path == "/health":
             self._send_body(200, 2, b"ok")
             return

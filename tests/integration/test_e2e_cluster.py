@@ -22,8 +22,10 @@ import pytest
 from sim.shared_data import shared_data_dir, shared_data_reason
 from topo.cluster_demo import DemoOptions, capture_summary, controlled, tshark_flows
 from topo.generated_captures import write_generated_captures
-from topo.mininet_support import free_tcp_port, missing_mininet_reason
+from topo.lifetime import ProcessId
+from topo.mininet_support import free_tcp_port, missing_mininet_reason, remove_leftover_links, switches_using
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
+from workload.connections import Connection, ConnectionCount, count_connections
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(missing_mininet_reason() is not None, reason=str(missing_mininet_reason()))
@@ -40,13 +42,14 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def served_by(logs: dict[str, Path]) -> dict[str, list[tuple[str, float]]]:
-    """client ip:port -> [(server, time)] from the servers' own connection logs."""
-    seen: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for name, path in logs.items():
-        for record in read_connection_log(path):
-            seen[record["client"]].append((name, record["time"]))
-    return seen
+def connections_by_client(logs: dict[str, Path]) -> tuple[ConnectionCount, dict[str, list[Connection]]]:
+    """The connections in the servers' own logs, and client ip:port -> its connections (a
+    client port may be reused for a later connection)."""
+    counted = count_connections({name: read_connection_log(path) for name, path in logs.items()})
+    by_client: dict[str, list[Connection]] = defaultdict(list)
+    for c in counted.connections:
+        by_client[c.client].append(c)
+    return counted, by_client
 
 
 def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_request(tmp_path):
@@ -94,12 +97,14 @@ def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_reques
     failed = {name: run.summary["errors"] for name, run in runs.items() if run.summary["failed"]}
     assert not failed, f"failed requests: {failed}"
     # Every connection was served by exactly one server, at the time the client made it.
-    seen = served_by(logs)
+    counted, by_client = connections_by_client(logs)
+    assert counted.split == [], f"split connections: {counted.split[:3]}"
     for run in runs.values():
         for request in run.records:
-            servers = {s for s, t in seen[request["local"]] if abs(t - request["start"]) < 5}
-            assert len(servers) == 1, f"{request['local']} served by {servers or 'nobody'}"
-    assert sum(len(read_connection_log(p)) for p in logs.values()) == 960
+            made = [c for c in by_client[request["local"]]
+                    if request["start"] - 1 <= c.start <= request["start"] + request["latency"] + 1]
+            assert len(made) == 1, f"{request['local']} at {request['start']}: {made or 'served by nobody'}"
+    assert counted.records == len(counted.connections) == 960
 
 
 # Ethernet captures from the shared corpus with many flows of both directions (24 to 86 TCP
@@ -173,38 +178,123 @@ def test_the_capture_demo_runs_on_its_own_generated_captures(tmp_path):
     assert summary["flows_on_two_nodes"] == 0 and summary["flows"] > 100
 
 
-@pytest.mark.parametrize("how", ["switch killed", "ctrl-c"])
-def test_the_demo_stops_cleanly_on_a_dead_switch_or_ctrl_c(tmp_path, how):
+# ---- the demo command itself -------------------------------------------------------------------
+
+DEMO_NODES = ServerCluster(ServerClusterSpec(clients=DemoOptions().clients, capacities_mbit=DemoOptions().capacities),
+                           Path("unused")).node_names()
+
+
+@pytest.fixture
+def demo(children, tmp_path):
+    """Start `p4dispatch demo` (servers, 10 connections/s) as a child of the test; yields
+    (process, out directory). However the test ends, the demo's whole process tree is ended
+    (tests/conftest.py) and no interface named after its nodes stays behind."""
     out = tmp_path / "demo"
-    demo = subprocess.Popen([sys.executable, "-m", "p4dispatch", "demo", "--duration", "60", "--rate", "10",
-                             "--out", str(out), "--api-port", str(free_tcp_port())],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "COLUMNS": "120"})
+
+    def start(*wrapper: str) -> subprocess.Popen:
+        return children.start([*wrapper, sys.executable, "-m", "p4dispatch", "demo", "--duration", "60",
+                               "--rate", "10", "--out", str(out), "--api-port", str(free_tcp_port())],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "COLUMNS": "120"})
     try:
-        wait_for(lambda: any(r.get("client") for r in _all_server_records(out)), 60, "first connections")
-        if how == "switch killed":
-            switch = _pids("simple_switch_grpc", "disp1-eth")
-            assert switch, "the demo's switch is running"
-            for pid in switch:
-                os.kill(pid, signal.SIGKILL)
-        else:
-            os.killpg(demo.pid, signal.SIGINT)
-        output, _ = demo.communicate(timeout=60)
+        yield start, out
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+        children.end_all()
+        # The hosts' namespaces (and the veth ends in them) go once their last process has;
+        # the kernel frees them asynchronously. Then anything still named like the demo's
+        # nodes is a leftover -- unless a switch uses those names (someone else's network).
+        _wait_for(lambda: not _demo_links(), 15)
+        if not switches_using(DEMO_NODES):
+            remove_leftover_links(DEMO_NODES)
+
+
+@pytest.mark.parametrize("how", ["switch killed", "SIGINT", "SIGTERM", "SIGINT, inherited ignored"])
+def test_the_demo_stops_cleanly_on_a_dead_switch_or_a_stop_signal(demo, children, how):
+    start, out = demo
+    # "inherited ignored": as a background job of a non-interactive shell starts it; the demo
+    # must install its handler anyway. Otherwise SIGINT and SIGTERM are at their defaults
+    # (children.start), whatever this test run inherited.
+    proc = start("env", "--ignore-signal=INT") if how == "SIGINT, inherited ignored" else start()
+    _wait_for_first_connections(proc, out)
+    below = children.note_descendants(proc)
     if how == "switch killed":
-        assert demo.returncode == 1, output[-3000:]
-        assert "the switch (simple_switch_grpc) died mid-run" in output
+        # This demo's switch (a process below it), not any switch with these port names.
+        switch = [p for p in below if "simple_switch_grpc" in _cmdline(p.pid)]
+        assert switch, "the demo's switch is running"
+        for p in switch:
+            os.kill(p.pid, signal.SIGKILL)
     else:
-        assert demo.returncode == 130, output[-3000:]
-        assert "interrupted" in output
+        children.signal_group(proc, signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    expected = {"switch killed": (1, "the switch (simple_switch_grpc) died mid-run"),
+                "SIGINT": (130, "interrupted (SIGINT): everything this run started has been stopped"),
+                "SIGTERM": (143, "terminated (SIGTERM): everything this run started has been stopped"),
+                "SIGINT, inherited ignored": (130, "interrupted (SIGINT)")}[how]
+    assert proc.returncode == expected[0], output[-3000:]
+    assert expected[1] in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert not _pids("simple_switch_grpc", "disp1-eth"), "switch left running"
-    assert not _pids("workload.http_server") and not _pids("workload.load_client"), "hosts' processes left"
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert not any(name in links for name in ("disp1-eth", "cl1-eth", "web1-eth", "ret1")), links
+    # Its own clean-up ended everything (Mininet's hosts' shells may take a moment to exit).
+    _assert_nothing_left(out, below)
+
+
+def test_a_killed_demo_leaves_no_switch_server_or_host_behind(demo, children):
+    """SIGKILL: no clean-up runs; the switch, the servers, the hosts' shells die with the demo
+    (parent-death signal), and with the shells their namespaces and links."""
+    start, out = demo
+    proc = start()
+    _wait_for_first_connections(proc, out)
+    below = children.note_descendants(proc)
+    assert any("simple_switch_grpc" in _cmdline(p.pid) for p in below), "the switch runs below the demo"
+    assert any("mininet:web1" in _cmdline(p.pid) for p in below), "web1's shell runs below the demo"
+    os.kill(proc.pid, signal.SIGKILL)        # the demo alone, not its group: nothing else is told
+    proc.wait(timeout=10)
+    _assert_nothing_left(out, below)
+
+
+def _wait_for_first_connections(proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 90
+    while not any(r.get("client") for r in _all_server_records(out)):
+        if proc.poll() is not None:
+            pytest.fail(f"the demo ended ({proc.returncode}) before any connection:\n"
+                        f"{proc.communicate()[0][-3000:]}")
+        assert time.monotonic() < deadline, "timed out waiting for the demo's first connections"
+        time.sleep(0.2)
+
+
+def _assert_nothing_left(out: Path, below: list[ProcessId]) -> None:
+    """No process that ran below the demo, no server or client of this run, no interface named
+    after the demo's nodes (the kernel frees a namespace's links a moment after its last
+    process has gone, hence the waits)."""
+    _wait_for(lambda: not [p for p in below if p.alive()], 10)
+    assert [(p.pid, _cmdline(p.pid)) for p in below if p.alive()] == [], "processes left"
+    run = str(out / "servers-run")
+    assert not _pids("workload.http_server", run) and not _pids("workload.load_client", run), \
+        "hosts' processes left"
+    _wait_for(lambda: not _demo_links(), 15)
+    assert _demo_links() == []
+
+
+def _demo_links() -> list[str]:
+    """Interfaces in this (the root) namespace named after the demo's nodes."""
+    names = [line.split(":", 2)[1].strip().split("@")[0] for line in
+             subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines()]
+    return [n for n in names if n in DEMO_NODES or any(n.startswith(f"{node}-eth") for node in DEMO_NODES)]
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _all_server_records(out: Path) -> list[dict]:
@@ -219,10 +309,7 @@ def _pids(*needles: str) -> list[int]:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(n in cmdline for n in needles) and int(proc.name) != os.getpid():
+        cmdline = _cmdline(int(proc.name))
+        if cmdline and all(n in cmdline for n in needles) and int(proc.name) != os.getpid():
             pids.append(int(proc.name))
     return pids

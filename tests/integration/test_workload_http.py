@@ -51,7 +51,8 @@ def get(port: int, path: str) -> tuple[int, bytes, str, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", path)
-        local = "%s:%d" % conn.sock.getsockname()[:2]
+        host, port_ = conn.sock.getsockname()[:2]
+        local = f"{host}:{port_}"
         response = conn.getresponse()
         return response.status, response.read(), local, dict(response.getheaders())
     finally:
@@ -131,28 +132,28 @@ def test_load_generator_records_failures():
     assert summary["errors"] == {"ConnectionRefusedError": 2}
 
 
-def test_command_lines(tmp_path):
+def test_command_lines(tmp_path, children):
     """The two programs as a Mininet host runs them: server in the background, client to the end."""
     log, out = tmp_path / "server.jsonl", tmp_path / "client.jsonl"
     port = free_tcp_port()
-    server = subprocess.Popen([sys.executable, "-m", "workload.http_server", "--bind", "127.0.0.1",
-                               "--port", str(port), "--name", "s1", "--log", str(log)],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert "serving on" in server.stdout.readline()
-        client = subprocess.run([sys.executable, "-m", "workload.load_client", "--target", f"127.0.0.1:{port}",
-                                 "--rate", "200", "--requests", "100", "--cdf", "fb_hadoop",
-                                 "--max-bytes", "100000", "--out", str(out)],
-                                cwd=REPO, capture_output=True, text=True, timeout=60)
-        assert client.returncode == 0, client.stderr
-        summary = json.loads(client.stdout.strip().splitlines()[-1])
-        assert summary["ok"] == 100 and summary["failed"] == 0
-        records = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(records) == 100 and all(r["status"] == 200 and r["bytes"] == r["size"] for r in records)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    assert server.returncode == 0      # SIGTERM is a clean stop
+    # children.start: SIGTERM at its default whatever this run inherited, and the server is
+    # ended with the test (tests/conftest.py), even if an assertion below fails.
+    server = children.start([sys.executable, "-m", "workload.http_server", "--bind", "127.0.0.1",
+                             "--port", str(port), "--name", "s1", "--log", str(log)],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert "serving on" in server.stdout.readline()
+    client = subprocess.run([sys.executable, "-m", "workload.load_client", "--target", f"127.0.0.1:{port}",
+                             "--rate", "200", "--requests", "100", "--cdf", "fb_hadoop",
+                             "--max-bytes", "100000", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert client.returncode == 0, client.stderr
+    summary = json.loads(client.stdout.strip().splitlines()[-1])
+    assert summary["ok"] == 100 and summary["failed"] == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 100 and all(r["status"] == 200 and r["bytes"] == r["size"] for r in records)
+    server.terminate()
+    assert server.wait(timeout=10) == 0      # SIGTERM is a clean stop
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted(r["client"] for r in logged) == sorted(r["local"] for r in records)
+    assert {r["server_address"] for r in logged} == {f"127.0.0.1:{port}"}
 
