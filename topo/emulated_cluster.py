@@ -10,14 +10,18 @@ configurations) load and can be tested where Mininet is missing.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from topo.lifetime import teardown
-from topo.mininet_support import HostProcesses, remove_leftover_links, switches_using
+from topo.mininet_support import HostProcesses, links_named_after, remove_leftover_links, switches_using
 from topo.static_pipeline import push_pipeline
+from topo.toolchain import REPO
 
 DISPATCHER = "disp1"          # the BMv2 switch's node name (its ports: disp1-eth<N>)
 
@@ -27,8 +31,9 @@ class EmulatedCluster:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
-        self.net = None
+        self.net: Any = None          # a mininet.net.Mininet while started
         self.processes = HostProcesses()
+        self.link_reaper: subprocess.Popen | None = None
 
     # ---- what a subclass provides ---------------------------------------------------
 
@@ -73,11 +78,28 @@ class EmulatedCluster:
         self.net = Mininet(topo=self.build_topo(), controller=None, host=TiedHost, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False, build=False)
         try:
-            self.net.start()          # builds, then starts the switches (BMv2 waits for gRPC)
+            self.net.build()          # nodes (their shells) and links
+            self._start_link_reaper()
+            self.net.start()          # starts the switches (BMv2 waits for gRPC)
             self.configure_hosts()
         except BaseException:
             self.stop()
             raise
+
+    def _start_link_reaper(self) -> None:
+        """A watcher that deletes this network's root-namespace interfaces (the switch's ports)
+        if this process dies without stop(): a killed run's hosts die with it, but sockets may
+        keep their namespaces, and so those interfaces, for minutes (topo/link_reaper.py).
+        Not tied to this process, on purpose; stop() ends it."""
+        links = links_named_after(self.node_names())
+        if not links:
+            return
+        with (self.workdir / "link-reaper.out").open("w") as out:
+            self.link_reaper = subprocess.Popen(
+                [sys.executable, "-m", "topo.link_reaper", "--parent", str(os.getpid()),
+                 *(f"{name}:{index}" for name, index in links.items())],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)   # a Ctrl-C at the terminal is not for it
 
     def stop(self) -> None:
         """Processes first (they hold interfaces), then the network, then any leftover link.
@@ -98,7 +120,14 @@ class EmulatedCluster:
                         finally:
                             self.net = None
                 finally:
-                    remove_leftover_links(self.node_names())
+                    try:
+                        remove_leftover_links(self.node_names())
+                    finally:
+                        # Last: until here a kill of this process would still leave it to act.
+                        if self.link_reaper is not None:
+                            self.link_reaper.kill()
+                            self.link_reaper.wait()
+                            self.link_reaper = None
 
     def __enter__(self):
         self.start()

@@ -89,18 +89,23 @@ def switches_using(node_names: list[str]) -> list[int]:
     return pids
 
 
+def links_named_after(node_names: list[str]) -> dict[str, int]:
+    """Root-namespace interfaces named after these nodes (`<node>-eth*`, or a node's own name,
+    as a bridge has): name -> interface index."""
+    links = {}
+    for line in _sh("ip", "-o", "link", "show").stdout.splitlines():
+        # "12: disp1-eth1@if11: <...>" -> 12, disp1-eth1
+        index, name = line.split(":", 2)[:2]
+        name = name.strip().split("@")[0]
+        if name in node_names or any(name.startswith(f"{n}-eth") for n in node_names):
+            links[name] = int(index)
+    return links
+
+
 def remove_leftover_links(node_names: list[str]) -> list[str]:
     """Delete root-namespace interfaces a crashed run of this topology left: `<node>-eth*` and
     bridges named like a node. Returns what was deleted."""
-    out = _sh("ip", "-o", "link", "show").stdout
-    removed = []
-    for line in out.splitlines():
-        # "12: disp1-eth1@if11: <...>" -> disp1-eth1
-        name = line.split(":", 2)[1].strip().split("@")[0]
-        ours = name in node_names or any(name.startswith(f"{n}-eth") for n in node_names)
-        if ours and _sh("ip", "link", "del", name).returncode == 0:
-            removed.append(name)
-    return removed
+    return [name for name in links_named_after(node_names) if _sh("ip", "link", "del", name).returncode == 0]
 
 
 @dataclass

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from sim.shared_data import shared_data_dir, shared_data_reason
 from topo.cluster_demo import DemoOptions, capture_summary, controlled, tshark_flows
 from topo.generated_captures import write_generated_captures
 from topo.lifetime import ProcessId
-from topo.mininet_support import free_tcp_port, missing_mininet_reason, remove_leftover_links, switches_using
+from topo.mininet_support import free_tcp_port, missing_mininet_reason
 from topo.server_cluster import ServerCluster, ServerClusterSpec, read_connection_log
 from workload.connections import Connection, ConnectionCount, count_connections
 
@@ -184,71 +185,82 @@ DEMO_NODES = ServerCluster(ServerClusterSpec(clients=DemoOptions().clients, capa
                            Path("unused")).node_names()
 
 
+@dataclass
+class DemoRun:
+    proc: subprocess.Popen
+    out: Path
+    below: list[ProcessId]       # processes below the demo once it served its first connections
+    links: dict[str, int]        # its interfaces in this namespace then: name -> ifindex
+
+
 @pytest.fixture
 def demo(children, tmp_path):
-    """Start `p4dispatch demo` (servers, 10 connections/s) as a child of the test; yields
-    (process, out directory). However the test ends, the demo's whole process tree is ended
-    (tests/conftest.py) and no interface named after its nodes stays behind."""
+    """Start `p4dispatch demo` (servers, 10 connections/s) as a child of the test and wait for
+    its first connections; yields a function that does so and returns a DemoRun. However the
+    test ends, the demo's whole process tree is ended (tests/conftest.py) and no interface it
+    made stays behind. Interfaces are told apart by ifindex, not name alone: another run of
+    this topology on the machine (a colliding test run) has the same names, and its
+    interfaces are not ours to remove."""
     out = tmp_path / "demo"
+    runs: list[DemoRun] = []
 
-    def start(*wrapper: str) -> subprocess.Popen:
-        return children.start([*wrapper, sys.executable, "-m", "p4dispatch", "demo", "--duration", "60",
+    def start(*wrapper: str) -> DemoRun:
+        proc = children.start([*wrapper, sys.executable, "-m", "p4dispatch", "demo", "--duration", "60",
                                "--rate", "10", "--out", str(out), "--api-port", str(free_tcp_port())],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "COLUMNS": "120"})
+        _wait_for_first_connections(proc, out)
+        run = DemoRun(proc, out, children.note_descendants(proc), _demo_links())
+        runs.append(run)
+        return run
     try:
-        yield start, out
+        yield start
     finally:
         children.end_all()
         # The hosts' namespaces (and the veth ends in them) go once their last process has;
-        # the kernel frees them asynchronously. Then anything still named like the demo's
-        # nodes is a leftover -- unless a switch uses those names (someone else's network).
-        _wait_for(lambda: not _demo_links(), 15)
-        if not switches_using(DEMO_NODES):
-            remove_leftover_links(DEMO_NODES)
+        # the kernel frees them asynchronously. What is left after that is removed.
+        for run in runs:
+            _wait_for(lambda r=run: not _still_there(r.links), 15)
+            for name in _still_there(run.links):
+                subprocess.run(["ip", "link", "del", "dev", name], capture_output=True)
 
 
 @pytest.mark.parametrize("how", ["switch killed", "SIGINT", "SIGTERM", "SIGINT, inherited ignored"])
 def test_the_demo_stops_cleanly_on_a_dead_switch_or_a_stop_signal(demo, children, how):
-    start, out = demo
     # "inherited ignored": as a background job of a non-interactive shell starts it; the demo
     # must install its handler anyway. Otherwise SIGINT and SIGTERM are at their defaults
     # (children.start), whatever this test run inherited.
-    proc = start("env", "--ignore-signal=INT") if how == "SIGINT, inherited ignored" else start()
-    _wait_for_first_connections(proc, out)
-    below = children.note_descendants(proc)
+    run = demo("env", "--ignore-signal=INT") if how == "SIGINT, inherited ignored" else demo()
     if how == "switch killed":
         # This demo's switch (a process below it), not any switch with these port names.
-        switch = [p for p in below if "simple_switch_grpc" in _cmdline(p.pid)]
+        switch = [p for p in run.below if "simple_switch_grpc" in _cmdline(p.pid)]
         assert switch, "the demo's switch is running"
         for p in switch:
             os.kill(p.pid, signal.SIGKILL)
     else:
-        children.signal_group(proc, signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+        children.signal_group(run.proc, signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+    output, _ = run.proc.communicate(timeout=60)
     expected = {"switch killed": (1, "the switch (simple_switch_grpc) died mid-run"),
                 "SIGINT": (130, "interrupted (SIGINT): everything this run started has been stopped"),
                 "SIGTERM": (143, "terminated (SIGTERM): everything this run started has been stopped"),
                 "SIGINT, inherited ignored": (130, "interrupted (SIGINT)")}[how]
-    assert proc.returncode == expected[0], output[-3000:]
+    assert run.proc.returncode == expected[0], output[-3000:]
     assert expected[1] in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     # Its own clean-up ended everything (Mininet's hosts' shells may take a moment to exit).
-    _assert_nothing_left(out, below)
+    _assert_nothing_left(run)
 
 
-def test_a_killed_demo_leaves_no_switch_server_or_host_behind(demo, children):
+def test_a_killed_demo_leaves_no_switch_server_or_host_behind(demo):
     """SIGKILL: no clean-up runs; the switch, the servers, the hosts' shells die with the demo
     (parent-death signal), and with the shells their namespaces and links."""
-    start, out = demo
-    proc = start()
-    _wait_for_first_connections(proc, out)
-    below = children.note_descendants(proc)
-    assert any("simple_switch_grpc" in _cmdline(p.pid) for p in below), "the switch runs below the demo"
-    assert any("mininet:web1" in _cmdline(p.pid) for p in below), "web1's shell runs below the demo"
-    os.kill(proc.pid, signal.SIGKILL)        # the demo alone, not its group: nothing else is told
-    proc.wait(timeout=10)
-    _assert_nothing_left(out, below)
+    run = demo()
+    assert any("simple_switch_grpc" in _cmdline(p.pid) for p in run.below), "the switch runs below the demo"
+    assert any("mininet:web1" in _cmdline(p.pid) for p in run.below), "web1's shell runs below the demo"
+    assert any(name.startswith("disp1-eth") for name in run.links), run.links
+    os.kill(run.proc.pid, signal.SIGKILL)        # the demo alone, not its group: nothing else is told
+    run.proc.wait(timeout=10)
+    _assert_nothing_left(run)
 
 
 def _wait_for_first_connections(proc: subprocess.Popen, out: Path) -> None:
@@ -261,24 +273,34 @@ def _wait_for_first_connections(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.2)
 
 
-def _assert_nothing_left(out: Path, below: list[ProcessId]) -> None:
-    """No process that ran below the demo, no server or client of this run, no interface named
-    after the demo's nodes (the kernel frees a namespace's links a moment after its last
-    process has gone, hence the waits)."""
-    _wait_for(lambda: not [p for p in below if p.alive()], 10)
-    assert [(p.pid, _cmdline(p.pid)) for p in below if p.alive()] == [], "processes left"
-    run = str(out / "servers-run")
-    assert not _pids("workload.http_server", run) and not _pids("workload.load_client", run), \
+def _assert_nothing_left(run: DemoRun) -> None:
+    """No process that ran below the demo, no server or client of this run, none of its
+    interfaces (the kernel frees a namespace's links a moment after its last process has
+    gone, hence the waits)."""
+    _wait_for(lambda: not [p for p in run.below if p.alive()], 10)
+    assert [(p.pid, _cmdline(p.pid)) for p in run.below if p.alive()] == [], "processes left"
+    servers_run = str(run.out / "servers-run")
+    assert not _pids("workload.http_server", servers_run) and not _pids("workload.load_client", servers_run), \
         "hosts' processes left"
-    _wait_for(lambda: not _demo_links(), 15)
-    assert _demo_links() == []
+    _wait_for(lambda: not _still_there(run.links), 15)
+    assert _still_there(run.links) == []
 
 
-def _demo_links() -> list[str]:
-    """Interfaces in this (the root) namespace named after the demo's nodes."""
-    names = [line.split(":", 2)[1].strip().split("@")[0] for line in
-             subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines()]
-    return [n for n in names if n in DEMO_NODES or any(n.startswith(f"{node}-eth") for node in DEMO_NODES)]
+def _demo_links() -> dict[str, int]:
+    """Interfaces in this (the root) namespace named after the demo's nodes: name -> ifindex."""
+    links = {}
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
+        index, name = line.split(":", 2)[:2]        # "12: disp1-eth1@if11: <...>"
+        name = name.strip().split("@")[0]
+        if name in DEMO_NODES or any(name.startswith(f"{node}-eth") for node in DEMO_NODES):
+            links[name] = int(index)
+    return links
+
+
+def _still_there(links: dict[str, int]) -> list[str]:
+    """Which of these interfaces (name and ifindex) still exist."""
+    now = _demo_links()
+    return [name for name, index in links.items() if now.get(name) == index]
 
 
 def _wait_for(condition, timeout: float) -> bool:
