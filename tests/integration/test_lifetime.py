@@ -12,7 +12,7 @@ from pathlib import Path
 
 from topo.lifetime import ProcessId, descendants, kill_all, missing_lifetime_tools, tied
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # A run in miniature: a "clean-up" that takes 0.5 s and reports when it is done.
 RUN = textwrap.dedent("""

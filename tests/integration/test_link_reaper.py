@@ -14,7 +14,7 @@ import pytest
 
 from topo.link_reaper import ifindex
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (makes a veth pair)")
 
 
