@@ -163,13 +163,17 @@ class Controller:
                 if not client.is_primary:
                     log.warning("no longer primary (another controller took over)")
                     return
-                self._drain_stream(client)
-                self._run_commands(client)
-                self.health_enforcer.turn(client, time.monotonic())
-                self.flows.flush()
-                reading = poller.latest()
-                if reading is not None:
-                    self._poll(client, reading)
+                self._turn(client, poller.latest())
+
+    def _turn(self, client: P4RuntimeClient, reading: CounterReading | None) -> None:
+        """One turn of the serving loop: stream, commands, health, writes, and the newest counter
+        reading when one came."""
+        self._drain_stream(client)
+        self._run_commands(client)
+        self.health_enforcer.turn(client, time.monotonic())
+        self.flows.flush()
+        if reading is not None:
+            self._poll(client, reading)
 
     def _drain_stream(self, client: P4RuntimeClient) -> None:
         # Digests in rounds of at most DIGESTS_PER_ROUND flows, each written before the next
