@@ -155,9 +155,8 @@ class InMemorySwitch:
             if match not in table:
                 return UpdateFailure(index, rpc_code.NOT_FOUND, "no such entry")
             table[match] = _copy(entry)
-        elif update.type == p4r.Update.DELETE:
-            if table.pop(match, None) is None:
-                return UpdateFailure(index, rpc_code.NOT_FOUND, "no such entry")
+        elif update.type == p4r.Update.DELETE and table.pop(match, None) is None:
+            return UpdateFailure(index, rpc_code.NOT_FOUND, "no such entry")
         return None
 
 

@@ -379,5 +379,6 @@ def test_health_and_admission_are_exported(scraped: str) -> None:
     assert sources[frozenset({("service", "web"), ("backend", "web1"), ("source", "fallback")})] == 1, \
         "one report learns nothing yet"
     assert samples(scraped, "dispatcher_admission_level") == {frozenset({("service", "web")}): 0}
-    thresholds = {dict(labels)["threshold"]: v for labels, v in samples(scraped, "dispatcher_admission_threshold").items()}
+    thresholds = {dict(labels)["threshold"]: v
+                  for labels, v in samples(scraped, "dispatcher_admission_threshold").items()}
     assert thresholds == pytest.approx({"t1": 0.7, "t2": 0.8, "t3": 0.9, "c": 0.98})
