@@ -6,8 +6,8 @@ given as strings ("10.0.0.1", "2001:db8::1") and MACs as "aa:bb:cc:dd:ee:ff".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from finsy.proto import p4r
 
