@@ -10,6 +10,7 @@ writes, rewrites and deletes the service's `admission` entry only when its decis
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections import Counter
@@ -20,11 +21,13 @@ from typing import Any
 
 import pytest
 from finsy.proto import p4r
+from rich.console import Console
 from switch_stub import InMemorySwitch, program
 
 from agent.agent import Agent, AgentSettings
 from agent.host_sampler import Sample
 from controller.app import Controller
+from controller.cli import status_table
 from controller.config import Config
 from controller.counter_poller import CounterReading
 from controller.dataplane.constants import AdmissionLevel
@@ -201,6 +204,8 @@ def test_a_silent_backend_leaves_the_ring_its_vip_entries_go_capture_entries_sta
             assert web["web3"].health is not None and not web["web3"].health.watched
             assert status.services[0].down_entries == "delete" and status.services[1].down_entries == "keep"
             assert status.health is not None and status.health.entries_deleted == 4
+            table = rendered(status_table(status))          # what `p4dispatch status` prints
+            assert "down" in table and "no heartbeat" in table and "fallback" in table
 
             with agent(port, WEB1):                             # web1's agent is back
                 seen = []
@@ -259,6 +264,7 @@ def test_sa2c_writes_the_admission_entry_only_when_its_decision_changes(tmp_path
             status = s.controller.status().services[0].admission
             assert status is not None and (status.level, status.on_switch) == ("drop_new_prob", "drop_new_prob")
             assert status.drop_prob == pytest.approx(0.5) and status.load == pytest.approx(0.75)
+            assert "web admission drop_new_prob p 0.50" in rendered(status_table(s.controller.status()))
 
             web1.cpu_percent = web2.cpu_percent = 95.0          # 0.814 >= T2: established only
             s.run_until(lambda: _admission(s) == (AdmissionLevel.ESTABLISHED_ONLY, 0), what="established only")
@@ -290,6 +296,12 @@ def test_a_down_server_leaves_sa2c_s_cluster_load(tmp_path):
             # web2 at 0.9 and web3 (no agent, no traffic) at 0, over their 150 Mbit/s.
             s.run_until(lambda: s.controller.admission.decisions[1].raw_load == pytest.approx(90 / 150),
                         what="load without web1")
+
+
+def rendered(table: Any) -> str:
+    console = Console(width=300, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
 
 
 def _admission(s: Served) -> tuple[AdmissionLevel, int] | None:
