@@ -1,17 +1,25 @@
 """The controller's HTTP endpoint: Prometheus metrics and a small JSON API for the CLI.
 
     GET  /metrics                       Prometheus text format
-    GET  /api/status                    roles, flows, per-backend load and ring shares
+    GET  /api/status                    roles, flows, per-backend load, ring shares, health, SA2C
     GET  /api/flows?limit=N             installed flows
     POST /api/backends                  {"service": ..., "backend": {name, id, port, mac, ...}}
     POST /api/backends/NAME/ACTION      ACTION: quiesce, drain, activate, remove
+    GET  /api/services/NAME/nd          the service's nd settings in force
+    POST /api/services/NAME/nd          {"proportions": [active, new, host, forward], "smoothing": ...,
+                                         "sensitivity": ..., "host_limit": ..., "cooldown_s": ...,
+                                         "clear_host_limit": true}; fields left out stay
 
 Requests are handed to the controller's serving loop and answered when it has done them.
-Bound to loopback by default: anyone who reaches it can change the cluster.
+Bound to loopback by default: anyone who reaches it can change the cluster. With a token
+([api] token or token_file; required by the configuration when the address is not
+loopback), every request, /metrics included, must carry `Authorization: Bearer <token>`;
+others get 401.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -31,18 +39,23 @@ ACTIONS = ("quiesce", "drain", "activate", "remove")
 
 
 class AdminApi:
-    def __init__(self, controller: Controller, address: str, port: int) -> None:
+    def __init__(self, controller: Controller, address: str, port: int, token: str | None = None) -> None:
+        """`token`: the bearer token every request must carry (None: no check; loopback only,
+        which controller/config.py's Api enforces for the configured address)."""
         from controller.metrics import make_registry
         self.controller = controller
         self.registry = make_registry(controller.status)
+        self._expected = f"Bearer {token}".encode() if token is not None else None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                api._get(self)
+                if api._authorised(self):
+                    api._get(self)
 
             def do_POST(self) -> None:
-                api._post(self)
+                if api._authorised(self):
+                    api._post(self)
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("api: " + fmt, *args)
@@ -65,6 +78,20 @@ class AdminApi:
 
     # ---- handlers ------------------------------------------------------------------------
 
+    def _authorised(self, req: BaseHTTPRequestHandler) -> bool:
+        if self._expected is None:
+            return True
+        given = (req.headers.get("Authorization") or "").strip().encode()
+        if hmac.compare_digest(given, self._expected):   # constant time: no hint by timing
+            return True
+        log.warning("api: %s %s from %s refused: %s", req.command, req.path, req.client_address[0],
+                    "no Authorization header" if not given else "wrong token")
+        req.close_connection = True
+        _reply(req, 401, json.dumps({"error": "unauthorised: send Authorization: Bearer <token> "
+                                               "([api] token or token_file)"}).encode(),
+               "application/json", {"WWW-Authenticate": 'Bearer realm="p4dispatch"'})
+        return False
+
     def _get(self, req: BaseHTTPRequestHandler) -> None:
         url = urlparse(req.path)
         if url.path == "/metrics":
@@ -74,6 +101,8 @@ class AdminApi:
         elif url.path == "/api/flows":
             limit = int(parse_qs(url.query).get("limit", ["100"])[0])
             self._command(req, "flows", limit=limit)
+        elif (service := _nd_service(url.path)) is not None:
+            self._command(req, "nd", service=service, change={})
         else:
             _json(req, 404, {"error": f"no such endpoint: {url.path}"})
 
@@ -89,6 +118,11 @@ class AdminApi:
             self._command(req, "add", service=body.get("service"), backend=body.get("backend"))
         elif len(parts) == 4 and parts[:2] == ["api", "backends"] and parts[3] in ACTIONS:
             self._command(req, parts[3], name=parts[2])
+        elif (service := _nd_service(urlparse(req.path).path)) is not None:
+            if not isinstance(body, dict):
+                _json(req, 400, {"error": "the body is a JSON object of the settings to change"})
+                return
+            self._command(req, "nd", service=service, change=body)
         else:
             _json(req, 404, {"error": f"no such endpoint: POST {req.path} "
                                       f"(actions: {', '.join(ACTIONS)})"})
@@ -108,10 +142,21 @@ class AdminApi:
             _json(req, 502, {"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _reply(req: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+def _nd_service(path: str) -> str | None:
+    """NAME of /api/services/NAME/nd, else None."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[:2] == ["api", "services"] and parts[3] == "nd" and parts[2]:
+        return parts[2]
+    return None
+
+
+def _reply(req: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str,
+           headers: dict[str, str] | None = None) -> None:
     req.send_response(code)
     req.send_header("Content-Type", content_type)
     req.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        req.send_header(name, value)
     req.end_headers()
     req.wfile.write(body)
 

@@ -3,13 +3,16 @@
     connect (back-off) -> primary? (else wait as backup) -> take over -> serve -> lost? reconnect
 
 Serving is a single thread: stream messages (digests, idle timeouts, reactive packet-ins),
-operator commands, every write and the reaction to each counter poll run here, so no
-state needs a lock. Only the counter reads run beside it (controller/counter_poller.py).
-Other threads (HTTP API) talk to it through `submit()` and read `status()`.
+operator commands, every write, cluster health and the reaction to each counter poll run
+here, so no state needs a lock. Beside it run only threads that fill queues: the counter
+reads (controller/counter_poller.py), the agents' UDP listener and the advisors' probes
+(controller/health/). Other threads (HTTP API) talk to it through `submit()` and read
+`status()`.
 
 The parts, each in its own module: take-over and adoption (takeover.py), ring updates
 (ring_updates.py), backend administration (backend_admin.py), reactive mode (reactive.py),
-and the typed status (status.py).
+health and measured load (health_control.py), SA2C admission (admission_writer.py), nd's
+run-time settings (policy_admin.py) and the typed status (status.py, status_builder.py).
 """
 
 from __future__ import annotations
@@ -22,32 +25,25 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from controller.admission_writer import AdmissionWriter
 from controller.backend_admin import BackendAdmin
 from controller.backend_pool import BackendError, BackendPool, BackendState
 from controller.config import Backend, Config, ConfigError
-from controller.counter_poller import CounterPoller, CounterReading, drops_by_reason, events_by_name
+from controller.counter_poller import CounterPoller, CounterReading
 from controller.dataplane.constants import PROGRAM_ENUMS, PacketInReason
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import FlowManager
+from controller.health_control import HealthControl, HealthEnforcer
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
 from controller.p4runtime.p4info import P4InfoError
 from controller.pipeline import CompiledProgram, compiled_program
+from controller.policy_admin import NdChange, apply_nd_change
 from controller.reactive import ReactiveDispatch
 from controller.ring_updates import RingUpdater
 from controller.service_ring import ServiceRing
-from controller.status import (
-    BackendStatus,
-    ControllerStatus,
-    FlowStatus,
-    HistogramSnapshot,
-    RateTracker,
-    Role,
-    RunCounts,
-    ServiceStatus,
-    latency_quantiles,
-    port_status,
-)
+from controller.status import ControllerStatus, Role, RunCounts
+from controller.status_builder import StatusBuilder
 from controller.takeover import TakeOver, wait_primary
 
 log = logging.getLogger("controller")
@@ -70,7 +66,10 @@ class Controller:
                                  idle_timeout_ns=int(config.timers.flow_idle_timeout_s * 1e9),
                                  stats_slots=stats_slots, table_size=self.info.table("flows").size)
         self.monitor = LoadMonitor(stats_slots, track_flows=False)
-        self.ring_updater = RingUpdater(config, self.pool, self.monitor, self.flows.table, self.tables)
+        self.started = time.monotonic()
+        self.health = HealthControl(config, self.pool, now=self.started)
+        self.ring_updater = RingUpdater(config, self.pool, self.monitor, self.flows.table, self.tables,
+                                        inputs=self.health)
         self.monitor.track_flows = self.ring_updater.needs_flow_estimates
         self.flows.on_installed.append(self.monitor.flow_installed)
         self.flows.on_removed.append(self.monitor.flow_removed)
@@ -79,12 +78,15 @@ class Controller:
         self.reactive = ReactiveDispatch(self.pool, self.rings, self.flows, self.tables, self.counts)
         self.take_over = TakeOver(config, self.program, self.info, self.tables, self.pool, self.flows,
                                   self.ring_updater, self.counts)
+        self.health_enforcer = HealthEnforcer(self.health, self.ring_updater, self.flows)
+        self.admission = AdmissionWriter(config, self.tables, self.pool, self.monitor, self.health)
+        self.status_builder = StatusBuilder(config, self.pool, self.flows, self.monitor, self.ring_updater,
+                                            self.health, self.health_enforcer, self.admission, self.counts,
+                                            self.started)
         self.role: Role = "connecting"
-        self.started = time.monotonic()
         self._commands: queue.Queue[tuple[Callable[[P4RuntimeClient], Any], Future]] = queue.Queue()
         self._status = self._empty_status()
         self._status_lock = threading.Lock()
-        self._rates = RateTracker()
 
     @property
     def rings(self) -> dict[int, ServiceRing]:
@@ -93,6 +95,16 @@ class Controller:
     # ---- the outer loop: connect, take over, serve, reconnect --------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """Serve until `stop`. Raises HealthStartError when the agents' UDP port cannot be bound."""
+        self.health.start()       # a no-op when started already (the CLI does, to report errors early)
+        try:
+            self._run(stop)
+        finally:
+            self.health.stop()
+        self._set_role("stopped")
+        log.info("controller stopped")
+
+    def _run(self, stop: threading.Event) -> None:
         delay = BACKOFF_FIRST_S
         sw = self.config.switch
         while not stop.is_set():
@@ -110,9 +122,11 @@ class Controller:
             try:
                 if not client.is_primary:
                     self._set_role("backup")
-                if wait_primary(client, stop, meanwhile=lambda: self._run_commands(None)):
+                if wait_primary(client, stop, meanwhile=self._while_backup):
                     started = time.monotonic()
                     self.take_over(client)
+                    self.health_enforcer.after_take_over()
+                    self.admission.adopt(client)
                     self._set_role("primary")
                     log.info("serving %d services, %d backends, %d flows (take-over %.0f ms)",
                              len(self.pool.services), sum(1 for _ in self.pool), len(self.flows.table),
@@ -128,8 +142,12 @@ class Controller:
                 self._set_role("connecting")
                 log.warning("reconnecting to %s", sw.grpc_address)
                 stop.wait(BACKOFF_FIRST_S)
-        self._set_role("stopped")
-        log.info("controller stopped")
+
+    def _while_backup(self) -> None:
+        """Every 100 ms as a backup: refuse commands, keep health current (no switch writes: the
+        take-over rewrites the rings and deletes what a down backend left)."""
+        self._run_commands(None)
+        self.health.poll(time.monotonic())
 
     # ---- serving ----------------------------------------------------------------------------
 
@@ -146,12 +164,17 @@ class Controller:
                 if not client.is_primary:
                     log.warning("no longer primary (another controller took over)")
                     return
-                self._drain_stream(client)
-                self._run_commands(client)
-                self.flows.flush()
-                reading = poller.latest()
-                if reading is not None:
-                    self._poll(client, reading)
+                self._turn(client, poller.latest())
+
+    def _turn(self, client: P4RuntimeClient, reading: CounterReading | None) -> None:
+        """One turn of the serving loop: stream, commands, health, writes, and the newest counter
+        reading when one came."""
+        self._drain_stream(client)
+        self._run_commands(client)
+        self.health_enforcer.turn(client, time.monotonic())
+        self.flows.flush()
+        if reading is not None:
+            self._poll(client, reading)
 
     def _drain_stream(self, client: P4RuntimeClient) -> None:
         # Digests in rounds of at most DIGESTS_PER_ROUND flows, each written before the next
@@ -186,11 +209,15 @@ class Controller:
             log.warning("switch reported a stream error: %s", error.message or error)
 
     def _poll(self, client: P4RuntimeClient, reading: CounterReading) -> None:
-        """A counter reading: estimators, drains, rings, status."""
+        """A counter reading: estimators, drains, rings, admission, status."""
         self.monitor.update(reading.at, reading.backend_traffic, reading.flow_stats)
+        self.health.switch_bytes(reading.backend_traffic)
         self.admin.finish_drains(client, reading.at)
         self.ring_updater.update(client)
-        self._publish_status(reading)
+        self.admission.turn(client, reading.at)
+        status = self.status_builder.build(self._empty_status(), reading)
+        with self._status_lock:
+            self._status = status
 
     # ---- commands from other threads --------------------------------------------------------
 
@@ -204,6 +231,8 @@ class Controller:
             "drain": lambda c: admin.set_state(c, args["name"], BackendState.DRAINING),
             "activate": lambda c: admin.set_state(c, args["name"], BackendState.ACTIVE),
             "flows": lambda c: admin.flow_list(int(args.get("limit", 100))),
+            "nd": lambda c: apply_nd_change(self.ring_updater.nd_policy(args["service"]),
+                                            NdChange.model_validate(args.get("change") or {})),
         }
         future: Future = Future()
         if command not in handlers:
@@ -238,42 +267,6 @@ class Controller:
     def _empty_status(self) -> ControllerStatus:
         sw = self.config.switch
         return ControllerStatus(role=self.role, switch=sw.grpc_address, election_id=sw.election_id)
-
-    def _publish_status(self, reading: CounterReading) -> None:
-        now = reading.at
-        stats = self.flows.stats
-        digests_per_s, writes_per_s = self._rates.rates(now, stats.digests, stats.inserted + stats.deleted)
-        estimated = self.monitor.estimates.server_load() if self.monitor.track_flows else None
-        services = []
-        for service in self.pool.services.values():
-            shares = self.rings[service.id].shares()
-            backends = []
-            for b in self.pool.of_service(service.id):
-                traffic = reading.backend_traffic.get(b.id)
-                backends.append(BackendStatus(
-                    name=b.name, id=b.id, state=b.state.value, port=b.config.port,
-                    capacity_mbps=b.config.capacity_mbps,
-                    flows=int(self.flows.table.per_backend[b.id]),
-                    load_mbps=float(self.monitor.backend_rate[b.id]) * 8 / 1e6,
-                    estimated_mbps=float(estimated[b.id]) * 8 / 1e6 if estimated is not None else None,
-                    ring_share=shares.get(b.id, 0.0),
-                    packets=traffic.packets if traffic else 0,
-                    bytes=traffic.bytes if traffic else 0))
-            services.append(ServiceStatus(name=service.name, id=service.id, mode=service.mode,
-                                          policy=service.policy, dispatch=service.dispatch,
-                                          ring_rewrites=self.rings[service.id].rewrites, backends=backends))
-        flows = FlowStatus(active=len(self.flows.table), pending=self.flows.pending,
-                           overflow=self.flows.overflow, **vars(stats),
-                           digests_per_s=digests_per_s, writes_per_s=writes_per_s,
-                           install_latency_ms=latency_quantiles(self.flows.install_latency),
-                           install_latency_seconds=HistogramSnapshot(**self.flows.install_histogram.snapshot()))
-        status = self._empty_status().model_copy(update={
-            "uptime_s": now - self.started, "flows": flows, "controller": self.counts.snapshot(),
-            "ports": port_status(reading.ports), "drops": drops_by_reason(reading.drops),
-            "events": events_by_name(reading.events), "ring_generation": self.ring_updater.generation,
-            "services": services})
-        with self._status_lock:
-            self._status = status
 
 
 def check_program_fits(config: Config, info: P4InfoIndex) -> None:

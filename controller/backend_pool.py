@@ -60,6 +60,9 @@ class BackendPool:
     def __iter__(self):
         return iter(self._backends.values())
 
+    def get(self, backend_id: int) -> LiveBackend | None:
+        return self._backends.get(backend_id)
+
     def service_named(self, name: str) -> Service:
         for service in self.services.values():
             if service.name == name:

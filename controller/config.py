@@ -15,9 +15,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controller.admission_control import AdmissionSettings
 from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_BACKEND_ID, REACTIVE_BACKEND_ID
 from controller.dispatch_ring import check_ring_size
+from controller.health.config import HealthConfig
 from controller.policies import POLICIES
+from controller.policies.nd import Proportions, check_proportions
 
 PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
 MAX_SWITCH_PORT = 510  # bit<9>, less the CPU port range
@@ -50,6 +53,10 @@ def _policy(value: str) -> str:
     return value
 
 
+def _proportions(value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    return check_proportions(value)
+
+
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Ipv4Address = Annotated[str, AfterValidator(_ipv4)]
 MacAddress = Annotated[str, AfterValidator(_mac)]
@@ -74,6 +81,21 @@ class Backend(Strict):
     def capacity(self) -> float:
         """Bytes/s, the unit the counters and estimators use."""
         return self.capacity_mbps * 125_000
+
+
+class NdSettings(Strict):
+    """The nd policy's manager (controller/policies/nd.py); changeable at run time by the API."""
+    proportions: Annotated[tuple[float, float, float, float], AfterValidator(_proportions)] = (0.3, 0.2, 0.3, 0.2)
+    smoothing: float = Field(default=0.5, gt=0, le=1, description="new = old + smoothing * (target - old)")
+    sensitivity: float = Field(default=0.05, ge=0, description="rewrite only past this share of weight moved")
+    host_limit: float | None = Field(default=None, gt=0, description="host utilisation over which a server "
+                                     "is quiesced (None: no limit)")
+    cooldown_s: float = Field(default=10.0, ge=0, description="at or below the limit this long before it returns")
+
+    def arguments(self) -> dict[str, float | Proportions | None]:
+        """NetworkDispatcher's keyword arguments."""
+        return {"proportions": self.proportions, "smoothing": self.smoothing, "sensitivity": self.sensitivity,
+                "host_limit": self.host_limit, "cooldown_s": self.cooldown_s}
 
 
 class Service(Strict):
@@ -107,10 +129,14 @@ class Service(Strict):
     # clients' side, mostly ACKs of what the server sends: about 66 bytes per two 1448-byte
     # segments, 0.023. Unset: that default for the forwarding method.
     visible_load_ratio: float | None = Field(default=None, gt=0, le=1)
+    # nd's manager settings; only for `policy = "nd"` (its defaults otherwise).
+    nd: NdSettings | None = None
+    # SA2C admission control for this service; None: off, the switch admits everything.
+    admission: AdmissionSettings | None = None
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _mode_fields(self) -> "Service":
+    def _mode_fields(self) -> Service:
         if self.mode == "vip":
             if self.vip is None or self.port is None:
                 raise ValueError("a vip service needs `vip` and `port`")
@@ -124,6 +150,8 @@ class Service(Strict):
         if self.dispatch == "reactive" and self.mode != "vip":
             raise ValueError("reactive dispatch is for vip services (a punted capture packet "
                              "would lose its tap port)")
+        if self.nd is not None and self.policy != "nd":
+            raise ValueError(f"`nd` settings are for policy \"nd\", and this service's policy is {self.policy!r}")
         if self.forwarding == "ipip":
             if self.tunnel_source is None or self.tunnel_mac is None:
                 raise ValueError("ipip forwarding needs `tunnel_source` and `tunnel_mac`")
@@ -151,10 +179,65 @@ class Switch(Strict):
     program: str = "dispatcher"        # build/<program>.json and .p4info.txtpb
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback(address: str) -> bool:
+    """Whether listening on `address` keeps the port on this machine ("" and 0.0.0.0 do not)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False       # a host name: it may resolve to anything
+
+
+def read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the API token file {path}: {exc.strerror}") from None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the API token in {path} must be at least {MIN_TOKEN_LENGTH} characters")
+    return token
+
+
 class Api(Strict):
-    """The controller's HTTP endpoint: /metrics for Prometheus, /api/... for the CLI."""
+    """The controller's HTTP endpoint: /metrics for Prometheus, /api/... for the CLI.
+
+    Anyone who reaches it can change the cluster (POST /api/...), so it listens on loopback
+    unless told otherwise, and elsewhere only with a token: every request must then carry
+    `Authorization: Bearer <token>` (a token configured on loopback is required there too).
+    """
     address: str = "127.0.0.1"
     port: int = Field(default=9180, ge=0, le=65535)
+    token: str | None = Field(default=None, min_length=MIN_TOKEN_LENGTH)
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token(self) -> Api:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give `token` or `token_file`, not both")
+        if self.token_file is not None:
+            read_token(self.token_file)
+        if not is_loopback(self.address) and self.token is None and self.token_file is None:
+            raise ValueError(f"listening on {self.address!r} needs `token` or `token_file`: anyone who "
+                             "reaches the API can change the cluster")
+        return self
+
+    def bearer_token(self) -> str | None:
+        """The token requests must carry (read from token_file now), or None: no check."""
+        if self.token_file is not None:
+            return read_token(self.token_file)
+        return self.token
+
+
+class Visibility(Strict):
+    """Learning each backend's switch-counted / served bytes from its agent's reports
+    (controller/estimators/visibility.py); `visible_load_ratio` is the fallback."""
+    smoothing: float = Field(default=0.2, gt=0, le=1)
+    min_served_bytes: float = Field(default=256e3, gt=0, description="a window closes once the server sent this")
+    min_samples: int = Field(default=3, ge=1, description="windows before the learned ratio replaces the fallback")
 
 
 class Timers(Strict):
@@ -168,16 +251,19 @@ class Config(Strict):
     switch: Switch = Switch()
     timers: Timers = Timers()
     api: Api = Api()
+    health: HealthConfig = HealthConfig()
+    visibility: Visibility = Visibility()
     services: list[Service] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "Config":
+    def _unique(self) -> Config:
         for what, values in (("service id", [s.id for s in self.services]),
                              ("backend id", [b.id for s in self.services for b in s.backends]),
                              ("tap port", [p for s in self.services for p in s.tap_ports])):
             duplicates = sorted({v for v in values if values.count(v) > 1})
             if duplicates:
                 raise ValueError(f"each {what} must be used once; repeated: {duplicates}")
+        self.health.plan(self.services)     # agents' and advisors' names exist (ValueError says which)
         return self
 
 

@@ -115,26 +115,38 @@ class LoadMonitor:
 
     # ---- to the policies ------------------------------------------------------------------
 
-    def view(self, backends: list[LiveBackend], active_flows: NDArray[np.int64],
-             now: float, visibility: float = 1.0) -> ClusterView:
-        """What the policy sees; capacities scaled to the share of traffic the switch counts."""
+    def view(self, backends: list[LiveBackend], active_flows: NDArray[np.int64], now: float,
+             visibility: float | NDArray[np.float64] = 1.0, healthy: NDArray[np.bool_] | None = None,
+             host_metric: NDArray[np.float64] | None = None,
+             response_time: NDArray[np.float64] | None = None) -> ClusterView:
+        """What the policy sees; capacities scaled to the share of traffic the switch counts.
+
+        visibility: switch-counted bytes per byte served, one for all or one per backend
+        (learned from the agents, controller/estimators/visibility.py). healthy: the health
+        monitor's verdict, anded with the operator's state. host_metric (utilisation 0..1,
+        NaN where unknown) and response_time (the advisors' forward metric, s) are nd's.
+        """
         ids = np.array([b.id for b in backends], dtype=np.int64)
         load = self.estimates.server_load()[ids] if self.track_flows else np.zeros(len(ids))
         # New flows of the next interval are expected to bring what an average active flow
         # carries now: without this, water-filling would give them all to one backend.
         per_flow = self.backend_rate[ids].sum() / max(int(active_flows[ids].sum()), 1)
         incoming_flows = float(self.new_flows[ids].sum())
+        available = np.array([b.takes_new_flows for b in backends], dtype=bool)
+        if healthy is not None:
+            available &= healthy
         return ClusterView(
             capacity=np.array([b.config.capacity for b in backends], dtype=np.float64) * visibility,
-            available=np.array([b.takes_new_flows for b in backends], dtype=bool),
+            available=available,
             configured_weight=np.array([b.config.weight for b in backends], dtype=np.float64),
             measured_rate=self.backend_rate[ids],
             active_flows=active_flows[ids],
             new_flows=self.new_flows[ids],
             estimated_load=load,
-            response_time=np.zeros(len(ids)),
+            response_time=np.zeros(len(ids)) if response_time is None else response_time,
             incoming_flows=incoming_flows,
             incoming_rate=incoming_flows * per_flow,
             interval=self.interval or 0.1,
             rtt=self.rtts.predict(-1),
-            time=now)
+            time=now,
+            host_metric=host_metric)

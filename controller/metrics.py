@@ -15,7 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from controller.status import ROLES, ControllerStatus
+from controller.dataplane.constants import AdmissionLevel
+from controller.status import HEALTH_STATES, LOAD_SOURCES, ROLES, ControllerStatus, HealthSummary, ServiceStatus
 
 
 class ControllerCollector(Collector):
@@ -26,8 +27,8 @@ class ControllerCollector(Collector):
         status = self._status()
         role = GaugeMetricFamily("dispatcher_controller_role", "1 for the controller's current role",
                                  labels=["role"])
-        for name in ROLES:
-            role.add_metric([name], 1.0 if status.role == name else 0.0)
+        for each in ROLES:
+            role.add_metric([each], 1.0 if status.role == each else 0.0)
         yield role
         flows = status.flows
         if flows is None:
@@ -110,6 +111,114 @@ class ControllerCollector(Collector):
         yield GaugeMetricFamily("dispatcher_ring_generation",
                                 "newest generation written to a dispatch ring (grows with every ring write)",
                                 value=status.ring_generation)
+        yield from backend_health_families(status.services)
+        if status.health is not None:
+            yield from health_message_families(status.health)
+        yield from admission_families(status.services)
+
+
+def backend_health_families(services: list[ServiceStatus]) -> Iterator:
+    """Health states, transitions, agents' and advisors' figures, and where each backend's load comes from."""
+    state = GaugeMetricFamily("dispatcher_backend_health", "1 for the backend's health state (unwatched: up)",
+                              labels=["service", "backend", "state"])
+    watched = GaugeMetricFamily("dispatcher_backend_health_watched", "1 when an agent or an advisor watches it",
+                                labels=["service", "backend"])
+    in_state = GaugeMetricFamily("dispatcher_backend_health_state_seconds", "time in the current health state",
+                                 labels=["service", "backend"])
+    transitions = CounterMetricFamily("dispatcher_backend_health_transitions",
+                                      "times the backend entered each health state",
+                                      labels=["service", "backend", "state"])
+    heartbeat_age = GaugeMetricFamily("dispatcher_backend_heartbeat_age_seconds",
+                                      "time since the agent's last accepted heartbeat", labels=["service", "backend"])
+    advisor = GaugeMetricFamily("dispatcher_backend_advisor_response_seconds",
+                                "latest successful advisor probe's response time (nd's forward metric)",
+                                labels=["service", "backend", "advisor"])
+    advisor_ok = GaugeMetricFamily("dispatcher_backend_advisor_up", "1 when the advisor's latest probe succeeded",
+                                   labels=["service", "backend", "advisor"])
+    host = GaugeMetricFamily("dispatcher_backend_host_utilisation", "the agent's latest report, 0..1",
+                             labels=["service", "backend", "resource"])
+    served = GaugeMetricFamily("dispatcher_backend_served_bytes_per_second",
+                               "bytes/s the server sent on its service interface (agent)",
+                               labels=["service", "backend"])
+    source = GaugeMetricFamily("dispatcher_backend_load_source",
+                               "1 for where the backend's switch-to-served load ratio comes from",
+                               labels=["service", "backend", "source"])
+    ratio = GaugeMetricFamily("dispatcher_backend_visibility_ratio",
+                              "switch-counted bytes per byte the server sends (learned or configured)",
+                              labels=["service", "backend"])
+    for service in services:
+        for b in service.backends:
+            labels = [service.name, b.name]
+            for origin in LOAD_SOURCES:
+                source.add_metric([*labels, origin], 1.0 if b.load_source == origin else 0.0)
+            ratio.add_metric(labels, b.visibility_ratio)
+            h = b.health
+            if h is None:
+                continue
+            for health_state in HEALTH_STATES:
+                state.add_metric([*labels, health_state], 1.0 if h.state == health_state else 0.0)
+                transitions.add_metric([*labels, health_state], h.transitions_total.get(health_state, 0))
+            watched.add_metric(labels, 1.0 if h.watched else 0.0)
+            in_state.add_metric(labels, h.for_s)
+            if h.last_heartbeat_age_s is not None:
+                heartbeat_age.add_metric(labels, h.last_heartbeat_age_s)
+            for a in h.advisors:
+                if a.ok is not None:
+                    advisor_ok.add_metric([*labels, a.name], 1.0 if a.ok else 0.0)
+                if a.response_time_s is not None:
+                    advisor.add_metric([*labels, a.name], a.response_time_s)
+            if h.host is not None:
+                host.add_metric([*labels, "cpu"], h.host.cpu)
+                host.add_metric([*labels, "memory"], h.host.memory)
+                if h.host.served_bytes_per_s is not None:
+                    served.add_metric(labels, h.host.served_bytes_per_s)
+    yield from (state, watched, in_state, transitions, heartbeat_age, advisor, advisor_ok, host, served, source, ratio)
+
+
+def health_message_families(health: HealthSummary) -> Iterator:
+    """The agents' datagrams: accepted by kind, dropped by reason (zeros included)."""
+    accepted = CounterMetricFamily("dispatcher_health_messages", "agents' messages accepted", labels=["kind"])
+    for kind, n in health.messages.items():
+        accepted.add_metric([kind], n)
+    yield accepted
+    dropped = CounterMetricFamily("dispatcher_health_messages_dropped", "agents' datagrams dropped, by reason",
+                                  labels=["reason"])
+    for reason, n in health.dropped.items():
+        dropped.add_metric([reason], n)
+    yield dropped
+    yield CounterMetricFamily("dispatcher_health_advisor_skipped", "advisor probes skipped (previous one still "
+                              "running)", value=health.advisor_skipped)
+    yield CounterMetricFamily("dispatcher_health_entries_deleted", "flows entries deleted because their backend "
+                              "went down", value=health.entries_deleted)
+
+
+def admission_families(services: list[ServiceStatus]) -> Iterator:
+    """SA2C per service: level, drop probability, load, thresholds, entries written."""
+    level = GaugeMetricFamily("dispatcher_admission_level", "admission level written (0 admit_all .. 4 reject_all)",
+                              labels=["service"])
+    wanted = GaugeMetricFamily("dispatcher_admission_wanted_level", "level SA2C asked for, before the "
+                               "refuse_established cap", labels=["service"])
+    prob = GaugeMetricFamily("dispatcher_admission_drop_probability", "p of the level written", labels=["service"])
+    load = GaugeMetricFamily("dispatcher_admission_load", "cluster load as a fraction of capacity",
+                             labels=["service", "kind"])
+    threshold = GaugeMetricFamily("dispatcher_admission_threshold", "SA2C thresholds in force",
+                                  labels=["service", "threshold"])
+    writes = CounterMetricFamily("dispatcher_admission_writes", "admission entries written (insert, modify, "
+                                 "delete)", labels=["service"])
+    for service in services:
+        a = service.admission
+        if a is None:
+            continue
+        name = service.name
+        level.add_metric([name], int(AdmissionLevel[a.level.upper()]))
+        wanted.add_metric([name], int(AdmissionLevel[a.wanted.upper()]))
+        prob.add_metric([name], a.drop_prob)
+        load.add_metric([name, "smoothed"], a.load)
+        load.add_metric([name, "raw"], a.raw_load)
+        for t, value in (("t1", a.t1), ("t2", a.t2), ("t3", a.t3), ("c", a.c)):
+            threshold.add_metric([name, t], value)
+        writes.add_metric([name], a.writes)
+    yield from (level, wanted, prob, load, threshold, writes)
 
 
 def make_registry(status: Callable[[], ControllerStatus]) -> CollectorRegistry:

@@ -8,29 +8,53 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
-from controller.backend_pool import BackendPool
-from controller.config import Config
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.backend_pool import BackendPool, LiveBackend
+from controller.config import Config, Service
 from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_table import FlowTable
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4RuntimeClient
 from controller.policies import NoServerAvailable, Policy, make_policy
+from controller.policies.nd import NetworkDispatcher
 from controller.service_ring import EMPTY_SLOT, ServiceRing
 from controller.switch_setup import write_idempotent
 
 log = logging.getLogger("controller.rings")
 
 
+class ViewInputs(Protocol):
+    """What the policies see beyond the switch's counters (controller/health_control.py)."""
+    def healthy(self, backends: Sequence[LiveBackend]) -> NDArray[np.bool_]: ...
+    def visibility_ratios(self, backends: Sequence[LiveBackend], now: float) -> NDArray[np.float64]: ...
+    def host_metric(self, backends: Sequence[LiveBackend], now: float) -> NDArray[np.float64] | None: ...
+    def response_time(self, backends: Sequence[LiveBackend]) -> NDArray[np.float64]: ...
+
+
+def policy_for(service: Service) -> Policy:
+    """The service's policy, with its configured nd settings where it is nd."""
+    if service.policy == NetworkDispatcher.name and service.nd is not None:
+        s = service.nd
+        return NetworkDispatcher(proportions=s.proportions, smoothing=s.smoothing, sensitivity=s.sensitivity,
+                                 host_limit=s.host_limit, cooldown_s=s.cooldown_s)
+    return make_policy(service.policy)
+
+
 class RingUpdater:
     def __init__(self, config: Config, pool: BackendPool, monitor: LoadMonitor, flows: FlowTable,
-                 tables: DispatcherTables) -> None:
+                 tables: DispatcherTables, inputs: ViewInputs | None = None) -> None:
         self.pool = pool
         self.monitor = monitor
         self.flows = flows
         self.tables = tables
-        self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
+        self.inputs = inputs
+        self.policies: dict[int, Policy] = {s.id: policy_for(s) for s in config.services}
         self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold, s.ring_max_change)
                       for s in config.services}
         # Every ring write carries a generation no earlier write used (docs/consistency.md):
@@ -59,7 +83,7 @@ class RingUpdater:
             ring = self.rings[service.id]
             if not backends:
                 continue
-            view = self.monitor.view(backends, self.flows.per_backend, now, service.load_visibility)
+            view = self._view(service, backends, now)
             try:
                 weights = self.policies[service.id].weights(view)
             except NoServerAvailable:
@@ -85,6 +109,22 @@ class RingUpdater:
             shares = ", ".join(f"{self.pool.name_of(b)} {s:.0%}" for b, s in sorted(ring.shares().items()))
             log.info("service %s: ring rewritten (%d of %d slots): %s", service.name,
                      len(changes), ring.size, shares)
+
+    def _view(self, service: Service, backends: list[LiveBackend], now: float):
+        if self.inputs is None:
+            return self.monitor.view(backends, self.flows.per_backend, now, service.load_visibility)
+        i = self.inputs
+        return self.monitor.view(backends, self.flows.per_backend, now, visibility=i.visibility_ratios(backends, now),
+                                 healthy=i.healthy(backends), host_metric=i.host_metric(backends, now),
+                                 response_time=i.response_time(backends))
+
+    def nd_policy(self, service_name: str) -> NetworkDispatcher:
+        """The nd manager of a service, for run-time changes; ValueError when it has another policy."""
+        service = self.pool.service_named(service_name)
+        policy = self.policies[service.id]
+        if not isinstance(policy, NetworkDispatcher):
+            raise ValueError(f"service {service_name!r} runs policy {service.policy!r}, not nd")
+        return policy
 
     def _write_punt_ring(self, client: P4RuntimeClient, ring: ServiceRing) -> None:
         """A reactive service's switch ring points every slot at the punt pseudo-backend."""

@@ -26,6 +26,54 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+HealthStateName = Literal["up", "draining", "down", "recovering"]
+HEALTH_STATES: tuple[HealthStateName, ...] = ("up", "draining", "down", "recovering")
+LoadSource = Literal["measured", "held", "fallback"]
+LOAD_SOURCES: tuple[LoadSource, ...] = ("measured", "held", "fallback")
+
+
+class AdvisorHealth(_Model):
+    name: str
+    ok: bool | None                   # None: no probe finished yet
+    response_time_s: float | None     # latest successful probe: nd's forward metric
+    detail: str
+    failures: int                     # failed probes in a row
+
+
+class HealthTransition(_Model):
+    ago_s: float                      # seconds before the status was built
+    old: HealthStateName
+    new: HealthStateName
+    reason: str
+
+
+class HostStatus(_Model):
+    """The latest load report of the backend's agent (none when stale)."""
+    age_s: float
+    cpu: float                        # utilisation 0..1
+    memory: float
+    run_queue_per_cpu: float
+    connections: int
+    served_bytes_per_s: float | None  # sent on the service interface, from the agent's counters
+    custom: float | None
+
+
+class BackendHealthStatus(_Model):
+    watched: bool                     # has an agent or an advisor; unwatched backends are always up
+    state: HealthStateName
+    reason: str
+    for_s: float                      # seconds in this state
+    has_agent: bool = False
+    last_heartbeat_age_s: float | None = None
+    flag: str | None = None           # the last heartbeat's: up, application_down, planned_failure
+    planned_failure_in_s: float | None = None
+    good_periods: int = 0             # towards recovery_periods
+    advisors: list[AdvisorHealth] = []
+    transitions: list[HealthTransition] = []          # the last 20, oldest first
+    transitions_total: dict[str, int] = {}            # new state -> times entered since start
+    host: HostStatus | None = None
+
+
 class BackendStatus(_Model):
     name: str
     id: int
@@ -38,6 +86,37 @@ class BackendStatus(_Model):
     ring_share: float
     packets: int
     bytes: int
+    # Measured load (issue 11): the switch-counted / served bytes ratio the policies scale
+    # capacities by, and where it comes from: learned from the agent (measured), learned but
+    # the agent silent (held), or the configured visible_load_ratio (fallback).
+    load_source: LoadSource = "fallback"
+    visibility_ratio: float = 1.0
+    served_mbps: float | None = None  # switch counters / ratio: what the server is estimated to send
+    health: BackendHealthStatus | None = None
+
+
+class AdmissionStatus(_Model):
+    """SA2C's latest decision for a service and what the switch's entry says."""
+    level: str                        # AdmissionLevel name written (lower case)
+    wanted: str                       # SA2C's level before the refuse_established cap
+    drop_prob: float
+    load: float                       # smoothed cluster load rho
+    raw_load: float                   # this period's x
+    t1: float
+    t2: float                         # thresholds in force (they move)
+    t3: float
+    c: float
+    on_switch: str                    # the entry's level; admit_all when there is none
+    writes: int                       # admission entries written since start
+
+
+class NdStatus(_Model):
+    proportions: dict[str, float]     # active, new, host, forward
+    smoothing: float
+    sensitivity: float
+    host_limit: float | None
+    cooldown_s: float
+    over_limit: list[str]             # backends the manager keeps out (host limit, cool-down)
 
 
 class ServiceStatus(_Model):
@@ -48,6 +127,20 @@ class ServiceStatus(_Model):
     dispatch: str
     ring_rewrites: int
     backends: list[BackendStatus]
+    down_entries: str = "delete"      # a down backend's flows entries: keep | delete
+    admission: AdmissionStatus | None = None
+    nd: NdStatus | None = None
+
+
+class HealthSummary(_Model):
+    period_s: float
+    listening: str | None             # "address:port" of the agents' UDP listener; None without agents
+    messages: dict[str, int] = {}     # accepted by kind: heartbeat, report
+    dropped: dict[str, int] = {}      # by reason: malformed, unauthenticated, unknown_host, replayed, overflow
+    advisor_skipped: int = 0          # probes skipped: the previous one still running
+    report_resets: int = 0            # reports after an agent or counter restart (no rate)
+    entries_deleted: int = 0          # flows entries deleted because their backend went down
+    on_fallback: list[str] = []       # backends whose load uses the configured ratio
 
 
 class LatencyQuantiles(_Model):
@@ -114,6 +207,7 @@ class ControllerStatus(_Model):
     # collisions, digests, and ring generations held back or applied (docs/consistency.md).
     events: dict[str, int] = {}
     ring_generation: int = 0                        # the newest generation written to any ring
+    health: HealthSummary | None = None
     services: list[ServiceStatus] = []
 
 

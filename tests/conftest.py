@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# The repository (controller, topo, ...) and tests/ itself (helpers both folders import,
+# such as switch_stub.py) are importable from tests/unit and tests/integration alike.
+for path in (REPO, REPO / "tests"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

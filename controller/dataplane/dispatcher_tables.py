@@ -150,6 +150,10 @@ class DispatcherTables:
             self.info, "admission", {"service_id": service_id}, "set_admission",
             {"level": int(level), "drop_prob": min(0xFFFF, round(drop_prob * 65536))}))
 
+    def admission_delete(self, service_id: int) -> p4r.Update:
+        """No entry is ADMIT_ALL (the table's default action leaves the level there)."""
+        return ent.update("delete", ent.table_entry(self.info, "admission", {"service_id": service_id}))
+
     def dispatch_settings(self, cache_timeout_us: int, digest_retry_us: int) -> p4r.Update:
         return ent.update("modify", ent.table_entry(
             self.info, "dispatch_settings", None, "set_dispatch_settings",

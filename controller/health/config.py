@@ -22,10 +22,8 @@
     expect_status = 200
     timeout_s = 0.5                # port: the service's unless given
 
-To include it, controller/config.py needs the field and the cross-check with the services:
-
-    health: HealthConfig = HealthConfig()                    # in Config
-    self.health.plan(self.services)                          # in Config's model validator
+controller/config.py's Config has it as `health` and checks it against the services
+(`self.health.plan(self.services)` in its model validator).
 
 `down_entries`: what happens to a down backend's `flows` entries. `delete` (auto for VIP
 services, i.e. servers): the server's connections are lost anyway; deleting their entries

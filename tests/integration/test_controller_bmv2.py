@@ -8,7 +8,9 @@ remapped" means: no flow was ever seen on two backend ports.
 from __future__ import annotations
 
 import random
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,6 +20,7 @@ from controller.config import Config
 from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.dataplane.flow_key import flow_key
 from controller.flow_table import pack_key
+from controller.health.config import AgentHost, HealthConfig
 from controller.p4runtime import P4RuntimeClient
 from topo.controller_testbed import (
     ControllerTestbed,
@@ -375,3 +378,70 @@ def test_a_draining_backend_keeps_its_flows_and_leaves_after_the_last(testbed):
         time.sleep(0.2)
     assert "b0" not in [b.name for b in running.controller.pool]
     assert 10 not in switch_flows(testbed, config).values()
+
+
+@contextmanager
+def agent_thread(port: int, host_id: int, period: float):
+    """`p4dispatch agent` as a thread: heartbeats and reports over UDP on loopback."""
+    from agent.agent import Agent, AgentSettings
+    from agent.host_sampler import Sample
+
+    def sample() -> Sample:
+        return Sample(tx_bytes=0, tx_packets=0, cpu_percent=10.0, memory_percent=10.0, load_average=0.1,
+                      cpus=1, connections=0)
+
+    agent = Agent(AgentSettings(("127.0.0.1", port), host_id, period), sample, lambda: (True, ""))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        agent.close()
+
+
+def test_a_backend_whose_agent_stops_gets_no_new_flow(testbed):
+    """Issue 11 on the switch: b0's agent stops; once the controller has seen it down, no new
+    flow's packet reaches b0's port, its VIP entries are deleted, and after its agent is back
+    (k good periods) new flows reach it again."""
+    from controller.health.monitor import HealthState
+    period = 0.2
+    config = testbed.config().model_copy(update={"health": HealthConfig(
+        period_s=period, recovery_periods=2, listen_port=0, agents=[AgentHost(backend="b0")])})
+    running = testbed.run_controller(config)
+    running.wait_role("primary")
+    c = running.controller
+    port = c.health.cluster.listener.port
+    with agent_thread(port, 10, period) as stop:
+        deadline = time.monotonic() + 5
+        while c.health.counts()["accepted_heartbeat"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        keys = open_flows(testbed, range(30))
+        assert running.wait_flows(30) == 30
+        assert any(testbed.wire.port_of(k) == backend_port(0) for k in keys), "b0 took flows while up"
+        stop.set()
+        deadline = time.monotonic() + 10 * period
+        while c.health.state(10) != HealthState.DOWN and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.health.state(10) == HealthState.DOWN
+        time.sleep(0.1)    # the loop's turn that saw the transition has written the ring
+        new_keys = open_flows(testbed, range(100, 160))
+        assert_consistent(testbed, 60 + 120)
+        assert not [k for k in new_keys if testbed.wire.port_of(k) == backend_port(0)], \
+            "a new flow reached the down backend"
+        assert running.wait_flows(60) >= 60
+        deadline = time.monotonic() + 5
+        while 10 in switch_flows(testbed, config).values() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 10 not in switch_flows(testbed, config).values(), "its VIP entries are deleted"
+    with agent_thread(port, 10, period):
+        deadline = time.monotonic() + 20 * period
+        while c.health.state(10) != HealthState.UP and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.health.state(10) == HealthState.UP
+        time.sleep(0.1)
+        back = open_flows(testbed, range(200, 230))
+        assert_consistent(testbed, 180 + 60)
+        assert any(testbed.wire.port_of(k) == backend_port(0) for k in back), "b0 takes new flows again"

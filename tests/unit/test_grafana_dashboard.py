@@ -3,19 +3,22 @@
 The queries are read with a PromQL parser (promql-parser), not a regex: metric names are the
 vector selectors of the parsed expression, so function names, label names and `by (...)`
 lists can never pass for metrics. The exported side is the controller's real /metrics, got
-over HTTP from the admin API: a Controller built from configs/sample.toml that is connected
-to no switch, whose flow manager installed flows through an in-memory switch and whose
-counter polls went through the same `_poll` the serving loop runs (load estimates, ring
-rewrites, status). Only the switch is a stand-in. The P4Info is the compiled program's when
-build/ has it; otherwise a small one with the few entities the Controller itself looks up
-(same names), so this test runs without the P4 toolchain.
+over HTTP from the admin API: a Controller built from configs/sample.toml (plus an agent,
+heard over real UDP on loopback, and SA2C on the web service) that is connected to no switch,
+whose flow manager installed flows through an in-memory switch and whose serving-loop turns
+and counter polls went through the loop's own `_turn` (health, load estimates, ring rewrites,
+admission, status). Only the switch is a stand-in (tests/switch_stub.py). The P4Info is the
+compiled program's when build/ has it; otherwise a small one with the few entities the
+Controller itself looks up (same names), so this test runs without the P4 toolchain.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,19 +26,19 @@ from typing import Any
 
 import promql_parser
 import pytest
-from finsy.proto import p4i, p4r
-from google.protobuf import text_format
+from finsy.proto import p4r
 from prometheus_client.parser import text_string_to_metric_families
+from switch_stub import InMemorySwitch, program
 
 from controller.admin_api import AdminApi
 from controller.app import Controller
-from controller.config import load_config
+from controller.config import Config
 from controller.counter_poller import CounterReading
-from controller.dataplane.constants import PROGRAM_ENUMS, DropReason
-from controller.dataplane.dispatcher_tables import FLOW_KEY_BYTES, FLOW_KEY_FIELDS, CounterValue
+from controller.dataplane.constants import DropReason
+from controller.dataplane.dispatcher_tables import CounterValue
 from controller.dataplane.flow_digest import FIELDS
+from controller.health.messages import Codec, Heartbeat, HeartbeatFlag, LoadReport
 from controller.p4runtime.encoding import encode_int
-from controller.pipeline import BUILD_DIR, CompiledProgram
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "grafana" / "p4dispatch.json"
@@ -130,68 +133,6 @@ def unexported(queries: dict[str, list[str]], exported: set[str]) -> dict[str, s
 
 # ---- the controller's real /metrics -------------------------------------------------------
 
-def small_p4info() -> p4i.P4Info:
-    """The entities Controller() and its ring writes look up, named as in p4src/."""
-    info = p4i.P4Info()
-    flows = info.tables.add(size=65536)
-    flows.preamble.id, flows.preamble.name, flows.preamble.alias = 1, "DispatcherIngress.flow_dispatch.flows", "flows"
-    for i, (name, width) in enumerate(zip(FLOW_KEY_FIELDS, FLOW_KEY_BYTES), start=1):
-        flows.match_fields.add(id=i, name=name, bitwidth=width * 8, match_type=p4i.MatchField.EXACT)
-    ring = info.tables.add(size=65536)
-    ring.preamble.id, ring.preamble.name, ring.preamble.alias = 2, "DispatcherIngress.flow_dispatch.dispatch_ring", \
-        "dispatch_ring"
-    ring.match_fields.add(id=1, name="service_id", bitwidth=16, match_type=p4i.MatchField.EXACT)
-    ring.match_fields.add(id=2, name="slot", bitwidth=16, match_type=p4i.MatchField.EXACT)
-    backends = info.tables.add(size=1024)   # only its size is looked up here
-    backends.preamble.id, backends.preamble.name, backends.preamble.alias = (
-        6, "DispatcherIngress.backend_forward.backends", "backends")
-    for action_id, name, params in ((3, "set_flow_backend", (("backend_id", 16), ("stats_slot", 32), ("id", 48))),
-                                    (4, "set_ring_backend", (("backend_id", 16), ("generation", 32)))):
-        action = info.actions.add()
-        action.preamble.id, action.preamble.name, action.preamble.alias = (
-            action_id, f"DispatcherIngress.flow_dispatch.{name}", name)
-        for param_id, (param, width) in enumerate(params, start=1):
-            action.params.add(id=param_id, name=param, bitwidth=width)
-    for enum in PROGRAM_ENUMS:   # the controller checks the program speaks its enums
-        published = info.type_info.serializable_enums[enum.__name__]
-        published.underlying_type.bitwidth = 8
-        for member in enum:
-            published.members.add(name=member.name, value=bytes([member.value]))
-    stats = info.counters.add(size=131072)
-    stats.preamble.id, stats.preamble.name, stats.preamble.alias = 5, "DispatcherIngress.flow_stats", "flow_stats"
-    return info
-
-
-def program(tmp: Path) -> CompiledProgram:
-    built = CompiledProgram.in_build_dir("dispatcher", BUILD_DIR)
-    if built.p4info.exists() and built.bmv2_json.exists():
-        return built
-    (tmp / "dispatcher.p4info.txtpb").write_text(text_format.MessageToString(small_p4info()))
-    (tmp / "dispatcher.json").write_text("{}")   # only hashed into the pipeline cookie
-    return CompiledProgram.in_build_dir("dispatcher", tmp)
-
-
-class Answered:
-    done_at: float | None = None   # the flow manager then takes its own clock
-
-    def result(self) -> None:
-        return None
-
-
-class SwitchWithRoom:
-    """Accepts every write at once, as a switch whose tables have room."""
-
-    def __init__(self) -> None:
-        self.updates = 0
-
-    def write(self, updates: Sequence[p4r.Update], batch_size: int = 1000) -> None:
-        self.updates += len(updates)
-
-    def write_async(self, updates: Sequence[p4r.Update]) -> Answered:
-        self.write(updates)
-        return Answered()
-
-
 def digest_list(flows: Sequence[dict[str, int]]) -> p4r.DigestList:
     msg = p4r.DigestList(digest_id=1, list_id=1)
     for flow in flows:
@@ -210,13 +151,46 @@ FLOWS = 30
 DROPPED_VIP_PORT = 7
 
 
+def config_with_health_and_admission() -> Config:
+    """The sample, with an agent on web1 (UDP on loopback, any free port) and SA2C on web."""
+    data = tomllib.loads(CONFIG.read_text())
+    data["health"] |= {"listen_port": 0, "agents": [{"backend": "web1"}]}
+    data["services"][0]["admission"] = {"smoothing": 1.0}
+    return Config.model_validate(data)
+
+
+def heard_from_web1(controller: Controller, switch: InMemorySwitch) -> None:
+    """web1's agent, as datagrams: one heartbeat and one load report, taken by a loop turn."""
+    codec = Codec()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        target = controller.health.cluster.listener.address
+        tx.sendto(codec.encode(Heartbeat(10, 1, HeartbeatFlag.UP, 0)), target)
+        tx.sendto(codec.encode(LoadReport(host_id=10, seq=1, uptime_ms=1000, tx_bytes=10**6, tx_packets=700,
+                                          cpu_percent=42.0, memory_percent=30.0, load_average=0.5, cpus=2,
+                                          connections=3)), target)
+    deadline = time.monotonic() + 5
+    while controller.health.counts()["accepted_report"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        controller._turn(switch, None)
+    assert controller.health.counts()["accepted_report"] == 1
+
+
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> str:
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The text of GET /metrics from a primary controller that has served a little while."""
-    controller = Controller(load_config(CONFIG), program(tmp_path_factory.mktemp("program")))
-    switch = SwitchWithRoom()
+    controller = Controller(config_with_health_and_admission(), program(tmp_path_factory.mktemp("program")))
+    switch = InMemorySwitch(controller.info)
     controller.flows.writer = switch
     controller._set_role("primary")
+    controller.health.start()
+    try:
+        heard_from_web1(controller, switch)
+        yield scrape(controller, switch)
+    finally:
+        controller.health.stop()
+
+
+def scrape(controller: Controller, switch: InMemorySwitch) -> str:
     # Digests as the stream delivers them (arrived a few ms ago), one of them twice.
     arrived = time.monotonic() - 0.004
     flows = [web_flow(i, (10, 11, 12)[i % 3]) for i in range(FLOWS)]
@@ -227,7 +201,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> str:
     start = time.monotonic()
     for step in (0, 1):
         traffic = {b: CounterValue(100 * step, 150_000 * step * (b - 9)) for b in (10, 11, 12, 20, 21)}
-        controller._poll(switch, CounterReading(   # the loop only writes through its client here
+        controller._turn(switch, CounterReading(
             at=start + 0.1 * step, backend_traffic=traffic,
             flow_stats={1 + i: CounterValue(step, 1000 * step) for i in range(FLOWS)},
             ports={"in": {1: CounterValue(500 * step, 60_000 * step)},
@@ -374,3 +348,37 @@ def test_every_exported_metric_is_documented(scraped: str) -> None:
     families = {family.name for family in text_string_to_metric_families(scraped)}
     undocumented = {name for name in families if f"`{name}" not in doc}
     assert not undocumented, f"docs/metrics.md does not describe {sorted(undocumented)}"
+
+
+# ---- issue 11: health, measured load, admission -----------------------------------------------
+
+def test_the_dashboard_shows_health_and_admission() -> None:
+    read = set().union(*(metric_names(e) for where, exprs in dashboard_queries(load_dashboard()).items()
+                         if where.startswith("panel") for e in exprs))
+    assert {"dispatcher_backend_health", "dispatcher_backend_heartbeat_age_seconds",
+            "dispatcher_health_messages_total", "dispatcher_health_messages_dropped_total",
+            "dispatcher_backend_load_source", "dispatcher_backend_visibility_ratio",
+            "dispatcher_admission_level", "dispatcher_admission_drop_probability", "dispatcher_admission_load",
+            "dispatcher_admission_threshold"} <= read
+
+
+def test_health_and_admission_are_exported(scraped: str) -> None:
+    health = samples(scraped, "dispatcher_backend_health")
+    web1 = {dict(labels)["state"]: value for labels, value in health.items() if dict(labels)["backend"] == "web1"}
+    assert web1 == {"up": 1, "draining": 0, "down": 0, "recovering": 0}
+    assert len(health) == 5 * 4, "every backend, every state"
+    assert samples(scraped, "dispatcher_health_messages_total") == {
+        frozenset({("kind", "heartbeat")}): 1, frozenset({("kind", "report")}): 1}
+    dropped = samples(scraped, "dispatcher_health_messages_dropped_total")
+    assert {dict(labels)["reason"] for labels in dropped} == {
+        "malformed", "unauthenticated", "unknown_host", "replayed", "overflow"}
+    assert set(dropped.values()) == {0}
+    cpu = samples(scraped, "dispatcher_backend_host_utilisation")
+    assert cpu[frozenset({("service", "web"), ("backend", "web1"), ("resource", "cpu")})] == pytest.approx(0.42)
+    sources = samples(scraped, "dispatcher_backend_load_source")
+    assert sources[frozenset({("service", "web"), ("backend", "web1"), ("source", "fallback")})] == 1, \
+        "one report learns nothing yet"
+    assert samples(scraped, "dispatcher_admission_level") == {frozenset({("service", "web")}): 0}
+    thresholds = {dict(labels)["threshold"]: v
+                  for labels, v in samples(scraped, "dispatcher_admission_threshold").items()}
+    assert thresholds == pytest.approx({"t1": 0.7, "t2": 0.8, "t3": 0.9, "c": 0.98})

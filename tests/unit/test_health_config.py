@@ -1,11 +1,11 @@
 """The [health] section: defaults, clear errors, names resolved against the services, and
-the inclusion into controller/config.py's Config that the docstring promises."""
+its inclusion in controller/config.py's Config."""
 
 import tomllib
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError, model_validator
+from pydantic import ValidationError
 
 from controller.config import Config, load_config
 from controller.health.config import HealthConfig
@@ -96,20 +96,12 @@ def test_a_key_allows_listening_beyond_loopback(tmp_path):
         HealthConfig(key_file=key)
 
 
-class ConfigWithHealth(Config):
-    """What controller/config.py becomes with the two lines health/config.py's docstring names."""
-    health: HealthConfig = HealthConfig()
-
-    @model_validator(mode="after")
-    def _health_names(self) -> "ConfigWithHealth":
-        self.health.plan(self.services)
-        return self
-
-
 def test_included_in_the_configuration_file():
-    data = tomllib.loads(SAMPLE.read_text() + '\n[health]\nperiod_s = 0.5\n[[health.agents]]\nbackend = "web3"\n')
-    config = ConfigWithHealth.model_validate(data)
+    """controller/config.py's Config has the section and checks its names against the services."""
+    data = tomllib.loads(SAMPLE.read_text())
+    data["health"] |= {"period_s": 0.5, "agents": [{"backend": "web3"}]}
+    config = Config.model_validate(data)
     assert config.health.period_s == 0.5 and config.health.plan(config.services).hosts == {12: (12,)}
     data["health"]["agents"][0]["backend"] = "web4"
     with pytest.raises(ValidationError, match="no backend named 'web4'"):
-        ConfigWithHealth.model_validate(data)
+        Config.model_validate(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.backend_pool import BackendPool
+from controller.backend_pool import BackendPool, BackendState
 from controller.config import Config
 from controller.dataplane.dispatcher_tables import CounterValue
 from controller.dataplane.flow_digest import FlowDigest
@@ -56,3 +56,22 @@ def test_view_scales_capacity_to_what_the_switch_sees_and_expects_new_load():
     assert view.capacity[0] == pytest.approx(80 * 125_000 * 66 / 2896)   # DSR: ACK bytes
     assert view.incoming_flows == 4
     assert view.incoming_rate == pytest.approx(4 * 40_000 / 4)   # 4 new flows x mean per flow
+
+
+def test_view_takes_per_backend_ratios_health_and_the_agents_metrics():
+    """Issue 11: capacities scaled per backend (learned ratios), health anded with the operator's
+    state, nd's host and forward metrics passed through."""
+    pool = BackendPool(CONFIG)
+    monitor = LoadMonitor(stats_slots=64, track_flows=False)
+    monitor.update(0.0, {}, None)
+    active = np.zeros(1024, dtype=np.int64)
+    view = monitor.view(pool.of_service(1), active, 0.1, visibility=np.array([0.02, 0.5]),
+                        healthy=np.array([False, True]), host_metric=np.array([0.3, np.nan]),
+                        response_time=np.array([0.01, 0.2]))
+    assert view.capacity.tolist() == pytest.approx([80 * 125_000 * 0.02, 8 * 125_000 * 0.5])
+    assert view.available.tolist() == [False, True]
+    assert view.host_metric is not None and view.host_metric[0] == 0.3 and np.isnan(view.host_metric[1])
+    assert view.response_time.tolist() == [0.01, 0.2]
+    pool.set_state("b", BackendState.QUIESCED)
+    view = monitor.view(pool.of_service(1), active, 0.1, healthy=np.array([True, True]))
+    assert view.available.tolist() == [True, False], "healthy does not override the operator's quiesce"

@@ -1,0 +1,161 @@
+"""SA2C live: once per health period, for every service with an `admission` section, the
+cluster's load from the agents' reports and the switch's counters, SA2C's decision
+(controller/admission_control.py), and the switch's `admission` entry written only when
+the decision changes it.
+
+Per server the load vector is (each a fraction of what the server can take, NaN where unknown):
+
+    [ CPU utilisation (agent),
+      bytes/s the server sent (agent) / capacity,
+      bytes/s the switch counted / switch-to-served ratio / capacity ]
+
+The last is the only one a backend without an agent has (with the configured ratio); where
+an agent reports, the two measures of the same traffic agree and the larger decides.
+
+The table holds an entry only for a service that is not at ADMIT_ALL (its default action
+admits everything): ADMIT_ALL deletes the entry. What the switch holds is read back at each
+take-over (a restarted controller continues from it), and again after a refused write.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.admission_control import AdmissionControl, AdmissionDecision, cluster_load, server_utilisation
+from controller.backend_pool import BackendPool, LiveBackend
+from controller.config import Config
+from controller.dataplane.constants import AdmissionLevel
+from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.health.monitor import HealthState
+from controller.health_control import HealthControl
+from controller.load_monitor import LoadMonitor
+from controller.p4runtime import entities as ent
+from controller.p4runtime.client import WriteError
+
+log = logging.getLogger("controller.admission")
+
+P_STEP = 0.01          # a drop probability that moved less than this is not rewritten (needs_write)
+PROB_SCALE = 65536     # the data plane's drop_prob is p * 65536 (p4src/v1model/admission.p4)
+
+
+@dataclass(frozen=True)
+class AdmissionEntry:
+    """What the switch's entry for a service says."""
+    level: AdmissionLevel
+    drop_prob: float
+
+
+EntryUpdate = Literal["insert", "modify", "delete"]
+
+
+def entry_update(on_switch: AdmissionEntry | None, decision: AdmissionDecision,
+                 p_step: float = P_STEP) -> EntryUpdate | None:
+    """The write that makes the switch's entry say `decision` (None: it says it already)."""
+    if decision.level == AdmissionLevel.ADMIT_ALL:
+        return None if on_switch is None else "delete"
+    if on_switch is None:
+        return "insert"
+    if on_switch.level != decision.level or abs(on_switch.drop_prob - decision.drop_prob) >= p_step:
+        return "modify"
+    return None
+
+
+def load_vectors(cpu: NDArray[np.float64], served_rate: NDArray[np.float64], switch_rate: NDArray[np.float64],
+                 ratio: NDArray[np.float64], capacity: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per server (rows): CPU, served bytes/s / capacity, switch bytes/s / ratio / capacity."""
+    capacity = np.maximum(capacity, 1e-12)
+    return np.column_stack([cpu, served_rate / capacity, switch_rate / np.maximum(ratio, 1e-12) / capacity])
+
+
+class AdmissionWriter:
+    def __init__(self, config: Config, tables: DispatcherTables, pool: BackendPool, monitor: LoadMonitor,
+                 health: HealthControl) -> None:
+        self.tables = tables
+        self.pool = pool
+        self.monitor = monitor
+        self.health = health
+        self.period_s = config.health.period_s
+        self.controls = {s.id: AdmissionControl(s.admission) for s in config.services if s.admission is not None}
+        self.decisions: dict[int, AdmissionDecision] = {}
+        self.on_switch: dict[int, AdmissionEntry | None] = {}
+        self.writes: Counter[int] = Counter()
+        self._last: float | None = None
+        self._synced = False          # on_switch read from the switch since the last take-over
+
+    def adopt(self, client) -> None:
+        """Read the switch's admission entries (each take-over); delete those of services
+        that have no SA2C in this configuration (left by an earlier one)."""
+        found: dict[int, AdmissionEntry] = {}
+        info = self.tables.info
+        for entity in client.read([ent.entity(ent.table_entry(info, "admission"))]):
+            service_id = ent.decode_match(info, entity.table_entry)["service_id"]
+            _, params = ent.decode_action(info, entity.table_entry)
+            found[service_id] = AdmissionEntry(AdmissionLevel(params["level"]), params["drop_prob"] / PROB_SCALE)
+        stale = sorted(set(found) - set(self.controls))
+        if stale:
+            client.write([self.tables.admission_delete(s) for s in stale])
+            log.info("deleted admission entries of services without SA2C: %s", stale)
+        self.on_switch = {s: found.get(s) for s in self.controls}
+        self._synced = True
+
+    def turn(self, client, now: float) -> None:
+        """Once per period: a decision per service, written when the switch's entry must change."""
+        if not self.controls or (self._last is not None and now - self._last < self.period_s):
+            return
+        self._last = now
+        if not self._synced:
+            self.adopt(client)
+        for service_id, control in self.controls.items():
+            backends = self.pool.of_service(service_id)
+            if not backends:
+                continue
+            decision = control.update(self.raw_load(backends, now))
+            self.decisions[service_id] = decision
+            self._apply(client, service_id, decision)
+
+    def raw_load(self, backends: Sequence[LiveBackend], now: float) -> float:
+        """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not down."""
+        samples = [self.health.host_sample(b.id, now) for b in backends]
+        cpu = np.array([math.nan if s is None else s.cpu for s in samples])
+        served = np.array([math.nan if s is None or s.tx_rate is None else s.tx_rate for s in samples])
+        ids = np.array([b.id for b in backends], dtype=np.int64)
+        capacity = np.array([b.config.capacity for b in backends], dtype=np.float64)
+        vectors = load_vectors(cpu, served, self.monitor.backend_rate[ids],
+                               self.health.visibility_ratios(backends, now), capacity)
+        up = [self.health.state(b.id) != HealthState.DOWN for b in backends]
+        return cluster_load(server_utilisation(vectors), capacity, up)
+
+    def _apply(self, client, service_id: int, decision: AdmissionDecision) -> None:
+        kind = entry_update(self.on_switch.get(service_id), decision)
+        if kind is None:
+            return
+        if kind == "delete":
+            update = self.tables.admission_delete(service_id)
+        else:
+            update = self.tables.admission(service_id, decision.level, decision.drop_prob, kind=kind)
+        try:
+            client.write([update])
+        except WriteError as exc:
+            # The entry is not what we thought (another controller, a lost answer): read it
+            # back at the next period and decide from there.
+            log.warning("service %d: admission %s refused (%s); reading the table again", service_id, kind, exc)
+            self._synced = False
+            return
+        self.on_switch[service_id] = None if kind == "delete" else AdmissionEntry(decision.level, decision.drop_prob)
+        self.writes[service_id] += 1
+        log.info("service %s: admission %s, p %.2f (load %.2f, raw %.2f, T2 %.2f, T3 %.2f%s)",
+                 self._name(service_id), decision.level.name, decision.drop_prob, decision.load,
+                 decision.raw_load, decision.t2, decision.t3,
+                 "" if decision.wanted == decision.level else f", SA2C asked {decision.wanted.name}")
+
+    def _name(self, service_id: int) -> str:
+        service = self.pool.services.get(service_id)
+        return service.name if service is not None else str(service_id)

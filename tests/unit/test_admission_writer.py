@@ -1,0 +1,133 @@
+"""SA2C's writer against the in-memory switch: which write each decision needs, the load
+vectors, reading the table back at a take-over (stale entries of services without SA2C
+deleted), and recovering from a refused write. And the health enforcer's take-over step."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from finsy.proto import p4r
+from switch_stub import InMemorySwitch, program
+
+from controller.admission_control import AdmissionDecision
+from controller.admission_writer import AdmissionEntry, entry_update, load_vectors
+from controller.app import Controller
+from controller.config import Config
+from controller.dataplane.constants import AdmissionLevel as L
+from controller.health.monitor import HealthState
+
+
+def decision(level: L, p: float = 0.0) -> AdmissionDecision:
+    return AdmissionDecision(level, p, load=0.5, raw_load=0.5, t2=0.8, t3=0.9, wanted=level)
+
+
+@pytest.mark.parametrize("on_switch, new, write", [
+    (None, decision(L.ADMIT_ALL), None),                              # no entry is admit-all
+    (AdmissionEntry(L.DROP_NEW_PROB, 0.3), decision(L.ADMIT_ALL), "delete"),
+    (None, decision(L.DROP_NEW_PROB, 0.3), "insert"),
+    (AdmissionEntry(L.DROP_NEW_PROB, 0.3), decision(L.DROP_NEW_PROB, 0.305), None),   # moved < 0.01
+    (AdmissionEntry(L.DROP_NEW_PROB, 0.3), decision(L.DROP_NEW_PROB, 0.31), "modify"),
+    (AdmissionEntry(L.DROP_NEW_PROB, 0.3), decision(L.ESTABLISHED_ONLY), "modify"),
+    (AdmissionEntry(L.ESTABLISHED_ONLY, 0.0), decision(L.ESTABLISHED_ONLY), None),
+])
+def test_the_write_each_decision_needs(on_switch, new, write):
+    assert entry_update(on_switch, new) == write
+
+
+def test_load_vectors_put_every_measure_in_capacity_units():
+    v = load_vectors(cpu=np.array([0.5, math.nan]), served_rate=np.array([50.0, math.nan]),
+                     switch_rate=np.array([1.0, 2.0]), ratio=np.array([0.02, 0.04]), capacity=np.array([100.0, 200.0]))
+    assert v[0].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert math.isnan(v[1][0]) and math.isnan(v[1][1]) and v[1][2] == pytest.approx(0.25)
+
+
+def config(admission_on: tuple[int, ...] = (1,)) -> Config:
+    def service(sid: int) -> dict:
+        s = {"name": f"s{sid}", "id": sid, "mode": "vip", "vip": f"10.0.0.{sid}", "port": 80,
+             "backends": [{"name": f"b{sid}", "id": 10 * sid, "port": sid, "mac": "02:00:00:00:00:01",
+                           "capacity_mbps": 8}]}
+        if sid in admission_on:
+            s["admission"] = {"smoothing": 1.0}
+        return s
+    return Config.model_validate({"health": {"period_s": 1.0}, "services": [service(1), service(2)]})
+
+
+def test_a_take_over_reads_the_table_and_deletes_entries_of_services_without_sa2c(tmp_path):
+    controller = Controller(config(), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    tables = controller.tables
+    switch.write([tables.admission(1, L.DROP_NEW_PROB, 0.5), tables.admission(2, L.REJECT_ALL, 1.0)])
+    controller.admission.adopt(switch)
+    assert controller.admission.on_switch == {1: AdmissionEntry(L.DROP_NEW_PROB, 0.5)}
+    assert set(dict(m)["service_id"] for m in switch.entries("admission")) == {1}
+    # Service 1's load is 0.75 of its 1 MB/s: the entry there says so already, nothing is written.
+    controller.monitor.backend_rate[10] = 0.75 * 1e6 * controller.config.services[0].load_visibility
+    writes = len(switch.writes)
+    controller.admission.turn(switch, now=100.0)
+    assert controller.admission.decisions[1].level == L.DROP_NEW_PROB
+    assert controller.admission.decisions[1].drop_prob == pytest.approx(0.5)
+    assert len(switch.writes) == writes
+
+
+def test_a_refused_write_is_followed_by_reading_the_table_again(tmp_path):
+    controller = Controller(config(), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    writer = controller.admission
+    writer.adopt(switch)
+    controller.monitor.backend_rate[10] = 0.75 * 1e6 * controller.config.services[0].load_visibility
+    writer.turn(switch, now=100.0)
+    assert switch.entries("admission")
+    # Someone deleted the entry behind the controller's back: its modify is refused ...
+    switch.write([controller.tables.admission_delete(1)])
+    controller.monitor.backend_rate[10] = 0.85 * 1e6 * controller.config.services[0].load_visibility
+    writer.turn(switch, now=101.0)
+    assert not switch.entries("admission") and not writer._synced
+    # ... and the next period reads the table and inserts.
+    writer.turn(switch, now=102.0)
+    assert [u.type for u in switch.updates_to("admission")][-2:] == [p4r.Update.MODIFY, p4r.Update.INSERT]
+    [params] = switch.entries("admission").values()
+    assert params["level"] == L.ESTABLISHED_ONLY
+
+
+def test_sa2c_steps_once_per_period(tmp_path):
+    controller = Controller(config(), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    controller.admission.turn(switch, now=10.0)
+    controller.admission.turn(switch, now=10.5)
+    controller.admission.turn(switch, now=10.99)
+    assert controller.admission.controls[1].load == 0.0
+    controller.monitor.backend_rate[10] = 1e6
+    controller.admission.turn(switch, now=10.99)
+    assert controller.admission.controls[1].load == 0.0, "not yet a period"
+    controller.admission.turn(switch, now=11.0)
+    assert controller.admission.controls[1].load > 0
+
+
+def test_after_a_take_over_a_down_backend_s_adopted_entries_go(tmp_path):
+    """Backends that went down while this controller was a backup: entries adopted from the
+    switch are deleted at the take-over where their service deletes (VIP), kept where it keeps
+    (capture)."""
+    cfg = Config.model_validate({
+        "health": {"period_s": 0.1, "agents": [{"backend": "web"}, {"backend": "probe"}], "listen_port": 0},
+        "services": [
+            {"name": "s1", "id": 1, "mode": "vip", "vip": "10.0.0.1", "port": 80,
+             "backends": [{"name": "web", "id": 10, "port": 1, "mac": "02:00:00:00:00:01"}]},
+            {"name": "s2", "id": 2, "mode": "capture", "tap_ports": [5], "forwarding": "capture",
+             "backends": [{"name": "probe", "id": 20, "port": 2, "mac": "02:00:00:00:00:02"}]}]})
+    controller = Controller(cfg, program(tmp_path))
+    removed: list[int] = []
+
+    def remove_backend_flows(backend_id: int) -> int:
+        removed.append(backend_id)
+        return 7
+
+    controller.flows.remove_backend_flows = remove_backend_flows      # type: ignore[method-assign]
+    health = controller.health
+    changes = health.poll(health.snapshot(0)[10].since + 1.0)     # as a backup: no heartbeat for 10 periods
+    assert changes is not None and changes.delete_entries == [10]
+    assert health.state(10) == health.state(20) == HealthState.DOWN and removed == []
+    controller.health_enforcer.after_take_over()
+    assert removed == [10]
+    assert controller.health_enforcer.entries_deleted == 7
