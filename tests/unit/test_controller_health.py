@@ -4,8 +4,10 @@ serving-loop turns (`Controller._turn`) are run here as the loop runs them.
 
 Checked: a backend whose heartbeats stop leaves its service's ring at the next ring write;
 its `flows` entries are deleted in a VIP service and kept in a capture service; it comes
-back after k good periods; the switch-to-served ratio is learned from the reports; SA2C
-writes, rewrites and deletes the service's `admission` entry only when its decision changes.
+back after k good periods, regaining its ring share at most `ring_max_change` per write
+(issue 10's cap), while leaving costs it every slot in one write; the switch-to-served ratio
+is learned from the reports; SA2C writes, rewrites and deletes the service's `admission`
+entry only when its decision changes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 from finsy.proto import p4r
 from rich.console import Console
@@ -34,6 +37,7 @@ from controller.dataplane.constants import AdmissionLevel
 from controller.dataplane.dispatcher_tables import CounterValue
 from controller.dataplane.flow_digest import FIELDS
 from controller.health.monitor import HealthState
+from controller.health_control import HealthChanges
 from controller.p4runtime.encoding import encode_int
 
 PERIOD = 0.2
@@ -42,10 +46,10 @@ POLL_S = 0.05
 WEB1, WEB2, WEB3, PROBE1, PROBE2 = 10, 11, 12, 20, 21
 
 
-def config(agents: list[str], admission: dict[str, Any] | None = None) -> Config:
+def config(agents: list[str], admission: dict[str, Any] | None = None, ring_max_change: float = 0.05) -> Config:
     web: dict[str, Any] = {
         "name": "web", "id": 1, "mode": "vip", "vip": "10.0.0.100", "port": 80, "policy": "round_robin",
-        "ring_size": 64, "ring_threshold": 0.0,
+        "ring_size": 64, "ring_threshold": 0.0, "ring_max_change": ring_max_change,
         "backends": [{"name": "web1", "id": WEB1, "port": 2, "mac": "02:00:00:00:00:0a", "capacity_mbps": 200},
                      {"name": "web2", "id": WEB2, "port": 3, "mac": "02:00:00:00:00:0b", "capacity_mbps": 100},
                      {"name": "web3", "id": WEB3, "port": 4, "mac": "02:00:00:00:00:0c", "capacity_mbps": 50}]}
@@ -217,6 +221,42 @@ def test_a_silent_backend_leaves_the_ring_its_vip_entries_go_capture_entries_sta
                 assert seen[1].time - seen[0].time == pytest.approx((RECOVERY - 1) * PERIOD, abs=0.1)
                 assert WEB1 in s.switch.ring(1).values(), "back in the ring at once"
             assert s.state(PROBE1) == HealthState.DOWN and PROBE1 not in s.switch.ring(2).values()
+
+
+def test_health_changes_meet_the_ring_churn_cap(tmp_path, monkeypatch):
+    """Issue 11's health and issue 10's cap per ring write (ring_max_change) together: a
+    backend that leaves UP loses every slot in the enforcer's one forced write, whatever the
+    cap; one that comes back skips the hysteresis (forced) but regains its share at most the
+    cap per write, over the next ring updates."""
+    controller = Controller(config([], ring_max_change=0.1), program(tmp_path))   # 64 slots: <= 6 per write
+    switch = InMemorySwitch(controller.info)
+    controller._set_role("primary")
+    up = {b.id: True for b in controller.pool}
+    polls: list[HealthChanges] = []
+    monkeypatch.setattr(controller.health, "healthy", lambda backends: np.array([up[b.id] for b in backends]))
+    monkeypatch.setattr(controller.health, "poll", lambda now: polls.pop() if polls else None)
+
+    def ring_writes() -> list[int]:
+        """Slots written by each ring write so far."""
+        return [len(batch) for batch in switch.writes
+                if controller.info.table_by_id(batch[0].entity.table_entry.table_id).preamble.alias == "dispatch_ring"]
+
+    controller.ring_updater.update(switch)            # empty slots always go: the whole ring at once
+    assert Counter(switch.ring(1).values()) == {WEB1: 22, WEB2: 21, WEB3: 21}
+
+    up[WEB1] = False                                  # web1 leaves UP
+    polls.append(HealthChanges(availability_changed=True))
+    controller.health_enforcer.turn(switch, time.monotonic())
+    assert WEB1 not in switch.ring(1).values() and ring_writes()[-1] == 22, "all its slots in one write"
+
+    up[WEB1] = True                                   # and comes back
+    polls.append(HealthChanges(availability_changed=True))
+    controller.health_enforcer.turn(switch, time.monotonic())
+    assert Counter(switch.ring(1).values())[WEB1] == 6 and ring_writes()[-1] == 6, "no more than the cap"
+    for _ in range(5):                                # the next polls continue, each within the cap
+        controller.ring_updater.update(switch)
+    assert max(ring_writes()[3:]) <= 6
+    assert sorted(Counter(switch.ring(1).values()).values()) == [21, 21, 22], "its share back, step by step"
 
 
 def test_the_visibility_ratio_is_learned_from_the_agents_reports(tmp_path):
