@@ -105,8 +105,11 @@ class Wire:
         self._stop = threading.Event()
         self._threads = []
         for port in backend_ports:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.bind((veths.host_side(port), 0))
+            # Protocol 0 at creation (receives nothing), ETH_P_ALL only with the bind: a socket
+            # created with ETH_P_ALL captures every interface until bound, and what it queued
+            # there (another run's traffic, loopback) would be counted as this port's.
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.bind((veths.host_side(port), ETH_P_ALL))
             s.settimeout(0.1)
             t = threading.Thread(target=self._receive, args=(s, port), daemon=True)
             t.start()
