@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Per-connection consistency on the wire, under the worst the controller can do to it.
 
-BMv2 with the real controller (fb_est, ring rewritten at every 100 ms poll with no
-threshold) and a backend quiesced and re-activated every few seconds, while TCP-like flows
+BMv2 with the real controller (fb_est polled every 100 ms with no threshold; with
+--rewrite-every-poll its weights rotate so every poll rewrites the ring) and a backend
+quiesced and re-activated every few seconds, while TCP-like flows
 arrive at --rate per second for --duration s: SYN, ACK, data and FIN spread over up to a
 second, so rings change between a flow's packets. tcpdump captures every backend port; the
 captures are then read back and every flow's packets are checked to have left by one port.
@@ -112,6 +113,26 @@ def churn_backends(running, names: list[str], every: float, stop: threading.Even
         turn += 1
 
 
+class RotatingWeights:
+    """The policy's weights, each scaled by a factor that rotates over the backends at every
+    poll (1.6, 1.0, 0.4, ...): the target ring then differs from the last one at every poll, so
+    every poll writes (up to the churn cap), whatever the load did. A stress, not a policy."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.polls = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)
+
+    def weights(self, view):
+        import numpy as np
+        base = self.policy.weights(view)
+        factors = np.roll(np.linspace(1.6, 0.4, len(base)), self.polls)
+        self.polls += 1
+        return base * factors
+
+
 def ports_per_flow(captures: dict[int, Path]) -> tuple[dict[tuple, set[int]], int]:
     seen: dict[tuple, set[int]] = defaultdict(set)
     packets = 0
@@ -143,6 +164,9 @@ def run(args: argparse.Namespace) -> dict:
                  for port, path in captures.items()]
         time.sleep(1.0)   # tcpdump attached
         controller = running.controller
+        if args.rewrite_every_poll:
+            updater = controller.ring_updater
+            updater.policies = {sid: RotatingWeights(policy) for sid, policy in updater.policies.items()}
         generation0, rewrites0 = controller.ring_updater.generation, controller.rings[1].rewrites
         stop, churn_log = threading.Event(), []
         churner = threading.Thread(target=churn_backends,
@@ -170,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
             "send_failures": failed.value, "packets_captured": captured,
             "flows_checked": len(seen), "flows_on_two_ports": len(split),
             "ring_writes": controller.rings[1].rewrites - rewrites0,
-        "polls": int(send_seconds / 0.1),
+            "polls": int(send_seconds / 0.1),
             "ring_generations": controller.ring_updater.generation - generation0,
             "backend_changes": churn_log,
             "flows_installed": status.flows.inserted if status.flows else None,
@@ -190,6 +214,9 @@ def main() -> int:
     parser.add_argument("--churn-every", type=float, default=5.0, help="quiesce/activate period, s")
     parser.add_argument("--capacities", default="2,4,8",
                         help="backend capacities, Mbit/s: small, so the offered load moves fb_est at every poll")
+    parser.add_argument("--rewrite-every-poll", action="store_true",
+                        help="scale the policy's weights by a factor rotating over the backends at each poll, "
+                             "so that every poll rewrites the ring (up to the churn cap)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     from topo.controller_testbed import missing_reason
