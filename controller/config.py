@@ -110,7 +110,7 @@ class Service(Strict):
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _mode_fields(self) -> "Service":
+    def _mode_fields(self) -> Service:
         if self.mode == "vip":
             if self.vip is None or self.port is None:
                 raise ValueError("a vip service needs `vip` and `port`")
@@ -171,7 +171,7 @@ class Config(Strict):
     services: list[Service] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "Config":
+    def _unique(self) -> Config:
         for what, values in (("service id", [s.id for s in self.services]),
                              ("backend id", [b.id for s in self.services for b in s.backends]),
                              ("tap port", [p for s in self.services for p in s.tap_ports])):
