@@ -116,9 +116,10 @@ def churn_backends(running, names: list[str], every: float, stop: threading.Even
 class CountedPolicy:
     """The policy, counting the polls that ran it (a poll waits for the counter read, which
     takes longer than the nominal interval when fb_est reads every flow's counters). With
-    `rotate`, its weights are each scaled by a factor that rotates over the backends at every
-    poll (1.6, 1.0, 0.4, ...): the target ring then differs from the last one at every poll, so
-    every poll writes (up to the churn cap), whatever the load did. A stress, not a policy."""
+    `rotate`, half of each poll's weight follows the policy and half a share that rotates over
+    the available backends at every poll (1.6, 1.0, 0.4, ...; fb_est alone often gives one
+    backend everything, which no scaling moves): the target ring then differs from the last at
+    every poll, so every poll writes while two backends take flows. A stress, not a policy."""
 
     def __init__(self, policy, rotate: bool) -> None:
         self.policy = policy
@@ -131,9 +132,13 @@ class CountedPolicy:
     def weights(self, view):
         import numpy as np
         base = self.policy.weights(view)
-        factors = np.roll(np.linspace(1.6, 0.4, len(base)), self.polls)
         self.polls += 1
-        return base * factors if self.rotate else base
+        if not self.rotate:
+            return base
+        rotating = np.roll(np.linspace(1.6, 0.4, len(base)), self.polls) * view.available
+        if rotating.sum() <= 0:
+            return base
+        return 0.5 * base / base.sum() + 0.5 * rotating / rotating.sum()
 
 
 def ports_per_flow(captures: dict[int, Path]) -> tuple[dict[tuple, set[int]], int]:
@@ -171,6 +176,7 @@ def run(args: argparse.Namespace) -> dict:
         counted = CountedPolicy(updater.policies[1], rotate=args.rewrite_every_poll)
         updater.policies[1] = counted
         generation0, rewrites0 = controller.ring_updater.generation, controller.rings[1].rewrites
+        slots0 = controller.rings[1].slots_written
         stop, churn_log = threading.Event(), []
         churner = threading.Thread(target=churn_backends,
                                    args=(running, ["b0", "b1", "b2"], args.churn_every, stop, churn_log))
@@ -198,6 +204,7 @@ def run(args: argparse.Namespace) -> dict:
             "flows_checked": len(seen), "flows_on_two_ports": len(split),
             "ring_writes": controller.rings[1].rewrites - rewrites0,
             "polls": counted.polls,
+            "slots_rewritten": controller.rings[1].slots_written - slots0,
             "ring_generations": controller.ring_updater.generation - generation0,
             "backend_changes": churn_log,
             "flows_installed": status.flows.inserted if status.flows else None,
