@@ -67,6 +67,7 @@ class AdminApi:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)   # getsockname() of an AF_INET socket; the stubs allow bytes too
         return f"http://{host}:{port}"
 
     def start(self) -> None:

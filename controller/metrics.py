@@ -27,8 +27,8 @@ class ControllerCollector(Collector):
         status = self._status()
         role = GaugeMetricFamily("dispatcher_controller_role", "1 for the controller's current role",
                                  labels=["role"])
-        for each in ROLES:
-            role.add_metric([each], 1.0 if status.role == each else 0.0)
+        for role_name in ROLES:
+            role.add_metric([role_name], 1.0 if status.role == role_name else 0.0)
         yield role
         flows = status.flows
         if flows is None:

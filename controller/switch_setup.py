@@ -68,6 +68,7 @@ def configuration_updates(tables: DispatcherTables, config: Config, pool: Backen
         for update in service_updates(tables, service, bases[service.id]):
             # Two services on one VIP (ports 80 and 443) share its `vips` entry.
             if update.entity.table_entry.table_id == tables.info.table("vips").preamble.id:
+                assert service.vip is not None   # only a vip service has a `vips` entry
                 if service.vip in seen_vips:
                     continue
                 seen_vips.add(service.vip)

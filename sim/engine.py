@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,8 @@ from sim.servers import ServerQueues
 from sim.switch_model import NewFlowArrivals, make_switch
 from sim.traffic import TrafficBatch, TrafficSource
 from sim.workload import PACKET_BYTES
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 
 @dataclass
@@ -72,23 +75,47 @@ class SimulationResult:
 class _FlowTable:
     """Per-slot state of live flows (slots come from the traffic source and are reused)."""
 
-    FIELDS = (("backend", np.int64, 0), ("first", np.float64, 0.0), ("last", np.float64, 0.0),
-              ("delay_at_last", np.float64, 0.0), ("known", np.bool_, False))
-
     def __init__(self) -> None:
         self.size = 0
-        for name, dtype, fill in self.FIELDS:
-            setattr(self, name, np.full(0, fill, dtype))
+        self.backend: NDArray[np.int64] = np.zeros(0, np.int64)
+        self.first: NDArray[np.float64] = np.zeros(0, np.float64)
+        self.last: NDArray[np.float64] = np.zeros(0, np.float64)
+        self.delay_at_last: NDArray[np.float64] = np.zeros(0, np.float64)
+        self.known: NDArray[np.bool_] = np.zeros(0, np.bool_)
 
     def grow(self, needed: int) -> None:
         if needed <= self.size:
             return
         new = max(needed, 2 * self.size, 1024)
-        for name, dtype, fill in self.FIELDS:
-            grown = np.full(new, fill, dtype)
-            grown[:self.size] = getattr(self, name)
-            setattr(self, name, grown)
+        self.backend = _grown(self.backend, new)
+        self.first = _grown(self.first, new)
+        self.last = _grown(self.last, new)
+        self.delay_at_last = _grown(self.delay_at_last, new)
+        self.known = _grown(self.known, new)
         self.size = new
+
+
+def _grown(values: NDArray[_Scalar], size: int) -> NDArray[_Scalar]:
+    """`values` followed by zeros (False for booleans) up to `size`."""
+    grown = np.zeros(size, values.dtype)
+    grown[:values.size] = values
+    return grown
+
+
+@dataclass
+class _PendingFlows:
+    """Flows not yet known to the controller: slot, digest time, RTT sample, source."""
+    slot: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    digest: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
+    rtt: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
+    source: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def extended(self, more: _PendingFlows) -> _PendingFlows:
+        return _PendingFlows(np.concatenate((self.slot, more.slot)), np.concatenate((self.digest, more.digest)),
+                             np.concatenate((self.rtt, more.rtt)), np.concatenate((self.source, more.source)))
+
+    def select(self, mask: NDArray[np.bool_]) -> _PendingFlows:
+        return _PendingFlows(self.slot[mask], self.digest[mask], self.rtt[mask], self.source[mask])
 
 
 class Simulation:
@@ -102,20 +129,22 @@ class Simulation:
                                   config.cache_sets, config.cache_ways)
         self.queues = ServerQueues(config.capacity, config.capacity * config.buffer_seconds)
         self.flows = _FlowTable()
+        # SimulationConfig.__post_init__ fills in the default, so None cannot reach here.
+        assert config.configured_weight is not None
+        self.configured_weight: NDArray[np.float64] = config.configured_weight
         self.estimates = FlowEstimates(n, config.time_constant, config.idle_rtts)
         self.rtts = RttPredictor()
         self.recorder = LoadRecorder(n)
         self.slowdowns = SlowdownHistogram()
         self.packets = 0
         self._reads_load = policy.needs_flow_estimates or not is_static(policy)
-        # Flows not yet known to the controller: slot, digest time, RTT sample, source.
-        self._pending = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        self._pending = _PendingFlows()
         self._rings: deque[tuple[NDArray[np.float64], NDArray[np.bool_]]] = deque()   # weights, available
 
     def run(self, source: TrafficSource, progress: Callable[[float], None] | None = None) -> SimulationResult:
         cfg = self.config
         view = ClusterView.idle(cfg.capacity)
-        view.configured_weight = cfg.configured_weight
+        view.configured_weight = self.configured_weight
         view.available = self._available(0.0)
         view.interval = cfg.poll_interval
         self.switch.write_ring(self.policy.weights(view), 0.0, view.available)
@@ -154,14 +183,13 @@ class Simulation:
             flows.last[new.slot] = new.first
             flows.delay_at_last[new.slot] = 0.0
             flows.known[new.slot] = False
-            self._pending = tuple(np.concatenate(pair) for pair in
-                                  zip(self._pending, (new.slot, digest, new.rtt, new.source)))
+            self._pending = self._pending.extended(_PendingFlows(new.slot, digest, new.rtt, new.source))
         # Packets to servers, binned in time.
         bins = cfg.bins_per_interval
         bin_seconds = interval / bins
         packet_bin = np.minimum(((batch.packet_time - batch.start) / bin_seconds).astype(np.int64), bins - 1)
-        offered = np.bincount(packet_bin * self.n + packet_backend, weights=batch.packet_bytes,
-                              minlength=bins * self.n).reshape(bins, self.n)
+        offered = _weighted_bincount(packet_bin * self.n + packet_backend, batch.packet_bytes,
+                                     bins * self.n).reshape(bins, self.n)
         served = self.queues.serve(offered, bin_seconds)
         offered_total = offered.sum(axis=0)
         self.recorder.add(batch.start, offered_total, served.dropped.sum(axis=0))
@@ -170,7 +198,7 @@ class Simulation:
         flows.last[touched] = batch.touched_last
         last_bin = np.clip(((batch.touched_last - batch.start) / bin_seconds).astype(np.int64), 0, bins - 1)
         flows.delay_at_last[touched] = served.delay[last_bin, flows.backend[touched]]
-        slot_bytes = (np.bincount(batch.packet_slot, weights=batch.packet_bytes, minlength=flows.size)
+        slot_bytes = (_weighted_bincount(batch.packet_slot, batch.packet_bytes, flows.size)
                       if self._reads_load else None)
         self._finish_flows(batch)
         self._sync(batch, offered_total, served.delay.mean(axis=0), slot_bytes)
@@ -187,16 +215,17 @@ class Simulation:
         self.flows.known[ended.slot] = False
         if self.policy.needs_flow_estimates:
             self.estimates.forget(ended.slot)
-        slots = self._pending[0]
+        slots = self._pending.slot
         if slots.size:
             keep = ~np.isin(slots, ended.slot)
-            self._pending = tuple(a[keep] for a in self._pending)
+            self._pending = self._pending.select(keep)
 
     def _sync(self, batch: TrafficBatch, offered: NDArray[np.float64], delay: NDArray[np.float64],
               slot_bytes: NDArray[np.float64] | None) -> None:
         cfg, flows, now = self.config, self.flows, batch.end
         interval = batch.end - batch.start
-        slot, digest, rtt, source = self._pending
+        pending = self._pending
+        slot, digest, rtt, source = pending.slot, pending.digest, pending.rtt, pending.source
         due = digest <= now
         if due.any():
             flows.known[slot[due]] = True
@@ -206,13 +235,13 @@ class Simulation:
                 tracked = self.estimates.rate[self.estimates.tracked]
                 prior = float(tracked[tracked > 0].mean()) if np.any(tracked > 0) else 0.0
                 self.estimates.track(slot[due], flows.backend[slot[due]], rtt[due], prior)
-            self._pending = tuple(a[~due] for a in self._pending)
+            self._pending = pending.select(~due)
         if self.policy.needs_flow_estimates:
             self.estimates.sync(slot_bytes[:len(self.estimates.rate)] if slot_bytes is not None else 0.0,
                                 now - flows.last[:len(self.estimates.rate)], interval)
         new_slots = batch.new.slot
         view = ClusterView(
-            capacity=cfg.capacity, available=self._available(now), configured_weight=cfg.configured_weight,
+            capacity=cfg.capacity, available=self._available(now), configured_weight=self.configured_weight,
             measured_rate=offered / interval,
             active_flows=np.bincount(flows.backend[flows.known], minlength=self.n),
             new_flows=np.bincount(flows.backend[new_slots], minlength=self.n),
@@ -226,6 +255,12 @@ class Simulation:
         if len(self._rings) > cfg.controller_lag:
             weights, available = self._rings.popleft()
             self.switch.write_ring(weights, now, available)
+
+
+def _weighted_bincount(x: NDArray[np.int64], weights: NDArray[np.float64], minlength: int) -> NDArray[np.float64]:
+    # With weights, bincount sums them as float64; numpy's stubs type every bincount as intp.
+    # astype(copy=False) returns the same array, it only tells the type checker.
+    return np.bincount(x, weights=weights, minlength=minlength).astype(np.float64, copy=False)
 
 
 def _is_static(policy: Policy) -> bool:

@@ -65,8 +65,8 @@ class GeneratedWorkload:
         spec = self.spec
         rng = np.random.default_rng(spec.seed + 1)
         slots = SlotAllocator()
-        # Active flows, structure of arrays.
-        active = {name: np.zeros(0, dtype) for name, dtype in (
+        # Active flows, structure of arrays (of several dtypes).
+        active: dict[str, NDArray] = {name: np.zeros(0, dtype) for name, dtype in (
             ("slot", np.int64), ("first", np.float64), ("size", np.float64), ("gap", np.float64),
             ("packets", np.int64))}
         t0 = 0.0

@@ -7,6 +7,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from controller.dataplane.constants import CPU_PORT
 from topo.lifetime import tied
@@ -46,7 +47,7 @@ class Bmv2Switch:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     _stderr_path: Path | None = None
-    _stderr_file: object | None = None
+    _stderr_file: IO[str] | None = None
 
     @property
     def grpc_address(self) -> str:

@@ -378,11 +378,12 @@ def _run_capture(options: DemoOptions, console: Console) -> int:
     cluster = CaptureCluster(spec, workdir)
     with controlled(cluster, options.api_port) as embedded:
         files = cluster.start_captures()
-        replayed = {}
+        replayed: dict[str, int] = {}   # capture name -> frames sent
         with Live(console=console, refresh_per_second=4) as live:
             for capture in captures:
                 outcome: dict[str, Any] = {}
-                replay = threading.Thread(target=lambda c=capture: outcome.update(
+                # Bound as defaults: each thread writes its own iteration's outcome.
+                replay = threading.Thread(target=lambda c=capture, out=outcome: out.update(
                     result=cluster.replay(c, pps=options.replay_pps)), daemon=True)
                 replay.start()
                 while replay.is_alive():

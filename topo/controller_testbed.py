@@ -226,6 +226,7 @@ class ControllerTestbed(Bmv2Testbed):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         super().__enter__()
         try:
+            assert self.veths is not None   # Bmv2Testbed.__enter__ created them
             self.wire = Wire(self.veths, self.ports[1:])
         except BaseException:
             self.__exit__()

@@ -55,6 +55,7 @@ def run(flows: int = 60) -> int:
         return 77
     with Bmv2Testbed(ports=[CLIENT_PORT, *BACKENDS.values()]) as testbed:
         client, info = testbed.connect()
+        assert testbed.compiled is not None and testbed.switch is not None   # connect() needs both
         tables = DispatcherTables(info)
         try:
             client.write(sample_configuration(tables))
@@ -79,7 +80,7 @@ def run(flows: int = 60) -> int:
             for i in range(flows):                  # now served by the `flows` table
                 sender.send(_flow_packet(i, "PA"))
             time.sleep(1.0)
-            received = Counter()
+            received: Counter[int] = Counter()   # backend id -> TCP frames
             for b, s in receivers.items():
                 while True:
                     try:
@@ -91,7 +92,8 @@ def run(flows: int = 60) -> int:
                 s.close()
             sender.close()
             backend = tables.read_counter(client, "backend_traffic")
-            events = {DispatchEvent(i).name: c.packets for i, c in tables.read_counter(client, "dispatch_events").items()}
+            events = {DispatchEvent(i).name: c.packets
+                      for i, c in tables.read_counter(client, "dispatch_events").items()}
             drops = {DropReason(i).name: c.packets for i, c in tables.read_counter(client, "drops").items()}
         finally:
             client.close()

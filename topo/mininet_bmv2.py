@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from mininet.node import Switch
 
@@ -56,7 +57,7 @@ class Bmv2P4RuntimeSwitch(TiedToRun, Switch):
         self.output_file = Path(output_file) if output_file else Path(f"/tmp/{name}-bmv2.out")
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
-        self._output = None
+        self._output: IO[str] | None = None
 
     @property
     def grpc_address(self) -> str:

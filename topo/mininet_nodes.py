@@ -17,6 +17,8 @@ before it first comes up:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mininet.link import Intf, Link, TCIntf
 from mininet.node import Host, Switch
 
@@ -39,7 +41,15 @@ class TiedHost(TiedToRun, Host):
     """A Mininet host whose shell and processes end with the run (Mininet(host=TiedHost))."""
 
 
-class _Quiet:
+if TYPE_CHECKING:
+    # _Quiet is mixed into Intf classes and uses their cmd(), name and config(): tell the checker.
+    class _IntfMixinBase(Intf):
+        pass
+else:
+    _IntfMixinBase = object
+
+
+class _Quiet(_IntfMixinBase):
     def config(self, **params):
         # Runs in the owning node (a host's namespace, or the root one for a switch side),
         # while the new veth end is still down.

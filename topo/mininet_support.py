@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def checked_cmd(node, command: str) -> None:
         raise RuntimeError(f"{node.name}: `{command}` failed: {output}")
 
 
-def set_sysctls(node, values: dict[str, str | int]) -> None:
+def set_sysctls(node, values: Mapping[str, str | int]) -> None:
     checked_cmd(node, "sysctl -qw " + " ".join(f"{k}={v}" for k, v in values.items()))
 
 
@@ -124,13 +125,13 @@ class HostProcesses:
               **popen_args) -> subprocess.Popen:
         """host.popen(args); stdout and stderr to `output` if given, else discarded unless
         popen_args says otherwise."""
-        sink = output.open("w") if output is not None else subprocess.DEVNULL
-        popen_args.setdefault("stdout", sink)
-        popen_args.setdefault("stderr", subprocess.STDOUT if output is not None else subprocess.DEVNULL)
+        sink = output.open("w") if output is not None else None
+        popen_args.setdefault("stdout", sink if sink is not None else subprocess.DEVNULL)
+        popen_args.setdefault("stderr", subprocess.STDOUT if sink is not None else subprocess.DEVNULL)
         try:
             proc = host.popen(args, **popen_args)
         finally:
-            if output is not None:
+            if sink is not None:
                 sink.close()          # the process has its own copy
         self.procs.append((label, proc))
         return proc

@@ -42,9 +42,22 @@ def bmv2_build(binary: str | None = None) -> dict[str, object]:
             "event_logger_compiled_in": "--nanolog" in helptext}
 
 
+def protobuf_runtime() -> str:
+    """protobuf's version and backend: the pure-Python one (what p4runtime-shell's pin to
+    protobuf < 3.21 gives) encodes a batch of table writes many times slower than upb, and
+    that time counts in the controller's write latency."""
+    try:
+        from google.protobuf import __version__
+        from google.protobuf.internal import api_implementation
+    except ImportError:
+        return "absent"
+    return f"{__version__} ({api_implementation.Type()})"
+
+
 def describe() -> dict[str, object]:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": os.getloadavg(),
-            "kernel": platform.release(), "python": platform.python_version(), "bmv2": bmv2_build()}
+            "kernel": platform.release(), "python": platform.python_version(),
+            "protobuf": protobuf_runtime(), "bmv2": bmv2_build()}
 
 
 @dataclass
@@ -88,7 +101,7 @@ def summary_line(env: dict[str, object], cores: dict[str, float] | None = None) 
     load = env["load_average_before"]
     assert isinstance(load, tuple)
     line = (f"ran on: {env['cpu']}, {env['cores']} cores, load {load[0]:.2f} before; "
-            f"BMv2 {bmv2.get('binary')} ({build})")
+            f"BMv2 {bmv2.get('binary')} ({build}); protobuf {env.get('protobuf', '?')}")
     if cores:
         line += "; cores used: " + ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
     return line

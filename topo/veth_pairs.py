@@ -48,7 +48,7 @@ class VethPairs:
         for port in self.ports:
             _ip("link", "del", self.switch_side(port), check=False)
 
-    def __enter__(self) -> "VethPairs":
+    def __enter__(self) -> VethPairs:
         self.create()
         return self
 

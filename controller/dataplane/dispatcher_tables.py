@@ -240,7 +240,8 @@ class DispatcherTables:
         key = [0] * len(FLOW_KEY_FIELDS)
         for fm in entry.match:
             key[self._flows.position[fm.field_id]] = int.from_bytes(fm.exact.value, "big")
-        return tuple(key)
+        src_addr, dst_addr, protocol, src_port, dst_port = key   # FLOW_KEY_FIELDS' order
+        return src_addr, dst_addr, protocol, src_port, dst_port
 
     def read_flows(self, client: P4RuntimeClient) -> list[InstalledFlow]:
         query = ent.entity(ent.table_entry(self.info, "flows"))

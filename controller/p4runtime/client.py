@@ -187,6 +187,13 @@ class P4RuntimeClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def _connected_stub(self) -> p4r_grpc.P4RuntimeStub:
+        if self._stub is None:
+            # A caller's mistake, not the switch's: not a P4RuntimeError, which callers retry.
+            raise RuntimeError(f"P4Runtime client for {self.address} used before connect()")
+        return self._stub
+
     def _election(self) -> p4r.Uint128:
         return p4r.Uint128(high=self.election_id >> 64, low=self.election_id & ((1 << 64) - 1))
 
@@ -206,7 +213,7 @@ class P4RuntimeClient:
         req.config.p4info.CopyFrom(p4info)
         req.config.p4_device_config = device_config
         req.config.cookie.cookie = cookie
-        self._call("SetForwardingPipelineConfig", self._stub.SetForwardingPipelineConfig, req)
+        self._call("SetForwardingPipelineConfig", self._connected_stub.SetForwardingPipelineConfig, req)
 
     def set_pipeline_files(self, p4info: p4i.P4Info, bmv2_json: str | Path, cookie: int = 0) -> None:
         self.set_pipeline(p4info, Path(bmv2_json).read_bytes(), cookie)
@@ -217,7 +224,7 @@ class P4RuntimeClient:
             device_id=self.device_id,
             response_type=p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
         try:
-            config = self._stub.GetForwardingPipelineConfig(req, timeout=self.timeout).config
+            config = self._connected_stub.GetForwardingPipelineConfig(req, timeout=self.timeout).config
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 return None
@@ -229,7 +236,7 @@ class P4RuntimeClient:
         req = p4r.GetForwardingPipelineConfigRequest(
             device_id=self.device_id,
             response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE)
-        return self._call("GetForwardingPipelineConfig", self._stub.GetForwardingPipelineConfig, req).config
+        return self._call("GetForwardingPipelineConfig", self._connected_stub.GetForwardingPipelineConfig, req).config
 
     # ---- writes and reads ----------------------------------------------------
 
@@ -241,7 +248,7 @@ class P4RuntimeClient:
             req = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(),
                                    updates=batch)
             try:
-                self._stub.Write(req, timeout=self.timeout)
+                self._connected_stub.Write(req, timeout=self.timeout)
             except grpc.RpcError as exc:
                 if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise P4RuntimeError(f"Write on {self.address}: {exc.code().name}: {exc.details()}") from None
@@ -254,12 +261,12 @@ class P4RuntimeClient:
         """One WriteRequest sent without waiting: the caller prepares its next batch while
         the switch applies this one, and collects the outcome with `result()`."""
         req = p4r.WriteRequest(device_id=self.device_id, election_id=self._election(), updates=updates)
-        return PendingWrite(self, self._stub.Write.future(req, timeout=self.timeout), len(updates))
+        return PendingWrite(self, self._connected_stub.Write.future(req, timeout=self.timeout), len(updates))
 
     def read(self, entities: Iterable[p4r.Entity]) -> Iterator[p4r.Entity]:
         req = p4r.ReadRequest(device_id=self.device_id, entities=list(entities))
         try:
-            for response in self._stub.Read(req, timeout=self.timeout):
+            for response in self._connected_stub.Read(req, timeout=self.timeout):
                 yield from response.entities
         except grpc.RpcError as exc:
             raise P4RuntimeError(f"Read on {self.address}: {exc.code().name}: {exc.details()}") from None

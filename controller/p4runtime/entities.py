@@ -27,14 +27,20 @@ def _field_match(info: P4InfoIndex, table, name: str, value: MatchValue) -> p4r.
     kind = field.match_type
     fm = p4r.FieldMatch(field_id=field.id)
     if kind == field.EXACT:
+        if isinstance(value, (tuple, Lpm)):
+            raise _mismatch(table, name, "an exact", value)
         fm.exact.value = encode_int(int(value), width)
     elif kind == field.TERNARY:
+        if isinstance(value, Lpm):
+            raise _mismatch(table, name, "a ternary", value)
         val, mask = value if isinstance(value, tuple) else (value, (1 << width) - 1)
         if mask == 0:
             return None  # don't care: P4Runtime wants the field left out
         fm.ternary.value = encode_int(val & mask, width)
         fm.ternary.mask = encode_int(mask, width)
     elif kind == field.LPM:
+        if isinstance(value, tuple):
+            raise _mismatch(table, name, "an LPM", value)
         lpm = value if isinstance(value, Lpm) else Lpm(int(value), width)
         if lpm.prefix_len == 0:
             return None
@@ -43,6 +49,11 @@ def _field_match(info: P4InfoIndex, table, name: str, value: MatchValue) -> p4r.
     else:
         raise ValueError(f"match kind {kind} of {table.preamble.name}.{name} is not supported")
     return fm
+
+
+def _mismatch(table, name: str, kind: str, value: MatchValue) -> TypeError:
+    # int() or & would fail on it anyway; say which field and why.
+    return TypeError(f"{table.preamble.name}.{name} is {kind} match, {value!r} is not a value for it")
 
 
 def action(info: P4InfoIndex, name: str, params: Mapping[str, int] | None = None) -> p4r.Action:

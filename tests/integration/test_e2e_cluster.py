@@ -36,10 +36,17 @@ def ports() -> dict[str, int]:
     return {"grpc_port": free_tcp_port(), "thrift_port": free_tcp_port()}
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, state=lambda: "") -> None:
+    """Wait for `condition`; on time-out, fail naming `what` and the `state()` then (readiness
+    waits, generous on a loaded 2-core machine: they time nothing)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            try:
+                seen = state()
+            except Exception as error:  # the description must not hide the time-out
+                seen = f"(state unreadable: {error!r})"
+            pytest.fail(f"timed out waiting for {what} after {timeout:.0f} s; {seen}")
         time.sleep(0.1)
 
 
@@ -71,6 +78,12 @@ def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_reques
         def connections(name: str) -> int:
             return len(read_connection_log(logs[name]))
 
+        def web3_state() -> str:
+            status = controller.status()
+            rows = [(b.name, b.state, f"ring {b.ring_share:.0%}", f"{connections(b.name)} connections")
+                    for s in status.services for b in s.backends]
+            return f"backends: {rows}; runs done: {'runs' in outcome}"
+
         time.sleep(4)
         call("quiesce", name="web3")
         quiesced_at = connections("web3")
@@ -78,16 +91,16 @@ def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_reques
         # A flow already decided may still arrive (its SYN was in flight), but no new ones.
         assert connections("web3") <= quiesced_at + 3
         call("activate", name="web3")
-        wait_for(lambda: connections("web3") > quiesced_at + 5, 15, "web3 to take flows again")
+        wait_for(lambda: connections("web3") > quiesced_at + 5, 30, "web3 to take flows again", web3_state)
         call("drain", name="web3")
-        wait_for(lambda: "web3" not in [b.name for b in controller.pool], 20, "web3 drained and removed")
+        wait_for(lambda: "web3" not in [b.name for b in controller.pool], 30, "web3 drained and removed", web3_state)
         time.sleep(2)
         assert call("add", service="web", backend=web3.model_dump()) == {"added": "web3"}
         readded_at = connections("web3")
-        wait_for(lambda: connections("web3") > readded_at + 5, 15, "the re-added web3 to take flows")
+        wait_for(lambda: connections("web3") > readded_at + 5, 30, "the re-added web3 to take flows", web3_state)
         # Removed outright (after a quiesce has let its flows finish), then back again.
         call("quiesce", name="web3")
-        wait_for(lambda: controller.flows.table.per_backend[web3.id] == 0, 20, "web3's flows to end")
+        wait_for(lambda: controller.flows.table.per_backend[web3.id] == 0, 30, "web3's flows to end", web3_state)
         time.sleep(1.5)   # a cache timeout: no flow of web3's can still be pending
         assert call("remove", name="web3")["removed"] == "web3"
         time.sleep(2)
@@ -100,11 +113,17 @@ def test_backend_quiesced_drained_removed_and_readded_under_load_fails_no_reques
     # Every connection was served by exactly one server, at the time the client made it.
     counted, by_client = connections_by_client(logs)
     assert counted.split == [], f"split connections: {counted.split[:3]}"
+    # Each request is the connection from its client port that began nearest its start (a
+    # port closed by the server can be reused within a second), and no connection serves two.
+    matched: set[int] = set()
     for run in runs.values():
         for request in run.records:
             made = [c for c in by_client[request["local"]]
                     if request["start"] - 1 <= c.start <= request["start"] + request["latency"] + 1]
-            assert len(made) == 1, f"{request['local']} at {request['start']}: {made or 'served by nobody'}"
+            assert made, f"{request['local']} at {request['start']}: served by nobody"
+            nearest = min(made, key=lambda c: abs(c.start - request["start"]))
+            assert id(nearest) not in matched, f"{request['local']}: one connection for two requests"
+            matched.add(id(nearest))
     assert counted.records == len(counted.connections) == 960
 
 

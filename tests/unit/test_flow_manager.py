@@ -52,7 +52,8 @@ class SwitchTable:
                 else:
                     self.entries[key] = self._params(entry)
             elif update.type == p4r.Update.DELETE:
-                if self.entries.pop(key, None) is None:
+                removed = self.entries.pop(key, None)
+                if removed is None:
                     failures.append(UpdateFailure(i, rpc_code.NOT_FOUND, "no such entry"))
         if failures:
             raise WriteError(failures, len(updates))
@@ -63,7 +64,7 @@ class SwitchTable:
         params = {p.param_id: int.from_bytes(p.value, "big") for p in entry.action.action.params}
         return params[1], params[2], params[3]
 
-    def write_async(self, updates) -> "Answered":
+    def write_async(self, updates) -> Answered:
         try:
             self.write(updates)
             return Answered(None)
