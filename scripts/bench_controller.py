@@ -75,8 +75,10 @@ def udp_flow_frames(count: int, vip: str = "10.0.0.100", seed: int = 1) -> list[
     return frames
 
 
-def _paced_sender(interface: str, frames: list[bytes], rate: float, started: multiprocessing.Value) -> None:
-    """Runs in its own process so the controller's GIL never slows the offered load."""
+def _paced_sender(interface: str, frames: list[bytes], rate: float, started: multiprocessing.Value,
+                  cpu: multiprocessing.Value) -> None:
+    """Runs in its own process so the controller's GIL never slows the offered load; leaves
+    the CPU it used in `cpu` (seconds)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((interface, 0))
     t0 = time.monotonic()
@@ -91,6 +93,7 @@ def _paced_sender(interface: str, frames: list[bytes], rate: float, started: mul
         except OSError:
             time.sleep(0.001)   # the veth queue is full: the switch is behind
     s.close()
+    cpu.value = time.process_time()
 
 
 # ---- new-flow rate --------------------------------------------------------------------------
@@ -113,9 +116,9 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         tb.wire.close()   # the backends' sockets are not needed and cost CPU
         tb.wire = None
         fm = running.controller.flows
-        started = multiprocessing.Value("d", 0.0)
+        started, sender_cpu = multiprocessing.Value("d", 0.0), multiprocessing.Value("d", 0.0)
         sender = multiprocessing.Process(target=_paced_sender,
-                                         args=(tb.veths.host_side(1), frames, rate, started))
+                                         args=(tb.veths.host_side(1), frames, rate, started, sender_cpu))
         inserted0 = fm.stats.inserted
         # Every flow's latency, not the controller's rolling window of the last 100,000.
         fm.install_latency = deque()
@@ -124,7 +127,6 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
         meter = CpuMeter({"switch": tb.switch.process.pid, "controller": os.getpid()})
         meter.start()
         sender.start()
-        meter.add("generator", sender.pid)
         per_second = []
         last = fm.stats.inserted
         while sender.is_alive():
@@ -134,8 +136,9 @@ def bench_new_flow_rate(rate: float, duration: float, idle_timeout: float, polic
             last = now_inserted
             print(f"  t={len(per_second):3d}s installed {per_second[-1]:6,d}/s  active {len(fm.table):7,d}  "
                   f"digests {fm.stats.digests:9,d}", flush=True)
-        cores = meter.stop()
         sender.join()
+        meter.record("generator", sender_cpu.value)
+        cores = meter.stop()
         send_time = time.monotonic() - started.value
         controller_cpu = (time.process_time() - cpu0) / send_time
         time.sleep(2.0)     # let the last digests in

@@ -29,17 +29,24 @@ def cpu_model() -> str:
 
 def bmv2_build(binary: str | None = None) -> dict[str, object]:
     """The switch binary, its version, and whether it logs: a build with logging macros and
-    the event logger (BMv2's default) is several times slower than one without them.
-    `--help` lists --log-file/--log-console only when logging is compiled in, and --nanolog
-    only with the event logger."""
+    the event logger (BMv2's default) is several times slower than one without them. The
+    binary's options are the same either way; the answer is in the `bm/config.h` installed
+    with it (`BM_LOG_DEBUG_ON`, `BM_ELOG_ON`), None when that header is not there."""
     binary = binary or find_tool("simple_switch_grpc")
     if binary is None:
         return {"binary": None}
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    helptext = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
-    return {"binary": binary, "version": version,
-            "logging_compiled_in": "--log-console" in helptext,
-            "event_logger_compiled_in": "--nanolog" in helptext}
+    found: dict[str, object] = {"binary": binary, "version": version,
+                                "logging_compiled_in": None, "event_logger_compiled_in": None}
+    prefix = Path(binary).resolve().parent.parent
+    for header in (prefix / "include" / "bm" / "config.h", Path("/usr/include/bm/config.h")):
+        if header.exists():
+            text = header.read_text(errors="replace")
+            found["logging_compiled_in"] = "#define BM_LOG_DEBUG_ON" in text
+            found["event_logger_compiled_in"] = "#define BM_ELOG_ON" in text
+            found["config_header"] = str(header)
+            break
+    return found
 
 
 def protobuf_runtime() -> str:
@@ -65,6 +72,7 @@ class CpuMeter:
     """CPU used by named processes (their threads, not their children) between start() and stop()."""
     pids: dict[str, int]
     _start: dict[str, float] = field(default_factory=dict)
+    _self_reported: dict[str, float] = field(default_factory=dict)
     _t0: float = 0.0
 
     @staticmethod
@@ -79,16 +87,17 @@ class CpuMeter:
         psutil.cpu_percent(interval=None)   # the machine's figure counts from here
         self._start = {name: self._cpu(pid) for name, pid in self.pids.items()}
 
-    def add(self, name: str, pid: int) -> None:
-        """A process that starts after start() (its CPU so far counts from zero)."""
-        self.pids[name] = pid
-        self._start[name] = 0.0
+    def record(self, name: str, cpu_seconds: float) -> None:
+        """CPU that a process measured itself (one that exits before stop() can no longer be
+        read from outside)."""
+        self._self_reported[name] = cpu_seconds
 
     def stop(self) -> dict[str, float]:
         """Cores used by each process over the interval (1.0 = one core busy all along), and
         the whole machine's for comparison."""
         seconds = max(time.monotonic() - self._t0, 1e-9)
         used = {name: (self._cpu(pid) - self._start.get(name, 0.0)) / seconds for name, pid in self.pids.items()}
+        used.update({name: cpu / seconds for name, cpu in self._self_reported.items()})
         used["machine"] = psutil.cpu_percent(interval=None) / 100 * (os.cpu_count() or 1)
         return used
 
@@ -96,8 +105,9 @@ class CpuMeter:
 def summary_line(env: dict[str, object], cores: dict[str, float] | None = None) -> str:
     bmv2 = env["bmv2"]
     assert isinstance(bmv2, dict)
-    build = ("logging compiled out" if not bmv2.get("logging_compiled_in") else "logging compiled in") \
-        if bmv2.get("binary") else "no BMv2"
+    logging = bmv2.get("logging_compiled_in")
+    build = ("no BMv2" if not bmv2.get("binary") else "logging build unknown" if logging is None
+             else "logging compiled in" if logging else "logging compiled out")
     load = env["load_average_before"]
     assert isinstance(load, tuple)
     line = (f"ran on: {env['cpu']}, {env['cores']} cores, load {load[0]:.2f} before; "
