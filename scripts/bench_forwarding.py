@@ -109,8 +109,10 @@ def mlffr(testbed: Bmv2Testbed, pcap: Path, packets: int, low: int = 1000, high:
 def latency(testbed: Bmv2Testbed, frames: list[bytes], count: int) -> tuple[float, float]:
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     tx.bind((testbed.host_interface(IN_PORT), 0))
-    rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    rx.bind((testbed.host_interface(OUT_PORT), 0))
+    # ETH_P_ALL with the bind, not at creation (a socket created with it captures every
+    # interface until bound: another run's frames would count as received).
+    rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    rx.bind((testbed.host_interface(OUT_PORT), 0x0003))
     rx.settimeout(1.0)
     samples = []
     with tx, rx:

@@ -63,8 +63,10 @@ def run(flows: int = 60) -> int:
                   f"{testbed.switch.grpc_address}; VIP {VIP}:80, backends {sorted(BACKENDS)}, ring 2:1:1")
             receivers = {}
             for b, port in BACKENDS.items():
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-                s.bind((testbed.host_interface(port), 0))
+                # ETH_P_ALL with the bind, not at creation (a socket created with it captures
+                # every interface until bound).
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                s.bind((testbed.host_interface(port), 0x0003))
                 s.setblocking(False)
                 receivers[b] = s
             sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
