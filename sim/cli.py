@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the same ring on the run's servers are run once, shown as one row")
     run.add_argument("--fixed-shares", metavar="W,...", help="fixed_split's static shares, e.g. 4,1,1")
     run.add_argument("--window", type=float, default=1.0, help="balance metric window, s (default 1)")
-    run.add_argument("--out", type=Path, help="directory for load CSVs, load.png and summary.csv")
+    run.add_argument("--out", type=Path, default=Path("results/simulate"),
+                     help="directory for load CSVs, load.png and summary.csv (default results/simulate)")
     run.add_argument("--title", help="figure title")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 

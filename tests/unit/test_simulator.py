@@ -21,6 +21,13 @@ from sim.switch_model import LegacySwitchModel, NewFlowArrivals
 from sim.workload import GeneratedWorkload, WorkloadSpec
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    """`simulate` writes results/simulate/ in the working directory by default: here, a
+    temporary one."""
+    monkeypatch.chdir(tmp_path)
+
+
 def cdf_file(tmp_path, text):
     path = tmp_path / "sizes.cdf"
     path.write_text(text)
@@ -204,8 +211,10 @@ def summary_rows(printed: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_policies_with_the_same_ring_are_one_row_on_equal_servers(capsys):
+def test_policies_with_the_same_ring_are_one_row_on_equal_servers(capsys, tmp_path):
     assert main(["simulate", "--duration", "2", "--quiet", "--policies", "all"]) == 0
+    # With no --out, the table and the plot go to results/simulate.
+    assert {p.name for p in (tmp_path / "results" / "simulate").iterdir()} >= {"load.png", "summary.csv"}
     printed = capsys.readouterr().out
     rows = summary_rows(printed)
     merged = "round_robin = weighted_round_robin = random_hash (same ring)"
