@@ -8,11 +8,10 @@ remapped" means: no flow was ever seen on two backend ports.
 from __future__ import annotations
 
 import random
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
+from controller_fakes import agent_thread
 
 from controller.app import Controller
 from controller.cli import api_call
@@ -378,28 +377,6 @@ def test_a_draining_backend_keeps_its_flows_and_leaves_after_the_last(testbed):
         time.sleep(0.2)
     assert "b0" not in [b.name for b in running.controller.pool]
     assert 10 not in switch_flows(testbed, config).values()
-
-
-@contextmanager
-def agent_thread(port: int, host_id: int, period: float):
-    """`p4dispatch agent` as a thread: heartbeats and reports over UDP on loopback."""
-    from agent.agent import Agent, AgentSettings
-    from agent.host_sampler import Sample
-
-    def sample() -> Sample:
-        return Sample(tx_bytes=0, tx_packets=0, cpu_percent=10.0, memory_percent=10.0, load_average=0.1,
-                      cpus=1, connections=0)
-
-    agent = Agent(AgentSettings(("127.0.0.1", port), host_id, period), sample, lambda: (True, ""))
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        agent.close()
 
 
 def test_a_backend_whose_agent_stops_gets_no_new_flow(testbed):

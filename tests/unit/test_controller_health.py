@@ -13,7 +13,6 @@ entry only when its decision changes.
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from controller_fakes import agent_thread, digest_list
 from finsy.proto import p4r
 from rich.console import Console
 from switch_stub import InMemorySwitch, program
 
-from agent.agent import Agent, AgentSettings
 from agent.host_sampler import Sample
 from controller.app import Controller
 from controller.cli import status_table
@@ -35,10 +34,8 @@ from controller.config import Config
 from controller.counter_poller import CounterReading
 from controller.dataplane.constants import AdmissionLevel
 from controller.dataplane.dispatcher_tables import CounterValue
-from controller.dataplane.flow_digest import FIELDS
 from controller.health.monitor import HealthState
 from controller.health_control import HealthChanges
-from controller.p4runtime.encoding import encode_int
 
 PERIOD = 0.2
 RECOVERY = 2
@@ -133,29 +130,9 @@ class FakeHost:
                       load_average=0.1, cpus=2, connections=0)
 
 
-@contextmanager
-def agent(port: int, host_id: int, host: FakeHost | None = None) -> Iterator[threading.Event]:
+def agent(port: int, host_id: int, host: FakeHost | None = None):
     """`p4dispatch agent` as a thread: heartbeats and reports over UDP to 127.0.0.1:port."""
-    host = host or FakeHost()
-    a = Agent(AgentSettings(("127.0.0.1", port), host_id, PERIOD), host.sample, lambda: (True, ""))
-    stop = threading.Event()
-    thread = threading.Thread(target=a.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        a.close()
-
-
-def digest_list(flows: list[dict[str, int]]) -> p4r.DigestList:
-    msg = p4r.DigestList(digest_id=1, list_id=1)
-    for flow in flows:
-        data = msg.data.add()
-        for name in FIELDS:
-            data.struct.members.add().bitstring = encode_int(flow.get(name, 0), 128)
-    return msg
+    return agent_thread(port, host_id, PERIOD, (host or FakeHost()).sample)
 
 
 def install_flows(s: Served, per_backend: int = 4) -> Counter[int]:

@@ -7,16 +7,15 @@ per update); the same behaviour on the real switch is in test_controller_bmv2.py
 from __future__ import annotations
 
 import pytest
+from controller_fakes import digest_list as fake_digest_list
 from finsy.proto import p4r, rpc_code
 
 from controller.dataplane.constants import REACTIVE_BACKEND_ID
 from controller.dataplane.dispatcher_tables import DispatcherTables, InstalledFlow
-from controller.dataplane.flow_digest import FIELDS
 from controller.flow_manager import FlowManager
 from controller.flow_table import SHARED_STATS_SLOT, FlowTable, pack_key, unpack_key
 from controller.p4runtime import P4InfoIndex
 from controller.p4runtime.client import UpdateFailure, WriteError
-from controller.p4runtime.encoding import encode_int
 from topo.toolchain import BUILD_DIR
 
 P4INFO = BUILD_DIR / "dispatcher.p4info.txtpb"
@@ -85,12 +84,7 @@ class Answered:
 
 
 def digest_list(*flows: dict) -> p4r.DigestList:
-    msg = p4r.DigestList(digest_id=1, list_id=1)
-    for flow in flows:
-        data = msg.data.add()
-        for name in FIELDS:
-            data.struct.members.add().bitstring = encode_int(flow.get(name, 0), 128)
-    return msg
+    return fake_digest_list(flows)
 
 
 def flow(i: int, backend: int = 10, **extra) -> dict:

@@ -26,7 +26,7 @@ from typing import Any
 
 import promql_parser
 import pytest
-from finsy.proto import p4r
+from controller_fakes import digest_list
 from prometheus_client.parser import text_string_to_metric_families
 from switch_stub import InMemorySwitch, program
 
@@ -36,9 +36,7 @@ from controller.config import Config
 from controller.counter_poller import CounterReading
 from controller.dataplane.constants import DropReason
 from controller.dataplane.dispatcher_tables import CounterValue
-from controller.dataplane.flow_digest import FIELDS
 from controller.health.messages import Codec, Heartbeat, HeartbeatFlag, LoadReport
-from controller.p4runtime.encoding import encode_int
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "grafana" / "p4dispatch.json"
@@ -132,15 +130,6 @@ def unexported(queries: dict[str, list[str]], exported: set[str]) -> dict[str, s
 
 
 # ---- the controller's real /metrics -------------------------------------------------------
-
-def digest_list(flows: Sequence[dict[str, int]]) -> p4r.DigestList:
-    msg = p4r.DigestList(digest_id=1, list_id=1)
-    for flow in flows:
-        data = msg.data.add()
-        for name in FIELDS:
-            data.struct.members.add().bitstring = encode_int(flow.get(name, 0), 128)
-    return msg
-
 
 def web_flow(i: int, backend: int) -> dict[str, int]:
     return {"src_addr": (0xFFFF << 32) | (0xC0A80000 + i), "dst_addr": (0xFFFF << 32) | 0x0A000064,
