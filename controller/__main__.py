@@ -1,4 +1,4 @@
-"""`python -m controller`: the runtime's own commands (run, status, flows, backends).
+"""`python -m controller`: the runtime's own commands (run, status, flows, backends, nd, sessions).
 `p4dispatch` (p4dispatch/cli.py) has these and the simulator's and the testbed's."""
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from controller.sessions import report as sessions
 from controller.status import BackendHealthStatus, ControllerStatus
 
 DEFAULT_API = "http://127.0.0.1:9180"
@@ -37,7 +38,8 @@ def _api_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """The runtime's sub-commands: the controller itself and the commands that talk to it."""
+    """The runtime's sub-commands: the controller itself, the commands that talk to it and
+    the capture analysis of signalling (`sessions`)."""
     run = commands.add_parser("run", help="run the controller against a switch (config file)")
     run.set_defaults(handler=run_command)
     run.add_argument("--config", required=True, help="TOML configuration (see configs/sample.toml)")
@@ -89,6 +91,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     nd.add_argument("--host-limit", type=float, help="quiesce a server whose host utilisation exceeds this")
     nd.add_argument("--clear-host-limit", action="store_true", help="no host limit")
     nd.add_argument("--cooldown", type=float, dest="cooldown_s", help="seconds under the limit before it returns")
+
+    sessions.register(commands)
 
 
 def run_command(args: argparse.Namespace) -> int:
