@@ -89,8 +89,10 @@ def index_path(chunk_path: Path) -> Path:
 
 
 def _open_pair(chunk_path: Path, mode: str) -> tuple[BinaryIO, BinaryIO]:
-    """A chunk file and its index, open; the writer's LRU closes them (no `with` can)."""
-    return open(chunk_path, mode), open(index_path(chunk_path), mode)  # noqa: SIM115
+    """A chunk file and its index, open ("wb" or "ab"); the writer's LRU closes them."""
+    if mode == "wb":
+        return open(chunk_path, "wb"), open(index_path(chunk_path), "wb")
+    return open(chunk_path, "ab"), open(index_path(chunk_path), "ab")
 
 
 class ChunkWriter:
