@@ -1,6 +1,6 @@
 """One command line over the parts: the runtime (controller/), the simulator (sim/), the
-testbed (topo/) and the backend agent (agent/). Each part registers its own sub-commands;
-none imports another's CLI."""
+testbed (topo/), the backend agent (agent/) and the capture queries (capture_query/). Each
+part registers its own sub-commands; none imports another's CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Sequence
 
 import agent.cli
+import capture_query.cli
 import controller.cli
 import sim.cli
 import topo.cli
@@ -21,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     sim.cli.register(commands)
     topo.cli.register(commands)
     agent.cli.register(commands)
+    capture_query.cli.register(commands)
     return top
 
 

@@ -1,0 +1,131 @@
+"""capture_query on an embedded Dask cluster: the shared captures chunked at 1 MB give the
+whole-file answer (tshark with reassembly, a tcpdump filter, an ngrep pattern; as multisets,
+and in time order with --merge), and a worker killed mid-query changes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from query_helpers import drop_banners, whole_file_lines, write_capture
+
+from capture_query.captures import read_records
+from capture_query.engine import connect, worker_names
+from capture_query.session import QuerySession
+from capture_query.store import Store
+from capture_query.tools import Query, make_query
+
+TOOLS = ("tshark", "tcpdump", "ngrep")
+CORPUS_QUERIES = [
+    ("tshark", ["-Y", "http.request", "-T", "fields", "-e", "http.host"]),
+    ("tcpdump", ["-n", "-tt", "udp port 53 or (tcp[tcpflags] & tcp-syn != 0)"]),
+    ("ngrep", ["-t", "-i", "host:"]),
+]
+
+
+def _need_tools() -> None:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
+
+
+def _corpus() -> list[Path]:
+    root = os.environ.get("P4DISPATCH_SHARED_DATA")
+    pcaps = Path(root) / "pcaps" if root else Path(__file__).resolve().parents[3] / "shared" / "data" / "pcaps"
+    files = sorted(p for p in pcaps.glob("*") if p.suffix in (".pcap", ".pcapng")) if pcaps.is_dir() else []
+    if not files:
+        pytest.skip(f"no shared captures in {pcaps} (set P4DISPATCH_SHARED_DATA)")
+    return files
+
+
+def _run(store: Store, query: Query, workers: int = 2, merge: bool = False) -> list[bytes]:
+    out = io.BytesIO()
+    with connect(None, workers) as client:
+        report = QuerySession(store, query, client, merge=merge, rebalance=False, verbose=False, out=out,
+                              err=io.StringIO()).run()
+    assert len(report.results) == len(store.chunks())
+    return drop_banners(query.tool, out.getvalue().splitlines(keepends=True))
+
+
+def _whole(tool: str, args: list[str], files: list[Path]) -> list[bytes]:
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        parts = pool.map(lambda f: whole_file_lines(tool, args, [f]), files)
+    return [line for part in parts for line in part]
+
+
+@pytest.fixture(scope="module")
+def corpus_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, list[Path]]:
+    _need_tools()
+    files = _corpus()
+    store = Store.open_or_create(tmp_path_factory.mktemp("query") / "store", 2, 1.0, "flow")
+    assert [s.error for s in store.ingest(files) if s.error] == []
+    return store, files
+
+
+@pytest.mark.parametrize(("tool", "args"), CORPUS_QUERIES, ids=[q[0] for q in CORPUS_QUERIES])
+def test_shared_captures_chunked_give_the_whole_file_lines(corpus_store, tool: str, args: list[str]) -> None:
+    store, files = corpus_store
+    whole = _whole(tool, args, files)
+    assert len(whole) > 50
+    assert Counter(_run(store, make_query(tool, args))) == Counter(whole)
+
+
+def _time_ordered(path: Path) -> bool:
+    stamps = [r.timestamp for _, r in read_records(path) if r.packet]
+    return all(a <= b for a, b in zip(stamps, stamps[1:]))
+
+
+@pytest.mark.parametrize(("tool", "args"), CORPUS_QUERIES[1:], ids=[q[0] for q in CORPUS_QUERIES[1:]])
+def test_merge_gives_the_whole_files_in_time_order(tmp_path: Path, tool: str, args: list[str]) -> None:
+    """Files whose packets are in time order (a merge by time cannot reproduce another order):
+    the chunked, merged answer against the same files each taken whole as one chunk."""
+    _need_tools()
+    files = [f for f in _corpus() if _time_ordered(f)]
+    chunked = Store.open_or_create(tmp_path / "chunked", 2, 1.0, "flow")
+    whole = Store.open_or_create(tmp_path / "whole", 2, 1 << 20, "flow")   # one chunk per file
+    for store in (chunked, whole):
+        assert [s.error for s in store.ingest(files) if s.error] == []
+    assert len(whole.chunks()) == len(files) < len(chunked.chunks())
+    query = make_query(tool, args, merge=True)
+    expected = _run(whole, query, merge=True)
+    assert len(expected) > 50
+    assert _run(chunked, query, merge=True) == expected
+    assert Counter(expected) == Counter(_whole(tool, args, files))
+
+
+def test_a_worker_killed_mid_query_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    _need_tools()
+    files = [write_capture(tmp_path / "a.pcap", flows=90, seed=5)]
+    store = Store.open_or_create(tmp_path / "store", 2, 2 / 1024, "flow")
+    list(store.ingest(files))
+    assert len(store.chunks()) >= 12
+    args = ["-n", "-tt", "tcp or udp"]
+    # Each task sleeps first, so the kill lands while chunks are running on both workers.
+    query = Query("tcpdump", tuple(args), wrapper=("sh", "-c", 'sleep 0.4; exec "$@"', "sh"))
+    out = io.BytesIO()
+    with connect(None, 2) as client:
+        pids = client.run(os.getpid)
+        victim = next(addr for addr, info in client.scheduler_info()["workers"].items() if str(info["name"]) == "1")
+
+        def kill_soon() -> None:
+            time.sleep(1.5)
+            os.kill(pids[victim], signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_soon)
+        killer.start()
+        report = QuerySession(store, query, client, rebalance=True, verbose=False, out=out, err=io.StringIO()).run()
+        killer.join()
+        assert victim not in client.scheduler_info()["workers"]          # it did die
+        assert "1" in worker_names(client) or len(worker_names(client)) == 1
+    assert sorted(r.chunk_id for r in report.results) == sorted(c.id for c in store.chunks())
+    lines = out.getvalue().splitlines(keepends=True)
+    assert Counter(lines) == Counter(whole_file_lines("tcpdump", args, files))
+    assert len(lines) == len(set(lines))        # -tt: every packet's line is unique: none twice
