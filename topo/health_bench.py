@@ -31,8 +31,11 @@ clean-up; a frozen server is continued first).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 import signal
 import socket
 import subprocess
@@ -47,7 +50,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from controller.config import Config
-from controller.health.messages import Codec, Heartbeat, HeartbeatFlag, LoadReport
+from controller.health.messages import (
+    HEARTBEAT,
+    REPORT,
+    REPORT_MAGIC,
+    REPORT_VERSION,
+    TAG_SIZE,
+    Codec,
+    Heartbeat,
+    HeartbeatFlag,
+    LoadReport,
+)
 from controller.status import ControllerStatus
 from topo.cluster_demo import EmbeddedController
 from topo.lifetime import tied
@@ -541,16 +554,7 @@ def run_bad_input(options: FaultOptions, workdir: Path) -> dict[str, Any]:
         time.sleep(1.0)
         before = controller.status()
         host_ids = [spec.backend_id(j) for j in spec.backend_indices()]
-        forged, unsigned = Codec(b"an attacker's key, not the shared one"), Codec()
-        late = 0x7FFF_FFFF   # a sequence number far ahead: it must not lock the real agents out
-        datagrams: dict[str, list[bytes]] = {
-            "malformed": [b"", b"\x00" * 7, b"LR" + b"\x09" * 60, b"\xff" * 27, b"\x00" * 67, b"x" * 2000],
-            "unauthenticated": (
-                [unsigned.encode(Heartbeat(i, late, HeartbeatFlag.APPLICATION_DOWN, 0)) for i in host_ids]
-                + [forged.encode(Heartbeat(i, late, HeartbeatFlag.PLANNED_FAILURE, 0)) for i in host_ids]
-                + [forged.encode(LoadReport(i, late, 0, 0, 0, 100.0, 100.0, 64.0, 2, 5000)) for i in host_ids]),
-            "replayed": genuine,
-        }
+        datagrams = bad_datagrams(cluster.key_file.read_bytes(), host_ids, genuine)
         for reason, batch in datagrams.items():
             result["sent"][reason] = len(batch)
         payload = workdir / "bad-datagrams.hex"
@@ -578,15 +582,46 @@ def run_bad_input(options: FaultOptions, workdir: Path) -> dict[str, Any]:
             changes[b.name] = {"state_before": was.state, "state_after": now.state,
                                "transitions_before": sum(was.transitions_total.values()),
                                "transitions_after": sum(now.transitions_total.values()),
+                               "heartbeat_age_after_s": now.last_heartbeat_age_s,
                                "cpu_before": was.host.cpu if was.host else None,
                                "cpu_after": now.host.cpu if now.host else None}
     result["backends"] = changes
     records = [r for run in runs.values() for r in run.records]
     result["requests"] = len(records)
     result["failed"] = sum(1 for r in records if not _ok(r))
+    result["counted_as_sent"] = all(result["dropped"].get(k, 0) == n for k, n in result["sent"].items())
     result["unchanged"] = all(c["state_after"] == "up" and c["transitions_after"] == c["transitions_before"]
-                              for c in changes.values())
+                              and c["heartbeat_age_after_s"] is not None
+                              and c["heartbeat_age_after_s"] < 2 * options.period_s for c in changes.values())
     return result
+
+
+def bad_datagrams(key: bytes, host_ids: list[int], genuine: list[bytes]) -> dict[str, list[bytes]]:
+    """Datagrams the controller must drop, by the reason it must count them under: malformed
+    (no message's size, or signed with the real key but nonsense inside: what a buggy agent
+    could send), unauthenticated (unsigned, or signed with another key: every one claiming a
+    failure or a full CPU), and replayed (`genuine` ones, captured, sent again)."""
+    forged, unsigned = Codec(b"an attacker's key, not the shared one"), Codec()
+    late = 0x7FFF_FFFF   # a sequence number far ahead: it must not lock the real agents out
+
+    def signed(body: bytes) -> bytes:
+        return body + hmac.new(key, body, hashlib.sha256).digest()[:TAG_SIZE]
+
+    return {
+        "malformed": [
+            b"", b"\x00" * 7, b"LR" + b"\x09" * 60, b"x" * 2000,                       # no message's size
+            signed(HEARTBEAT.pack(host_ids[0], late, 7, 0)),                            # no such flag
+            signed(REPORT.pack(REPORT_MAGIC, 9, host_ids[0], late, 0, 0, 0, 0, 0, 0, 0, 0, 0.0)),   # version 9
+            signed(REPORT.pack(REPORT_MAGIC, REPORT_VERSION, host_ids[0], late, 0, 0, 0, 20000, 0, 0, 1, 0,
+                               math.nan)),                                              # CPU 200 %
+        ],
+        "unauthenticated": (
+            [unsigned.encode(Heartbeat(i, late, HeartbeatFlag.APPLICATION_DOWN, 0)) for i in host_ids]
+            + [forged.encode(Heartbeat(i, late, HeartbeatFlag.PLANNED_FAILURE, 0)) for i in host_ids]
+            + [forged.encode(LoadReport(i, late, 0, 0, 0, 100.0, 100.0, 64.0, 2, 5000)) for i in host_ids]
+            + [b"\xff" * (HEARTBEAT.size + TAG_SIZE)]),                                # a random tag
+        "replayed": list(genuine),
+    }
 
 
 def capture_datagrams(path: Path, port: int, seconds: float) -> list[bytes]:

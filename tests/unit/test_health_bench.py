@@ -8,7 +8,17 @@ import pytest
 
 from agent.cli import add_arguments
 from controller.config import Config
-from topo.health_bench import FaultOptions, FaultResult, PlannedFailure, ServerKilled, TransitionAt, _measure
+from controller.health.intake import MessageIntake
+from controller.health.messages import Codec, Heartbeat, HeartbeatFlag
+from topo.health_bench import (
+    FaultOptions,
+    FaultResult,
+    PlannedFailure,
+    ServerKilled,
+    TransitionAt,
+    _measure,
+    bad_datagrams,
+)
 from topo.overload_bench import OverloadOptions, summarise, wire_bytes
 from topo.server_cluster import (
     CONTROLLER_ADDRESS,
@@ -135,3 +145,19 @@ def test_overload_capacity_and_what_counts_as_refused_or_broken():
     assert (result["never_connected"], result["broken"]) == (1, 1)
     assert result["broken_errors"] == {"timeout": 1} and result["switch_drops"]["admission_new"] == 7
     assert result["levels_seconds"] == {"admit_all": 1, "established_only": 2}
+
+
+def test_the_bad_datagrams_are_dropped_for_the_reason_they_are_sent_under():
+    key = b"k" * 32
+    good = Codec(key)
+    genuine = [good.encode(Heartbeat(10, 5, HeartbeatFlag.UP, 0)), good.encode(Heartbeat(11, 9, HeartbeatFlag.UP, 0))]
+    intake = MessageIntake(Codec(key), {10, 11, 12})
+    assert all(intake.accept(d) is not None for d in genuine)
+    batches = bad_datagrams(key, [10, 11, 12], genuine)
+    for reason, batch in batches.items():
+        before = intake.dropped[reason]
+        assert all(intake.accept(d[:513]) is None for d in batch), reason     # the listener reads 513 bytes at most
+        assert intake.dropped[reason] - before == len(batch), (reason, intake.last_error)
+    assert sum(intake.dropped.values()) == sum(len(b) for b in batches.values())
+    # The forged far-ahead numbers moved no window: the real agents' next messages pass.
+    assert intake.accept(good.encode(Heartbeat(10, 6, HeartbeatFlag.UP, 0))) is not None
