@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,8 @@ def main() -> int:
                            backend=args.backend, policy=args.policy, planned_notice_s=args.notice,
                            max_bytes=args.max_bytes)
     args.out.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+               "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     _log_to(args.out / "controller.log")
     results, bad_input, failures = [], None, {}
     try:
@@ -115,8 +118,12 @@ def main() -> int:
               f"of {bad_input['requests']}")
         for name, change in bad_input["backends"].items():
             print(f"  {name}: {change}")
+    machine["load_average_at_end"] = os.getloadavg()
+    print(f"\nmachine: {machine['cpus']} CPUs, load average (1, 5, 15 min) "
+          f"{' '.join(f'{v:.2f}' for v in machine['load_average_at_start'])} at the start, "
+          f"{' '.join(f'{v:.2f}' for v in machine['load_average_at_end'])} at the end")
     if args.json:
-        write_json(args.json, {"options": vars(options), "faults": [fault_row(r) for r in results],
+        write_json(args.json, {"machine": machine, "options": vars(options), "faults": [fault_row(r) for r in results],
                                "bad_input": bad_input, "errors": failures})
     return 1 if failures else 0
 

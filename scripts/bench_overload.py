@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,8 @@ def main() -> int:
                               policy=args.policy, agent_check=args.check, advisor=args.advisor,
                               admission=json.loads(args.sa2c))
     args.out.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+               "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     plain_logging()
     logging.getLogger().setLevel(logging.INFO)
     handler = logging.FileHandler(args.out / "controller.log", mode="w")
@@ -89,8 +92,12 @@ def main() -> int:
                   f"health transitions {r['health_transitions'] or 'none'}")
             if r["levels_seconds"]:
                 print(f"  SA2C levels (seconds): {r['levels_seconds']}")
+    machine["load_average_at_end"] = os.getloadavg()
+    print(f"\nmachine: {machine['cpus']} CPUs, load average (1, 5, 15 min) "
+          f"{' '.join(f'{v:.2f}' for v in machine['load_average_at_start'])} at the start, "
+          f"{' '.join(f'{v:.2f}' for v in machine['load_average_at_end'])} at the end")
     if args.json:
-        write_json(args.json, {"options": vars(options), "capacity_rps": options.capacity_rps,
+        write_json(args.json, {"machine": machine, "options": vars(options), "capacity_rps": options.capacity_rps,
                                "offered_rps": options.offered_rps, "results": results, "errors": errors})
     return 1 if errors else 0
 

@@ -58,6 +58,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +295,7 @@ class ServerCluster(EmulatedCluster):
         self.servers: dict[str, subprocess.Popen] = {}     # backend -> its HTTP server (the latest)
         self.agents: dict[str, subprocess.Popen] = {}      # backend -> its agent (the latest)
         self.syn_files: dict[str, Path] = {}
+        self._starts: Counter[str] = Counter()              # output files: web1-server.out, web1-server.1.out, ...
 
     @property
     def program(self) -> str:
@@ -367,8 +369,7 @@ class ServerCluster(EmulatedCluster):
     def start_http_server(self, name: str, python: str = sys.executable, wait: bool = True) -> subprocess.Popen:
         """(Re)start one backend's HTTP server; its connection log is appended to."""
         log = self.server_logs.setdefault(name, self.workdir / f"{name}-connections.jsonl")
-        runs = sum(1 for _ in self.workdir.glob(f"{name}-server*.out"))
-        out = self.workdir / (f"{name}-server.out" if runs == 0 else f"{name}-server.{runs}.out")
+        out = self._output_file(f"{name}-server")
         proc = self.processes.start(self.host(name),
                                     [python, "-m", "workload.http_server", "--port", str(self.spec.vip_port),
                                      "--name", name, "--log", str(log)],
@@ -405,12 +406,17 @@ class ServerCluster(EmulatedCluster):
         return args
 
     def start_agent(self, name: str, python: str = sys.executable) -> subprocess.Popen:
-        runs = sum(1 for _ in self.workdir.glob(f"{name}-agent*.out"))
-        out = self.workdir / (f"{name}-agent.out" if runs == 0 else f"{name}-agent.{runs}.out")
+        out = self._output_file(f"{name}-agent")
         proc = self.processes.start(self.host(name), self.agent_command(name, python), f"agent {name}",
                                     output=out, cwd=str(REPO))
         self.agents[name] = proc
         return proc
+
+    def _output_file(self, stem: str) -> Path:
+        """<stem>.out for a process's first start here, <stem>.<n>.out for its n-th restart."""
+        runs = self._starts[stem]
+        self._starts[stem] += 1
+        return self.workdir / (f"{stem}.out" if runs == 0 else f"{stem}.{runs}.out")
 
     def signal_agent(self, name: str, signum: int) -> None:
         """SIGKILL (a fault), SIGUSR1 (announce a planned failure), SIGUSR2 (withdraw it)."""
