@@ -72,6 +72,7 @@ from topo.server_cluster import (
     ClusterHealthSpec,
     ServerCluster,
     ServerClusterSpec,
+    Syn,
 )
 from topo.toolchain import REPO
 
@@ -186,6 +187,46 @@ class StatusTrace:
             return cell.packets if cell is not None else None
         first, last = at(since), at(until)
         return None if first is None or last is None else last - first
+
+
+class RingWrites(logging.Handler):
+    """The wall-clock times of the controller's ring writes, from its own log line ("service web:
+    ring rewritten ... : web2 50%, web3 50%", logged once the switch has taken the write):
+    a down backend gets no new flow from the next ring write on, so that is when the count of
+    new connections starts."""
+
+    LOGGER = "controller.rings"
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.writes: list[tuple[float, str]] = []
+        self._logger = logging.getLogger(self.LOGGER)
+        self._level = self._logger.level
+
+    def __enter__(self) -> RingWrites:
+        self._logger.addHandler(self)
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "ring rewritten" in message:
+            self.writes.append((record.created, message))
+
+    def first_without(self, backend: str, after: float) -> float | None:
+        """The first write at or after `after` (wall) that leaves `backend` out of the ring."""
+        return next((t for t, message in self.writes
+                     if t >= after and backend not in _ring_shares(message)), None)
+
+
+def _ring_shares(message: str) -> list[str]:
+    """Backend names in a "ring rewritten (...): web2 50%, web3 50%" line."""
+    return [part.split()[0] for part in message.rpartition("): ")[2].split(", ") if part.strip()]
 
 
 def transitions_of(status: ControllerStatus, started: float, backend: str) -> list[TransitionAt]:
@@ -368,10 +409,12 @@ class FaultResult:
     detection_s: float | None = None          # from the fault to the transition
     down_s: float | None = None               # planned: from the announcement to DOWN
     detection_reason: str | None = None
-    new_connections_after_detection: int | None = None   # distinct client SYNs, detection -> undo
-    syn_packets_after_detection: int | None = None        # SYN packets (retransmissions too)
+    ring_write_s: float | None = None                     # from the detection to the ring write without it
+    new_connections_after_detection: int | None = None   # clients whose first SYN came after the ring write
+    syn_packets_after_detection: int | None = None        # SYN packets after the ring write (retransmissions too)
+    new_connections_during_ring_write: int | None = None  # first SYNs between the detection and the write
     new_connections_fault_to_detection: int | None = None
-    switch_packets_after_detection: int | None = None     # port_out of its port, detection+0.1 s -> undo
+    switch_packets_after_detection: int | None = None     # port_out of its port, ring write + 0.2 s -> undo
     switch_packets_before_fault: int | None = None        # the same span before the fault (the counter works)
     requests: int = 0
     failed: int = 0
@@ -393,6 +436,23 @@ class FaultResult:
         return None if self.detection_s is None else self.detection_s / self.period_s
 
 
+@dataclass
+class Timeline:
+    """What happened when in one fault run: monotonic times, and `offset` to put them on the
+    wall clock (tcpdump's and the clients' stamps)."""
+    offset: float
+    fault_at: float
+    undone_at: float
+    detection: TransitionAt | None
+    recovery: TransitionAt | None
+    transitions: list[TransitionAt]
+    ring_write: float | None                    # wall
+    switch_packets: tuple[int | None, int | None] = (None, None)   # after the write, before the fault
+
+    def wall(self, mono: float) -> float:
+        return mono + self.offset
+
+
 def run_fault(name: str, options: FaultOptions, workdir: Path, run: int = 1) -> FaultResult:
     fault = make_fault(name)
     backend = options.backend
@@ -403,11 +463,10 @@ def run_fault(name: str, options: FaultOptions, workdir: Path, run: int = 1) -> 
         cluster.start_syn_captures()
         time.sleep(1.0)                   # tcpdump attached
         duration = options.client_duration_s(name)
-        with StatusTrace(embedded) as trace:
+        with StatusTrace(embedded) as trace, RingWrites() as rings:
             running = cluster.start_clients(rate=options.rate / spec.clients, duration=duration, cdf=options.cdf,
                                             max_bytes=options.max_bytes, request_timeout=options.request_timeout_s)
             started = time.monotonic()
-            undone_at: float | None = None
             try:
                 time.sleep(options.warmup_s)
                 offset = time.time() - time.monotonic()      # wall = monotonic + offset
@@ -458,46 +517,57 @@ def run_fault(name: str, options: FaultOptions, workdir: Path, run: int = 1) -> 
                 fault.cleanup(cluster, backend)
             runs = cluster.finish_clients(running, timeout=max(0.0, started + duration - time.monotonic())
                                           + options.request_timeout_s + 30)
-            transitions = [t for t in trace.transitions(backend) if t.time >= fault_at - 0.5]
-            switch_packets = ((trace.port_packets(port, detection.time + 0.1, undone_at),
-                               trace.port_packets(port, 2 * fault_at - undone_at, fault_at))
-                              if detection is not None else (None, None))
+            timeline = Timeline(offset, fault_at, undone_at, detection, recovery,
+                                [t for t in trace.transitions(backend) if t.time >= fault_at - 0.5],
+                                rings.first_without(backend, detection.time + offset) if detection else None)
+            if timeline.ring_write is not None:
+                # The status is built after each counter poll (every 100 ms): from 0.2 s after the write.
+                written = timeline.ring_write - offset
+                timeline.switch_packets = (trace.port_packets(port, written + 0.2, undone_at),
+                                           trace.port_packets(port, fault_at - (undone_at - written - 0.2), fault_at))
         syns = cluster.syns(backend)
-    _measure(result, options, fault, runs, syns, offset, fault_at, detection, undone_at, recovery, transitions,
-             switch_packets)
+    _measure(result, options, fault, runs, syns, timeline)
     return result
 
 
-def _measure(result: FaultResult, options: FaultOptions, fault: Fault, runs: dict[str, ClientRun], syns,
-             offset: float, fault_at: float, detection: TransitionAt | None, undone_at: float,
-             recovery: TransitionAt | None, transitions: list[TransitionAt],
-             switch_packets: tuple[int | None, int | None]) -> None:
-    wall = lambda mono: mono + offset   # noqa: E731  (a one-line clock conversion)
+def _measure(result: FaultResult, options: FaultOptions, fault: Fault, runs: dict[str, ClientRun],
+             syns: list[Syn], tl: Timeline) -> None:
+    wall = tl.wall
+    fault_at, detection, recovery = tl.fault_at, tl.detection, tl.recovery
     result.transitions = [{"at_s": round(t.time - fault_at, 3), "old": t.old, "new": t.new, "reason": t.reason}
-                          for t in transitions]
+                          for t in tl.transitions]
+    first_syn: dict[str, float] = {}
+    for syn in syns:
+        first_syn.setdefault(syn.client, syn.time)
     if detection is not None:
         result.detected = True
         result.detected_as = detection.new
         result.detection_s = detection.time - fault_at
         result.detection_reason = detection.reason
-        after = [s for s in syns if wall(detection.time) < s.time < wall(undone_at)]
-        result.syn_packets_after_detection = len(after)
-        result.new_connections_after_detection = len({s.client for s in after})
-        result.new_connections_fault_to_detection = len(
-            {s.client for s in syns if wall(fault_at) <= s.time <= wall(detection.time)})
-        result.switch_packets_after_detection, result.switch_packets_before_fault = switch_packets
-    down = next((t for t in transitions if t.new == "down" and t.time >= fault_at), None)
+        result.new_connections_fault_to_detection = sum(
+            1 for t in first_syn.values() if wall(fault_at) <= t <= wall(detection.time))
+        if tl.ring_write is not None:
+            result.ring_write_s = tl.ring_write - wall(detection.time)
+            result.syn_packets_after_detection = sum(1 for s in syns if tl.ring_write < s.time < wall(tl.undone_at))
+            result.new_connections_after_detection = sum(
+                1 for t in first_syn.values() if tl.ring_write < t < wall(tl.undone_at))
+            result.new_connections_during_ring_write = sum(
+                1 for t in first_syn.values() if wall(detection.time) < t <= tl.ring_write)
+        else:
+            result.notes.append("no ring write without the backend after its detection")
+        result.switch_packets_after_detection, result.switch_packets_before_fault = tl.switch_packets
+    down = next((t for t in tl.transitions if t.new == "down" and t.time >= fault_at), None)
     if isinstance(fault, PlannedFailure) and down is not None:
         result.down_s = down.time - fault_at
     if recovery is not None:
         result.recovered = True
-        result.recovery_s = recovery.time - undone_at
-        result.new_connections_after_recovery = len({s.client for s in syns if s.time > wall(recovery.time)})
+        result.recovery_s = recovery.time - tl.undone_at
+        result.new_connections_after_recovery = sum(1 for t in first_syn.values() if t > wall(recovery.time))
     records = [r for run in runs.values() for r in run.records]
     result.requests = len(records)
     failed = [r for r in records if not _ok(r)]
     result.failed = len(failed)
-    detected_at = wall(detection.time) if detection is not None else wall(undone_at)
+    detected_at = wall(detection.time) if detection is not None else wall(tl.undone_at)
     window = (wall(fault_at), detected_at + options.period_s)
     in_window = [r for r in records if r["start"] <= window[1] and _end(r, options) >= window[0]]
     result.requests_in_window = len(in_window)
@@ -509,7 +579,7 @@ def _measure(result: FaultResult, options: FaultOptions, fault: Fault, runs: dic
     result.max_latency_in_window_s = max(answered, default=None)
     result.failed_after_detection = sum(1 for r in failed if r["start"] > detected_at)
     phases = [("before the fault", wall(fault_at)), ("fault to detection", detected_at),
-              ("detection to undo", wall(undone_at)),
+              ("detection to undo", wall(tl.undone_at)),
               ("undo to up", wall(recovery.time) if recovery is not None else float("inf")),
               ("after up", float("inf"))]
     by_phase: Counter[str] = Counter()
@@ -658,8 +728,9 @@ def fault_row(r: FaultResult) -> dict[str, Any]:
 
 
 def format_table(results: list[FaultResult]) -> str:
-    head = (f"{'fault':16} {'detected as':11} {'after periods (s)':>18} {'new conn. after det.':>20} "
-            f"{'switch pkts after':>17} {'failed in window':>16} {'slow in window':>14} {'failed after det.':>17} "
+    head = (f"{'fault':16} {'detected as':11} {'after periods (s)':>18} {'ring write ms':>13} "
+            f"{'new conn. after write':>21} {'switch pkts after':>17} {'failed in window':>16} "
+            f"{'slow in window':>14} {'failed after det.':>17} "
             f"{'up again after (s)':>18} {'new conn. after up':>18}")
     lines = [head, "-" * len(head)]
     for r in results:
@@ -668,7 +739,8 @@ def format_table(results: list[FaultResult]) -> str:
         label = r.fault if r.run == 1 and not any(x.run > 1 for x in results) else f"{r.fault} #{r.run}"
         lines.append(
             f"{label:16} {r.detected_as or '-':11} {detected:>18} "
-            f"{_num(r.new_connections_after_detection):>20} {_num(r.switch_packets_after_detection):>17} "
+            f"{_num(None if r.ring_write_s is None else r.ring_write_s * 1e3, '.0f'):>13} "
+            f"{_num(r.new_connections_after_detection):>21} {_num(r.switch_packets_after_detection):>17} "
             f"{f'{r.failed_in_window} of {r.requests_in_window}':>16} {r.slow_in_window:>14} "
             f"{r.failed_after_detection:>17} "
             f"{_num(r.recovery_s, '.2f'):>18} {r.new_connections_after_recovery:>18}")

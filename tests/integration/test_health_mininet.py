@@ -49,8 +49,10 @@ def test_no_new_connection_reaches_a_failed_backend_after_detection_and_it_retur
     # missed_limit + late_tolerance periods at most, plus a poll of the loop.
     limit = 1.5 if fault == "server-killed" else OPTIONS.missed_limit + 0.5 + 0.2
     assert result.detection_periods is not None and result.detection_periods <= limit, summary
-    # The promise: from the detection until the fault was undone, no client SYN reached the
+    # The promise: from the ring write that followed the detection (the transition's own loop
+    # turn, a few ms later) until the fault was undone, no new client connection reached the
     # backend's interfaces, and the switch sent nothing to its port.
+    assert result.ring_write_s is not None and result.ring_write_s < 0.5, summary
     assert result.new_connections_after_detection == 0, summary
     assert result.switch_packets_after_detection == 0, summary
     assert result.switch_packets_before_fault, "the port counter counted the backend's traffic before"

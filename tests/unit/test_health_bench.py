@@ -14,7 +14,9 @@ from topo.health_bench import (
     FaultOptions,
     FaultResult,
     PlannedFailure,
+    RingWrites,
     ServerKilled,
+    Timeline,
     TransitionAt,
     _measure,
     bad_datagrams,
@@ -89,25 +91,29 @@ def request(start: float, ok: bool = True, connect: float | None = 0.01, elapsed
             "error": None if ok else (error or "ConnectionResetError"), "local": "10.0.1.1:1"}
 
 
-def test_a_fault_is_measured_from_the_controller_s_transitions_and_the_backend_s_syns():
-    """Monotonic 100 = wall 1000. Fault at 100, detected at 100.4, undone at 106, up at 109."""
+def test_a_fault_is_measured_from_the_controller_s_transitions_the_ring_write_and_the_backend_s_syns():
+    """Monotonic 100 = wall 1000. Fault at 100, detected at 100.4, the ring written without the
+    backend at 100.45, undone at 106, up at 109."""
     options = FaultOptions(period_s=1.0)
     result = FaultResult(fault="server-killed", backend="web1", period_s=1.0, detected=False)
     detection = TransitionAt(100.4, "up", "down", "advisor failed")
     recovery = TransitionAt(109.0, "recovering", "up", "3 good periods")
     syns = [Syn(999.0, "a:1"), Syn(1000.2, "a:2"), Syn(1000.3, "a:2"),    # before, fault -> detection
-            Syn(1003.0, "b:1"), Syn(1003.5, "b:1"),                          # after detection: one connection
+            Syn(1000.42, "a:3"),                                             # during the ring write
+            Syn(1001.0, "a:2"),                                              # a retransmission, not a new one
+            Syn(1003.0, "b:1"), Syn(1003.5, "b:1"),                          # after the write: one connection
             Syn(1007.0, "c:1"), Syn(1010.0, "d:1"), Syn(1011.0, "d:2")]     # undo -> up, after up
     records = [request(990.0), request(999.9, ok=False, elapsed=0.3),         # in flight at the fault
                request(1000.1, ok=False, connect=None, error="ConnectionRefusedError"),
                request(1001.0), request(1002.0, ok=False),                    # in the window (to 1001.4)
                request(1004.0, ok=False), request(1012.0)]
-    _measure(result, options, ServerKilled(), {"cl1": ClientRun("cl1", {}, records)}, syns, 900.0, 100.0,
-             detection, 106.0, recovery, [detection, recovery], (0, 40))
+    timeline = Timeline(offset=900.0, fault_at=100.0, undone_at=106.0, detection=detection, recovery=recovery,
+                        transitions=[detection, recovery], ring_write=1000.45, switch_packets=(0, 40))
+    _measure(result, options, ServerKilled(), {"cl1": ClientRun("cl1", {}, records)}, syns, timeline)
     assert result.detected and result.detection_s == pytest.approx(0.4)
-    assert result.detection_periods == pytest.approx(0.4)
-    assert (result.new_connections_after_detection, result.syn_packets_after_detection) == (1, 2)
-    assert result.new_connections_fault_to_detection == 1
+    assert result.detection_periods == pytest.approx(0.4) and result.ring_write_s == pytest.approx(0.05)
+    assert (result.new_connections_after_detection, result.syn_packets_after_detection) == (1, 3)
+    assert result.new_connections_during_ring_write == 1 and result.new_connections_fault_to_detection == 1
     assert result.recovered and result.recovery_s == pytest.approx(3.0) and result.new_connections_after_recovery == 2
     assert (result.requests, result.failed) == (7, 4)
     assert (result.failed_in_window, result.requests_in_window) == (2, 3)
@@ -124,10 +130,26 @@ def test_a_planned_failure_counts_from_draining_and_reports_when_it_went_down():
     result = FaultResult(fault="planned", backend="web1", period_s=1.0, detected=False)
     draining = TransitionAt(100.5, "up", "draining", "planned failure in 5.0 s")
     down = TransitionAt(105.0, "draining", "down", "planned failure now")
-    _measure(result, FaultOptions(), PlannedFailure(), {}, [], 0.0, 100.0, draining, 110.0, None,
-             [draining, down], (None, None))
+    _measure(result, FaultOptions(), PlannedFailure(), {}, [], Timeline(0.0, 100.0, 110.0, draining, None,
+                                                                        [draining, down], None))
     assert (result.detected_as, result.detection_s, result.down_s) == ("draining", 0.5, 5.0)
     assert not result.recovered and result.failed == 0
+    assert result.new_connections_after_detection is None and result.notes
+
+
+def test_ring_writes_are_read_from_the_controller_s_log():
+    import logging
+
+    with RingWrites() as rings:
+        log = logging.getLogger("controller.rings")
+        log.info("service %s: ring rewritten (%d of %d slots): %s", "web", 51, 1024, "web1 30%, web2 35%, web3 35%")
+        log.info("service %s: ring rewritten (%d of %d slots): %s", "web", 342, 1024, "web2 50%, web3 50%")
+        log.info("something else")
+    assert len(rings.writes) == 2
+    first, second = rings.writes[0][0], rings.writes[1][0]
+    assert rings.first_without("web1", first) == second
+    assert rings.first_without("web10", first) == first        # names, not prefixes
+    assert rings.first_without("web2", first) is None
 
 
 def test_overload_capacity_and_what_counts_as_refused_or_broken():
