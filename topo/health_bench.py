@@ -405,6 +405,7 @@ class FaultResult:
     period_s: float
     detected: bool
     run: int = 1                              # which repetition of this fault
+    fault_time: float | None = None           # wall clock (the clients' records and tcpdump's stamps)
     detected_as: str | None = None
     detection_s: float | None = None          # from the fault to the transition
     down_s: float | None = None               # planned: from the announcement to DOWN
@@ -420,7 +421,7 @@ class FaultResult:
     failed: int = 0
     failed_in_window: int = 0
     requests_in_window: int = 0
-    failed_after_detection: int = 0            # failures of requests started after the detection
+    failed_after_detection: int = 0            # failures of requests started after the ring write
     failed_by_phase: dict[str, int] = field(default_factory=dict)
     errors_in_window: dict[str, int] = field(default_factory=dict)
     slow_in_window: int = 0                    # answered, but after more than SLOW_S
@@ -536,6 +537,7 @@ def _measure(result: FaultResult, options: FaultOptions, fault: Fault, runs: dic
     fault_at, detection, recovery = tl.fault_at, tl.detection, tl.recovery
     result.transitions = [{"at_s": round(t.time - fault_at, 3), "old": t.old, "new": t.new, "reason": t.reason}
                           for t in tl.transitions]
+    result.fault_time = wall(fault_at)
     first_syn: dict[str, float] = {}
     for syn in syns:
         first_syn.setdefault(syn.client, syn.time)
@@ -577,7 +579,8 @@ def _measure(result: FaultResult, options: FaultOptions, fault: Fault, runs: dic
     answered = [r["latency"] for r in in_window if _ok(r)]
     result.slow_in_window = sum(1 for latency in answered if latency > SLOW_S)
     result.max_latency_in_window_s = max(answered, default=None)
-    result.failed_after_detection = sum(1 for r in failed if r["start"] > detected_at)
+    written = tl.ring_write if tl.ring_write is not None else detected_at
+    result.failed_after_detection = sum(1 for r in failed if r["start"] > written)
     phases = [("before the fault", wall(fault_at)), ("fault to detection", detected_at),
               ("detection to undo", wall(tl.undone_at)),
               ("undo to up", wall(recovery.time) if recovery is not None else float("inf")),
@@ -730,7 +733,7 @@ def fault_row(r: FaultResult) -> dict[str, Any]:
 def format_table(results: list[FaultResult]) -> str:
     head = (f"{'fault':16} {'detected as':11} {'after periods (s)':>18} {'ring write ms':>13} "
             f"{'new conn. after write':>21} {'switch pkts after':>17} {'failed in window':>16} "
-            f"{'slow in window':>14} {'failed after det.':>17} "
+            f"{'slow in window':>14} {'failed after write':>18} "
             f"{'up again after (s)':>18} {'new conn. after up':>18}")
     lines = [head, "-" * len(head)]
     for r in results:
@@ -742,7 +745,7 @@ def format_table(results: list[FaultResult]) -> str:
             f"{_num(None if r.ring_write_s is None else r.ring_write_s * 1e3, '.0f'):>13} "
             f"{_num(r.new_connections_after_detection):>21} {_num(r.switch_packets_after_detection):>17} "
             f"{f'{r.failed_in_window} of {r.requests_in_window}':>16} {r.slow_in_window:>14} "
-            f"{r.failed_after_detection:>17} "
+            f"{r.failed_after_detection:>18} "
             f"{_num(r.recovery_s, '.2f'):>18} {r.new_connections_after_recovery:>18}")
     return "\n".join(lines)
 

@@ -59,5 +59,5 @@ def test_no_new_connection_reaches_a_failed_backend_after_detection_and_it_retur
     # And once back (k good periods), it takes new connections again.
     assert result.recovered, summary
     assert result.new_connections_after_recovery > 0, summary
-    # No request that started after the detection failed.
+    # No request that started after that ring write failed.
     assert result.failed_after_detection == 0, (summary, result.failed_by_phase, result.errors_in_window)

@@ -119,7 +119,7 @@ def test_a_fault_is_measured_from_the_controller_s_transitions_the_ring_write_an
     assert (result.failed_in_window, result.requests_in_window) == (2, 3)
     assert result.errors_in_window == {"ConnectionResetError (connected)": 1,
                                        "ConnectionRefusedError (never connected)": 1}
-    assert result.failed_after_detection == 2          # started at 1002 and 1004
+    assert result.failed_after_detection == 2          # started at 1002 and 1004, after the write
     assert result.failed_by_phase == {"before the fault": 1, "fault to detection": 1, "detection to undo": 2}
     assert (result.switch_packets_after_detection, result.switch_packets_before_fault) == (0, 40)
     assert (result.slow_in_window, result.max_latency_in_window_s) == (0, 0.2)
