@@ -60,6 +60,7 @@ from controller.health.messages import (
     Heartbeat,
     HeartbeatFlag,
     LoadReport,
+    load_key,
 )
 from controller.status import ControllerStatus
 from topo.cluster_demo import EmbeddedController
@@ -627,7 +628,7 @@ def run_bad_input(options: FaultOptions, workdir: Path) -> dict[str, Any]:
         time.sleep(1.0)
         before = controller.status()
         host_ids = [spec.backend_id(j) for j in spec.backend_indices()]
-        datagrams = bad_datagrams(cluster.key_file.read_bytes(), host_ids, genuine)
+        datagrams = bad_datagrams(load_key(cluster.key_file), host_ids, genuine)
         for reason, batch in datagrams.items():
             result["sent"][reason] = len(batch)
         payload = workdir / "bad-datagrams.hex"
@@ -670,7 +671,8 @@ def run_bad_input(options: FaultOptions, workdir: Path) -> dict[str, Any]:
 
 
 def bad_datagrams(key: bytes, host_ids: list[int], genuine: list[bytes]) -> dict[str, list[bytes]]:
-    """Datagrams the controller must drop, by the reason it must count them under: malformed
+    """Datagrams the controller must drop, by the reason it must count them under (`key` as
+    the controller reads it: controller.health.messages.load_key): malformed
     (no message's size, or signed with the real key but nonsense inside: what a buggy agent
     could send), unauthenticated (unsigned, or signed with another key: every one claiming a
     failure or a full CPU), and replayed (`genuine` ones, captured, sent again)."""

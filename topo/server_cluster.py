@@ -52,6 +52,7 @@ is accepted. Write those entries with static_pipeline.minimal_forward_updates().
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -303,13 +304,15 @@ class ServerCluster(EmulatedCluster):
 
     @property
     def key_file(self) -> Path:
-        """The agents' HMAC key (32 random bytes, written on first use, mode 0600)."""
+        """The agents' HMAC key: 32 random bytes in base64 (the controller and the agents strip
+        whitespace around a key, so raw random bytes could lose some), written on first use,
+        mode 0600."""
         path = self.workdir / "health.key"
         if not path.exists():
             self.workdir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(os.urandom(32))
+                out.write(base64.b64encode(os.urandom(32)) + b"\n")
         return path
 
     def node_names(self) -> list[str]:

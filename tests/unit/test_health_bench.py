@@ -9,7 +9,7 @@ import pytest
 from agent.cli import add_arguments
 from controller.config import Config
 from controller.health.intake import MessageIntake
-from controller.health.messages import Codec, Heartbeat, HeartbeatFlag
+from controller.health.messages import Codec, Heartbeat, HeartbeatFlag, load_key
 from topo.health_bench import (
     FaultOptions,
     FaultResult,
@@ -82,7 +82,7 @@ def test_the_management_node_and_the_agents_command_line(tmp_path):
         (f"{CONTROLLER_ADDRESS}:9555", 11, "web2-eth1", 80)
     assert (args.check, args.check_path, args.cpu) == ("http", "/obj/0", "service")
     assert args.key_file == str(cluster.key_file)
-    assert cluster.key_file.stat().st_mode & 0o777 == 0o600 and len(cluster.key_file.read_bytes()) == 32
+    assert cluster.key_file.stat().st_mode & 0o777 == 0o600 and len(load_key(cluster.key_file)) == 44
 
 
 def request(start: float, ok: bool = True, connect: float | None = 0.01, elapsed: float = 0.2, error=None) -> dict:
@@ -183,3 +183,4 @@ def test_the_bad_datagrams_are_dropped_for_the_reason_they_are_sent_under():
     assert sum(intake.dropped.values()) == sum(len(b) for b in batches.values())
     # The forged far-ahead numbers moved no window: the real agents' next messages pass.
     assert intake.accept(good.encode(Heartbeat(10, 6, HeartbeatFlag.UP, 0))) is not None
+
