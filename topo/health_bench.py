@@ -417,7 +417,7 @@ class FaultResult:
     new_connections_during_ring_write: int | None = None  # first SYNs between the detection and the write
     new_connections_fault_to_detection: int | None = None
     switch_packets_after_detection: int | None = None     # port_out of its port, ring write + 0.2 s -> undo
-    switch_packets_before_fault: int | None = None        # the same span before the fault (the counter works)
+    switch_packets_before_fault: int | None = None        # as long before the fault, at most the warm-up (a reference)
     requests: int = 0
     failed: int = 0
     failed_in_window: int = 0
@@ -525,8 +525,9 @@ def run_fault(name: str, options: FaultOptions, workdir: Path, run: int = 1) -> 
             if timeline.ring_write is not None:
                 # The status is built after each counter poll (every 100 ms): from 0.2 s after the write.
                 written = timeline.ring_write - offset
+                span = min(undone_at - written - 0.2, options.warmup_s - 1.0)   # the reference: as long, or the warm-up
                 timeline.switch_packets = (trace.port_packets(port, written + 0.2, undone_at),
-                                           trace.port_packets(port, fault_at - (undone_at - written - 0.2), fault_at))
+                                           trace.port_packets(port, fault_at - span, fault_at))
         syns = cluster.syns(backend)
     _measure(result, options, fault, runs, syns, timeline)
     return result
