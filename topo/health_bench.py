@@ -7,24 +7,29 @@ saw; and bad datagrams sent at the controller's health port over the emulated ne
 
 Every run is a fresh ServerCluster with an agent on every backend and an HTTP advisor
 (topo/server_cluster.py, `ClusterHealthSpec`), the real controller embedded in this process
-(topo/cluster_demo.controlled), HTTP clients at a steady Poisson rate, and tcpdump in every
-backend recording each client SYN (`ServerCluster.start_syn_captures`). The timeline:
+(topo/cluster_demo.EmbeddedController, started once the servers and agents run), HTTP
+clients at a steady Poisson rate, and tcpdump in every backend recording each client SYN
+(`ServerCluster.start_syn_captures`). The timeline:
 
-    clients start -> warm-up -> fault -> detection (the controller's transition) -> hold ->
-    the fault undone -> recovery (UP again) -> load continues -> clients finish
+    clients start -> warm-up -> fault -> detection (the controller's transition) -> the ring
+    write without the backend -> hold -> the fault undone -> recovery (UP again) -> load
+    continues -> clients finish
 
 Measures (all clocks of one machine: the controller's transition times are monotonic and
-are put on the wall clock with one offset read at the fault):
+are put on the wall clock with one offset read at the fault; the ring write's time is that
+of the controller's own log line, taken by `RingWrites`):
   * detection: the backend's first transition after the fault to DOWN (DRAINING for a
-    planned failure), in seconds and health periods;
-  * new connections after detection: distinct client SYNs its interfaces received from the
-    detection until the fault was undone (tcpdump on `any` in the backend's namespace); with
-    the links down nothing can arrive, so the packets the switch sent to its port in that time
-    (the P4 program's `port_out` counter, from the controller's status) are given too;
+    planned failure), in seconds and health periods; and the ring write that follows;
+  * new connections after detection: clients whose first SYN reached the backend's
+    interfaces after that ring write and before the fault was undone (tcpdump on `any` in
+    its namespace: a capture survives the links going down); with the links down nothing can
+    arrive, so the packets the switch sent to its port in that time (the P4 program's
+    `port_out`, from the controller's status) are given too;
   * failed requests: those in flight at any time from the fault until one period after the
-    detection ("in the window"), and any other failure by when it started;
-  * recovery: the transition back to UP after the fault was undone, and the SYNs the backend
-    received from then on (it takes new flows again).
+    detection ("in the window"), those started after the ring write, and every failure by
+    when it started;
+  * recovery: the transition back to UP after the fault was undone, and the connections the
+    backend received from then on (it takes new flows again).
 Everything this starts is stopped on the way out, whatever happens (the cluster's own
 clean-up; a frozen server is continued first).
 """
@@ -80,7 +85,7 @@ from topo.toolchain import REPO
 log = logging.getLogger("bench.health")
 
 FAULTS = ("server-killed", "agent-killed", "server-frozen", "link-down", "planned")
-SLOW_S = 1.0      # an answered request slower than this is counted as slow (the usual ones take < 0.5 s)
+SLOW_S = 1.0      # an answered request slower than this is counted as slow (p99 of them all: 0.25 s)
 
 
 class BenchError(RuntimeError):
