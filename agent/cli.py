@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--check-path", default="/")
     check.add_argument("--check-status", type=int, default=200)
     check.add_argument("--check-timeout", type=float, help="seconds (default: half the period, at most 0.5)")
+    parser.add_argument("--cpu", choices=("host", "service"), default="host",
+                        help="the CPU utilisation reported: the host's (default), or the service's, i.e. the "
+                        "processes listening on --service-port (for hosts sharing a machine's /proc/stat: "
+                        "Mininet hosts, containers)")
+    parser.add_argument("--service-cpus", type=float, default=1.0,
+                        help="with --cpu service: the CPUs the service may use (100 %% = all of them; default 1)")
     parser.add_argument("--metric-command", help="a command whose first printed number is reported")
     parser.add_argument("--planned-failure-in", type=float, metavar="SECONDS",
                         help="announce a planned failure this far ahead from the start")
@@ -82,7 +88,10 @@ def build(args: argparse.Namespace) -> Agent:
         raise ValueError("--check tcp or http needs --check-port or --service-port")
     timeout = args.check_timeout if args.check_timeout is not None else min(0.5, args.period / 2)
     check = AppCheck(kind, args.check_address, port or 0, args.check_path, args.check_status, timeout)
-    sampler = HostSampler(args.interface, args.service_port, args.metric_command, command_timeout_s=timeout)
+    if args.cpu == "service" and args.service_port is None:
+        raise ValueError("--cpu service needs --service-port")
+    sampler = HostSampler(args.interface, args.service_port, args.metric_command, command_timeout_s=timeout,
+                          cpu=args.cpu, service_cpus=args.service_cpus)
     return Agent(settings, sampler.sample, check)
 
 

@@ -4,6 +4,10 @@
   the kernel's cumulative counters, so a lost report loses nothing (psutil's `nowrap`
   keeps them monotonic across 32-bit wraps);
 * CPU and memory utilisation, the 1-minute load average (the run queue) and the CPU count;
+  CPU is the host's (`cpu="host"`, the default) or the service's (`cpu="service"`: the CPU
+  time of the processes listening on the service port, as a share of `service_cpus` CPUs).
+  The latter is for hosts that share a machine's /proc/stat, such as Mininet hosts or
+  containers without a CPU namespace, where the host figure would be every tenant's;
 * established TCP connections whose local port is the service port;
 * optionally the first number a configured command prints (e.g. a queue length).
 """
@@ -15,7 +19,9 @@ import math
 import os
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
@@ -34,26 +40,43 @@ class Sample:
     custom: float = math.nan
 
 
+CpuSource = Literal["host", "service"]
+
+
 class HostSampler:
     def __init__(self, interface: str | None = None, service_port: int | None = None,
-                 command: str | None = None, command_timeout_s: float = 0.5) -> None:
+                 command: str | None = None, command_timeout_s: float = 0.5, cpu: CpuSource = "host",
+                 service_cpus: float = 1.0) -> None:
         known = psutil.net_io_counters(pernic=True)
         if interface is not None and interface not in known:
             raise ValueError(f"no interface {interface!r}; this host has {', '.join(sorted(known))}")
+        if cpu == "service" and service_port is None:
+            raise ValueError("the service's CPU needs the service port (its processes are those listening on it)")
+        if service_cpus <= 0:
+            raise ValueError(f"service CPUs must be > 0, got {service_cpus}")
         self.interface = interface
         self.service_port = service_port
         self.command = shlex.split(command) if command else None
         self.command_timeout_s = command_timeout_s
+        self.cpu = cpu
+        self.service_cpus = service_cpus
         self.cpus = psutil.cpu_count() or 1
+        # The service's processes, (pid, start time) -> CPU seconds at the last sample.
+        self._service_cpu_seconds: dict[tuple[int, float], float] = {}
+        self._service_sampled_at: float | None = None
         psutil.cpu_percent(interval=None)      # the first call only starts the measurement
+        if cpu == "service":
+            self._service_cpu(self._tcp_connections())
 
     def sample(self) -> Sample:
         tx_bytes, tx_packets = self._sent()
+        connections = self._tcp_connections() if self.service_port is not None else []
+        host_cpu = psutil.cpu_percent(interval=None)
         return Sample(tx_bytes=tx_bytes, tx_packets=tx_packets,
-                      cpu_percent=psutil.cpu_percent(interval=None),
+                      cpu_percent=host_cpu if self.cpu == "host" else self._service_cpu(connections),
                       memory_percent=psutil.virtual_memory().percent,
                       load_average=os.getloadavg()[0], cpus=self.cpus,
-                      connections=self._connections(), custom=self._custom())
+                      connections=self._established(connections), custom=self._custom())
 
     def _sent(self) -> tuple[int, int]:
         counters = psutil.net_io_counters(pernic=True, nowrap=True)
@@ -66,16 +89,42 @@ class HostSampler:
         nics = [c for name, c in counters.items() if name != "lo"]
         return sum(c.bytes_sent for c in nics), sum(c.packets_sent for c in nics)
 
-    def _connections(self) -> int:
-        if self.service_port is None:
-            return 0
+    def _tcp_connections(self) -> list:
         try:
-            connections = psutil.net_connections(kind="tcp")
+            return psutil.net_connections(kind="tcp")
         except psutil.AccessDenied:
-            log.warning("not allowed to list TCP connections; reporting 0")
-            return 0
+            log.warning("not allowed to list TCP connections; reporting 0 connections (and 0 service CPU)")
+            return []
+
+    def _established(self, connections: list) -> int:
         return sum(1 for c in connections
                    if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.service_port)
+
+    def _service_cpu(self, connections: list) -> float:
+        """CPU % of the processes listening on the service port since the last sample, of
+        `service_cpus` CPUs (capped at 100). A process seen for the first time counts from
+        now on; none listening is 0."""
+        now = time.monotonic()
+        pids = {c.pid for c in connections
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.service_port and c.pid}
+        seconds: dict[tuple[int, float], float] = {}
+        used = 0.0
+        for pid in pids:
+            try:
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    key = (pid, process.create_time())
+                    times = process.cpu_times()
+            except psutil.Error:
+                continue               # ended meanwhile
+            seconds[key] = times.user + times.system
+            if key in self._service_cpu_seconds:
+                used += max(seconds[key] - self._service_cpu_seconds[key], 0.0)
+        elapsed = None if self._service_sampled_at is None else now - self._service_sampled_at
+        self._service_cpu_seconds, self._service_sampled_at = seconds, now
+        if not elapsed or elapsed <= 0:
+            return 0.0
+        return min(100.0, 100.0 * used / elapsed / self.service_cpus)
 
     def _custom(self) -> float:
         if self.command is None:

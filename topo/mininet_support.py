@@ -10,6 +10,7 @@ and processes this run started are removed, so a demo or another test run is lef
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -40,6 +41,22 @@ def missing_mininet_reason(program: str = "dispatcher") -> str | None:
     if find_tool("p4c-bm2-ss") is None and not (BUILD_DIR / f"{program}.json").exists():
         return f"p4c-bm2-ss not found and build/{program}.json not built"
     return None
+
+
+def plain_logging() -> None:
+    """Undo what importing Mininet does to logging: it makes every logger created afterwards a
+    MininetLogger with a console handler of its own (no newline), so the controller's loggers,
+    created when the controller is, would print to the console whatever the root logger says.
+    Call before the controller is created; loggers made earlier lose those handlers."""
+    if importlib.util.find_spec("mininet") is None:
+        return
+    import mininet.log
+
+    logging.setLoggerClass(logging.Logger)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, mininet.log.MininetLogger) and name != "mininet":
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
 
 
 def port_accepts(port: int, host: str = "127.0.0.1") -> bool:

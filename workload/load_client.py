@@ -6,7 +6,9 @@ file: workload/object_sizes.py); the request is
 request is one JSON line in the results file: when it started, how long it took, bytes
 received, HTTP status or error, and the local address:port of its connection (the key a test
 matches against the servers' connection logs). A summary (requests/s, p50/p99 latency,
-failures) is printed as one JSON line at the end.
+failures) is printed as one JSON line at the end. A record's `connect` (seconds until the
+connection was established; None if it never was) tells a request refused at connection time
+(its SYNs dropped or reset) from one that broke once established.
 
     python -m workload.load_client --target 10.0.0.100:80 --rate 200 --duration 10 \
         --cdf fb_hadoop --max-bytes 200000 --out /tmp/client1.jsonl
@@ -41,6 +43,8 @@ class RequestResult:
     lag: float                    # seconds later than the Poisson schedule said
     size: int                     # bytes asked for
     latency: float | None = None  # seconds from connect to the last byte
+    connect: float | None = None  # seconds until the connection was established (None: it never was)
+    elapsed: float | None = None  # seconds until it ended, whatever the outcome
     bytes: int = 0                # body bytes received
     status: int | None = None
     error: str | None = None
@@ -76,6 +80,7 @@ async def fetch(host: str, port: int, size: int, timeout: float, result: Request
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
+            result.connect = time.perf_counter() - began
             local = writer.get_extra_info("sockname")
             result.local = f"{local[0]}:{local[1]}"
             writer.write(f"GET /obj/{size} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
@@ -91,6 +96,7 @@ async def fetch(host: str, port: int, size: int, timeout: float, result: Request
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError) as exc:
         result.error = type(exc).__name__
     finally:
+        result.elapsed = time.perf_counter() - began
         if writer is not None:
             writer.close()
 

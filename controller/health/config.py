@@ -30,8 +30,8 @@ services, i.e. servers): the server's connections are lost anyway; deleting thei
 sends the clients' next packets through the ring to a live server, which answers with a
 reset at once, so clients fail fast and retry instead of waiting for TCP timeouts on a dead
 server, and the table does not fill with dead flows. The cost: a false detection (the agent
-died, the server did not) breaks live connections too; run an advisor as well as an agent
-where that matters. `keep` (auto for capture services): a capture node must see every
+died, the server did not) breaks live connections too (an advisor does not prevent it: any
+failing source takes the backend down). `keep` (auto for capture services): a capture node must see every
 packet of a flow or none of the rest; moving the rest to another node would split the flow
 over two nodes, worse for the analysis than a gap, and a node that comes back (tcpdump
 restarted) picks up where it was. Entries then leave by idle timeout as usual.

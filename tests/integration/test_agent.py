@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -77,6 +78,45 @@ def test_established_connections_to_the_service_port():
         finally:
             for s in clients + accepted:
                 s.close()
+
+
+SPINNER = """
+import socket, sys, time
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+print("listening", flush=True)
+end = time.monotonic() + 30
+while time.monotonic() < end:      # busy: about one CPU
+    pass
+"""
+
+
+def test_service_cpu_is_the_listening_process_s_own():
+    """--cpu service: the CPU of what listens on the service port, not the host's; a busy
+    process that does not listen there does not count."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listening = subprocess.Popen([sys.executable, "-c", SPINNER, str(port)], stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen([sys.executable, "-c", SPINNER, "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listening.stdout.readline().strip() == "listening" and other.stdout.readline()
+        sampler = HostSampler(service_port=port, cpu="service")
+        time.sleep(1.0)
+        busy = sampler.sample().cpu_percent
+        # One spinning process of one CPU; a loaded machine gives it less, never more.
+        assert 20 <= busy <= 100, busy
+        idle = HostSampler(service_port=port + 1 if port < 65535 else port - 1, cpu="service")
+        time.sleep(0.5)
+        assert idle.sample().cpu_percent == 0.0     # nothing listens there
+        assert HostSampler(service_port=port, cpu="service", service_cpus=4).sample().cpu_percent <= 100 / 4 + 5
+    finally:
+        for proc in (listening, other):
+            proc.kill()
+            proc.wait()
+    with pytest.raises(ValueError, match="service port"):
+        HostSampler(cpu="service")
 
 
 def test_metric_command_and_bad_interface():
@@ -199,6 +239,7 @@ def test_registered_in_the_main_command_line():
     (["--check", "http"], "needs --check-port or --service-port"),
     (["--interface", "nope0"], "no interface 'nope0'"),
     (["--host-id", "70000"], "host id must be within"),
+    (["--cpu", "service"], "--cpu service needs --service-port"),
 ])
 def test_build_errors(extra, message):
     with pytest.raises(ValueError, match=message):
