@@ -107,16 +107,18 @@ def test_service_cpu_is_the_listening_process_s_own():
         assert listening.stdout.readline().strip() == "listening" and other.stdout.readline()
         own = psutil.Process(listening.pid)
         sampler = HostSampler(service_port=port, cpu="service")
+        of_four = HostSampler(service_port=port, cpu="service", service_cpus=4)
         before, t0 = sum(own.cpu_times()[:2]), time.monotonic()
         time.sleep(1.0)
         busy = sampler.sample().cpu_percent
+        quarter = of_four.sample().cpu_percent
         expected = (sum(own.cpu_times()[:2]) - before) / (time.monotonic() - t0) * 100
         assert expected > 1, f"the spinner got no CPU at all ({expected:.1f} %)"
         assert abs(busy - min(expected, 100)) <= max(10, 0.25 * expected), (busy, expected)
         idle = HostSampler(service_port=port + 1 if port < 65535 else port - 1, cpu="service")
         time.sleep(0.5)
         assert idle.sample().cpu_percent == 0.0     # nothing listens there (the other spinner is not counted)
-        assert HostSampler(service_port=port, cpu="service", service_cpus=4).sample().cpu_percent <= 100 / 4 + 5
+        assert abs(quarter - busy / 4) <= 5, (quarter, busy)     # the same CPU, as a share of 4
     finally:
         for proc in (listening, other):
             proc.kill()
