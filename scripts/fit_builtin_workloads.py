@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# The development corpus beside the checkout, unless P4DISPATCH_SHARED_DATA names another.
+os.environ.setdefault("P4DISPATCH_SHARED_DATA", str(REPO.parent / "shared" / "data"))
 sys.path.insert(0, str(REPO))
 
 from sim.builtin_workloads import BUILTIN, BoundedPareto, LogNormal, SizeMix  # noqa: E402

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The development corpus beside the checkout, unless P4DISPATCH_SHARED_DATA names another.
+os.environ.setdefault("P4DISPATCH_SHARED_DATA", str(REPO.parent / "shared" / "data"))
 sys.path.insert(0, str(REPO))
 logging.getLogger("scapy").setLevel(logging.ERROR)
 

@@ -11,7 +11,10 @@
 # side); e3 about 10 minutes, e4 about 6, e5 half a minute, e6 two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${SHARED:-../shared/data}
+# The development corpus beside the checkout, unless the variable names another.
+export P4DISPATCH_SHARED_DATA=${P4DISPATCH_SHARED_DATA:-$(pwd)/../shared/data}
+shared=${SHARED:-$P4DISPATCH_SHARED_DATA}
+export P4DISPATCH_SHARED_DATA=$shared
 out=docs/figures
 mkdir -p "$out"
 sim() { .venv/bin/p4dispatch simulate --quiet "$@"; }

@@ -6,6 +6,8 @@
 # the built-in models of the same names (the default) give close figures (docs/policies.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The development corpus beside the checkout, unless the variable names another.
+export P4DISPATCH_SHARED_DATA=${P4DISPATCH_SHARED_DATA:-$(pwd)/../shared/data}
 shared=${P4DISPATCH_SHARED_DATA:-../shared/data}
 if [ ! -d "$shared/flowsize" ] || [ ! -d "$shared/pcaps" ]; then
     echo "simulate_results.sh: needs $shared/flowsize and $shared/pcaps (the data these results were run on)" >&2

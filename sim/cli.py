@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pcap/pcapng captures; several are merged, each starting at time 0")
     source.add_argument("--workload", default="websearch",
                         help=f"flow sizes: a built-in model ({', '.join(BUILTIN)}; parameters in "
-                             "docs/policies.md), shared:NAME where ../shared/data/flowsize exists, or a path "
+                             "docs/policies.md), shared:NAME from $P4DISPATCH_SHARED_DATA/flowsize, or a path "
                              "to a .cdf file (default websearch)")
     source.add_argument("--heavy-share", type=float, default=0.0,
                         help="share of the load in very large downloads (pathological mix, e.g. 0.5)")

@@ -2,7 +2,7 @@
 
 `flow_size_distribution(spec)` resolves what `--workload` / `--cdf` say:
   * a built-in name (sim/builtin_workloads.py: websearch, fb_hadoop, ali_storage), the default;
-  * `shared:NAME`: ../shared/data/flowsize/NAME.cdf, only where that folder exists;
+  * `shared:NAME`: $P4DISPATCH_SHARED_DATA/flowsize/NAME.cdf, only where that is given;
   * a path to a .cdf file.
 All of them are sampled the same way (FlowSizeDistribution).
 
@@ -85,7 +85,7 @@ class FlowSizeCdf:
 
 
 def shared_cdf_names() -> list[str]:
-    """`shared:NAME` for each ../shared/data/flowsize/NAME.cdf (none when the folder is absent)."""
+    """`shared:NAME` for each $P4DISPATCH_SHARED_DATA/flowsize/NAME.cdf (none when not given)."""
     shared = shared_data_dir()
     folder = shared / "flowsize" if shared else None
     if folder is None or not folder.is_dir():

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The optional corpus (real captures, published CDFs): the tests use the development copy
+# beside the checkout unless P4DISPATCH_SHARED_DATA names another; absent, its tests skip.
+os.environ.setdefault("P4DISPATCH_SHARED_DATA", str(REPO.parent / "shared" / "data"))
 # The repository (controller, topo, ...) and tests/ itself (helpers both folders import,
 # such as switch_stub.py) are importable from tests/unit and tests/integration alike.
 for path in (REPO, REPO / "tests"):

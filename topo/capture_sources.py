@@ -1,7 +1,7 @@
 """Which captures the capture demo replays: the files it is given, or captures it generates.
 
 `--captures` takes paths; a bare name (no directory part) that is not a file here is looked up
-in ../shared/data/pcaps, for convenience where that corpus is present. With no `--captures`
+in $P4DISPATCH_SHARED_DATA/pcaps, for convenience where that corpus is given. With no `--captures`
 the demo writes its own captures (topo/generated_captures.py) and replays those, so it runs
 from the repository's own files.
 """
@@ -22,7 +22,7 @@ class CaptureSourceError(ValueError):
 
 
 def resolve_capture(name: str) -> Path:
-    """The file `name` names: a path, or a bare name in ../shared/data/pcaps."""
+    """The file `name` names: a path, or a bare name in $P4DISPATCH_SHARED_DATA/pcaps."""
     path = Path(name)
     if path.is_file():
         return path
@@ -32,7 +32,7 @@ def resolve_capture(name: str) -> Path:
     shared = shared_data_dir()
     if reason or shared is None:
         raise CaptureSourceError(f"{name}: not a file here, and bare names are looked up in "
-                                 f"../shared/data/pcaps, but {reason}")
+                                 f"$P4DISPATCH_SHARED_DATA/pcaps, but {reason}")
     candidate = shared / "pcaps" / name
     if not candidate.is_file():
         raise CaptureSourceError(f"{name}: not a file here nor in {shared / 'pcaps'}")

@@ -17,11 +17,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--clients", type=int, default=4)
     demo.add_argument("--capacities", default="20,10,5", help="backend capacities, Mbit/s (default 20,10,5)")
     demo.add_argument("--cdf", default="fb_hadoop", help="object sizes: a built-in model (fb_hadoop, websearch, "
-                      "ali_storage), shared:NAME where ../shared/data exists, or a .cdf file (default fb_hadoop)")
+                      "ali_storage), shared:NAME from $P4DISPATCH_SHARED_DATA, or a .cdf file (default fb_hadoop)")
     demo.add_argument("--max-bytes", type=int, default=2_000_000, help="largest object")
     demo.add_argument("--probes", type=int, default=3, help="capture nodes (capture)")
     demo.add_argument("--captures", help="comma-separated capture files to replay (capture); bare names are "
-                      "looked up in ../shared/data/pcaps; default: captures generated with scapy into --out")
+                      "looked up in $P4DISPATCH_SHARED_DATA/pcaps; default: captures generated with scapy into --out")
     demo.add_argument("--replay-pps", type=int, default=500, help="tcpreplay rate (capture)")
     demo.add_argument("--out", default="results/demo", help="plot and summary go here")
     demo.add_argument("--api-port", type=int, default=9180, help="controller API and metrics port")

@@ -62,7 +62,7 @@ class DemoOptions:
     cdf: str = "fb_hadoop"                 # a built-in flow-size model, shared:NAME or a .cdf file
     max_bytes: int = 2_000_000
     probes: int = 3
-    captures: tuple[str, ...] = ()         # paths (or names in ../shared/data/pcaps); (): generated
+    captures: tuple[str, ...] = ()         # paths (or names in $P4DISPATCH_SHARED_DATA/pcaps); (): generated
     replay_pps: int = 500
     out: Path = REPO / "results" / "demo"
     api_port: int = 9180

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     amount.add_argument("--duration", type=float, help="seconds of arrivals")
     amount.add_argument("--requests", type=int, help="number of requests")
     parser.add_argument("--cdf", default="fb_hadoop",
-                        help=f"object sizes: a built-in model ({', '.join(BUILTIN)}), shared:NAME where "
-                             "../shared/data/flowsize exists, or a path to a .cdf file (default fb_hadoop)")
+                        help=f"object sizes: a built-in model ({', '.join(BUILTIN)}), shared:NAME from "
+                             "$P4DISPATCH_SHARED_DATA/flowsize, or a path to a .cdf file (default fb_hadoop)")
     parser.add_argument("--max-bytes", type=int, help="cap on an object's size (clips the CDF's tail)")
     parser.add_argument("--size", type=int, help="every object this many bytes (instead of the CDF)")
     parser.add_argument("--seed", type=int, default=1)

@@ -1,8 +1,8 @@
 """Object sizes for the load generator, drawn from the flow-size distributions the simulator uses.
 
 The names and the sampling are the simulator's (sim/flow_sizes.py): a built-in model
-(websearch, fb_hadoop, ali_storage; no data files needed), `shared:NAME` where
-../shared/data/flowsize exists, or a path to a .cdf file. So an emulated run and a simulated
+(websearch, fb_hadoop, ali_storage; no data files needed), `shared:NAME` from
+$P4DISPATCH_SHARED_DATA/flowsize, or a path to a .cdf file. So an emulated run and a simulated
 run of "websearch" draw from the same distribution. Here sizes become whole bytes, and may be
 capped: a 30 MB websearch object through a 10 Mb/s emulated backend takes 24 s, too long for
 a test.

@@ -89,7 +89,7 @@ def test_named_captures_are_paths_or_shared_names(tmp_path, monkeypatch, capture
     assert demo_captures([str(captures[1])], tmp_path) == [captures[1]]
     monkeypatch.setenv("P4DISPATCH_SHARED_DATA", str(tmp_path / "absent"))
     with pytest.raises(CaptureSourceError, match=r"sip\.pcap: not a file here, and bare names are looked up in "
-                                                 r"\.\./shared/data/pcaps, but .*absent is not here"):
+                                                 r"\$P4DISPATCH_SHARED_DATA/pcaps, but .*absent is not here"):
         resolve_capture("sip.pcap")
     with pytest.raises(CaptureSourceError, match=r"nowhere/x\.pcap: no such capture file; y\.pcap: not a file here"):
         demo_captures(["nowhere/x.pcap", "y.pcap"], tmp_path)
