@@ -27,7 +27,6 @@ Measured, from the clients' own records (workload/load_client.py) and the contro
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from topo.health_bench import FaultOptions, free_udp_port, health_cluster
+from controller.status import ControllerStatus
+from topo.health_bench import FaultOptions, StatusTrace, free_udp_port, health_cluster
 from topo.mininet_support import free_tcp_port
 from topo.server_cluster import ClusterHealthSpec, ServerClusterSpec
 
@@ -82,39 +82,19 @@ class OverloadOptions:
                                  admission=(self.admission or {}) if admission else None)
 
 
-class AdmissionTrace:
-    """SA2C's decision and the health states, every second, in a thread."""
-
-    def __init__(self, controller, interval: float = 1.0) -> None:
-        self.controller = controller
-        self.interval = interval
-        self.rows: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="admission-trace", daemon=True)
-
-    def __enter__(self) -> AdmissionTrace:
-        self._t0 = time.time()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            status = self.controller.status()
-            service = status.services[0] if status.services else None
-            row: dict[str, Any] = {"t": round(time.time() - self._t0, 1), "drops": dict(status.drops)}
-            if service is not None:
-                row["health"] = {b.name: b.health.state if b.health else None for b in service.backends}
-                row["served_mbps"] = {b.name: (b.health.host.served_bytes_per_s or 0) * 8 / 1e6
-                                      if b.health and b.health.host else None for b in service.backends}
-                a = service.admission
-                if a is not None:
-                    row.update(level=a.level, wanted=a.wanted, p=round(a.drop_prob, 3), load=round(a.load, 3),
-                               raw_load=round(a.raw_load, 3), t2=round(a.t2, 3), t3=round(a.t3, 3))
-            self.rows.append(row)
+def admission_row(t: float, status: ControllerStatus) -> dict[str, Any]:
+    """SA2C's decision and the health states in one status sample, `t` s into the run."""
+    service = status.services[0] if status.services else None
+    row: dict[str, Any] = {"t": round(t, 1), "drops": dict(status.drops)}
+    if service is not None:
+        row["health"] = {b.name: b.health.state if b.health else None for b in service.backends}
+        row["served_mbps"] = {b.name: (b.health.host.served_bytes_per_s or 0) * 8 / 1e6
+                              if b.health and b.health.host else None for b in service.backends}
+        a = service.admission
+        if a is not None:
+            row.update(level=a.level, wanted=a.wanted, p=round(a.drop_prob, 3), load=round(a.load, 3),
+                       raw_load=round(a.raw_load, 3), t2=round(a.t2, 3), t3=round(a.t3, 3))
+    return row
 
 
 def run_overload(options: OverloadOptions, admission: bool, workdir: Path) -> dict[str, Any]:
@@ -123,7 +103,8 @@ def run_overload(options: OverloadOptions, admission: bool, workdir: Path) -> di
     with health_cluster(fault_options, workdir, spec=spec) as (cluster, embedded):
         controller = embedded.controller
         before = controller.status()
-        with AdmissionTrace(controller) as trace:
+        traced_from = time.monotonic()
+        with StatusTrace(embedded, interval=1.0) as trace:     # SA2C's decisions, every second
             t0 = time.time()
             running = cluster.start_clients(rate=options.offered_rps / spec.clients, duration=options.duration_s,
                                             size=options.size, request_timeout=options.request_timeout_s)
@@ -134,7 +115,8 @@ def run_overload(options: OverloadOptions, admission: bool, workdir: Path) -> di
         transitions_before = {b.name: b.health.transitions_total for s in before.services for b in s.backends
                               if b.health is not None}
     records = [r for run in runs.values() for r in run.records]
-    return summarise(options, admission, records, t0, before.drops, after.drops, trace.rows,
+    return summarise(options, admission, records, t0, before.drops, after.drops,
+                     [admission_row(at - traced_from, status) for at, status in trace.samples],
                      {n: _diff(transitions[n], transitions_before.get(n, {})) for n in transitions})
 
 
