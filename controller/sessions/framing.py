@@ -25,6 +25,18 @@ def content_length(head: bytes) -> int | None | str:
     return int(value)
 
 
+def drop_frame(buf: bytearray, size: int) -> int:
+    """Remove a length-prefixed binary frame of `size` bytes (RTSP interleaved data, a TLS
+    record) from the front of `buf`; returns how many of its bytes have not arrived yet,
+    which the caller skips in later data."""
+    if len(buf) < size:
+        missing = size - len(buf)
+        buf.clear()
+        return missing
+    del buf[:size]
+    return 0
+
+
 class MessageFramer:
     """Messages from one direction of a TCP stream (`feed`) or from datagrams (`datagram`)."""
 
@@ -80,13 +92,10 @@ class MessageFramer:
             if self.interleaved and buf[0] == 0x24:      # '$' channel length(2) data
                 if len(buf) < 4:
                     break
-                size = 4 + int.from_bytes(buf[2:4], "big")
                 self.stats.note(f"{self.prefix}_interleaved_frames")
-                if len(buf) < size:
-                    self.skip = size - len(buf)
-                    buf.clear()
+                self.skip = drop_frame(buf, 4 + int.from_bytes(buf[2:4], "big"))
+                if self.skip:
                     break
-                del buf[:size]
                 continue
             end = buf.find(_HEAD_END, 0, self.limits.max_head + 4)
             if end < 0:

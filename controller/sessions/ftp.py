@@ -11,6 +11,7 @@ from __future__ import annotations
 import ftplib
 import ipaddress
 
+from controller.sessions.framing import drop_frame
 from controller.sessions.model import Limits, ParseStats
 
 
@@ -101,13 +102,10 @@ class LineSplitter:
             if not self.discarding and buf[0] in (20, 21, 22, 23) and len(buf) >= 2 and buf[1] == 3:
                 if len(buf) < 5:
                     break
-                size = 5 + int.from_bytes(buf[3:5], "big")
                 self.stats.note("ftp_tls_records")
-                if len(buf) < size:
-                    self.skip = size - len(buf)
-                    buf.clear()
+                self.skip = drop_frame(buf, 5 + int.from_bytes(buf[3:5], "big"))
+                if self.skip:
                     break
-                del buf[:size]
                 continue
             end = buf.find(b"\n", 0, self.limits.max_line + 1)
             if end < 0:
