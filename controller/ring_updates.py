@@ -30,7 +30,7 @@ class RingUpdater:
         self.monitor = monitor
         self.flows = flows
         self.tables = tables
-        self.policies: dict[int, Policy] = {s.id: make_policy(s.policy) for s in config.services}
+        self.policies: dict[int, Policy] = {s.id: make_policy(s.policy, s.damping.settings()) for s in config.services}
         self.rings = {s.id: ServiceRing(s.id, s.ring_size, s.ring_threshold, s.ring_max_change)
                       for s in config.services}
         # Every ring write carries a generation no earlier write used (docs/consistency.md):
