@@ -19,7 +19,7 @@ from controller.admission_control import AdmissionSettings
 from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_BACKEND_ID, REACTIVE_BACKEND_ID
 from controller.dispatch_ring import check_ring_size
 from controller.health.config import HealthConfig
-from controller.policies import POLICIES
+from controller.policies import POLICIES, DampingSettings
 from controller.policies.nd import Proportions, check_proportions
 
 PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
@@ -98,6 +98,22 @@ class NdSettings(Strict):
                 "host_limit": self.host_limit, "cooldown_s": self.cooldown_s}
 
 
+class Damping(Strict):
+    """How fb_est's weights are damped (controller/policies/damping.py, docs/policies.md
+    "Herding"): averaged over the time `flows` new flows take to arrive (at most
+    `max_seconds`), with `floor` x that time / max_seconds of new flows spread by capacity.
+    flows = 0: no damping."""
+    flows: float = Field(default=DampingSettings.flows, ge=0, allow_inf_nan=False,
+                         description="new flows to average the policy's target over (0: no damping)")
+    max_seconds: float = Field(default=DampingSettings.max_seconds, gt=0, allow_inf_nan=False,
+                               description="longest averaging time, s")
+    floor: float = Field(default=DampingSettings.floor, ge=0, le=1,
+                         description="share of new flows spread by capacity at the longest averaging")
+
+    def settings(self) -> DampingSettings:
+        return DampingSettings(self.flows, self.max_seconds, self.floor)
+
+
 class Service(Strict):
     name: str = Field(min_length=1)
     id: int = Field(ge=1, le=65535)
@@ -120,6 +136,7 @@ class Service(Strict):
     ring_max_change: float = Field(default=0.05, gt=0, le=1,
                                    description="at most this share of the ring's slots change per write")
     ring_size: Annotated[int, AfterValidator(check_ring_size)] = 1024
+    damping: Damping = Damping()
     forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
     tunnel_mac: MacAddress | None = None       # IP-in-IP outer source MAC
