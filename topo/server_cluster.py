@@ -198,7 +198,8 @@ def controller_config(spec: ServerClusterSpec, key_file: Path | None = None) -> 
             "port": spec.vip_port, "policy": spec.policy, "ring_size": spec.ring_size, "forwarding": "dsr",
             "backends": [{"name": spec.backend_name(j), "id": spec.backend_id(j), "port": spec.backend_port(j),
                           "mac": spec.backend_mac(j, 0), "address": spec.backend_address(j),
-                          "capacity_mbps": spec.capacities_mbit[j - 1]}
+                          # weighted_round_robin reads `weight`: the operator's weights are the capacities
+                          "capacity_mbps": spec.capacities_mbit[j - 1], "weight": spec.capacities_mbit[j - 1]}
                          for j in spec.backend_indices()],
         }],
     }

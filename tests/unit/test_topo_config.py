@@ -25,6 +25,8 @@ def test_server_cluster_config_is_valid_and_matches_the_plan(clients, capacities
     assert (service.mode, service.vip, service.port, service.forwarding) == ("vip", "10.0.0.100", 80, "dsr")
     assert [b.name for b in service.backends] == [f"web{j}" for j in range(1, len(capacities) + 1)]
     assert [b.capacity_mbps for b in service.backends] == list(capacities)
+    # weighted_round_robin in the demo weighs by capacity, as an operator would configure it
+    assert [b.weight for b in service.backends] == list(capacities)
     client_ports = [spec.client_port(i) for i in spec.client_indices()]
     backend_ports = [b.port for b in service.backends]
     # Every host on its own switch port, none the CPU port.
