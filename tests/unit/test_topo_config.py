@@ -75,7 +75,7 @@ def test_capture_cluster_config_is_valid_and_matches_the_plan():
 
 @pytest.mark.skipif(not (BUILD_DIR / "dispatcher.p4info.txtpb").exists(),
                     reason="build/dispatcher.p4info.txtpb not built")
-def test_static_configuration_weights_the_ring_by_capacity():
+def test_static_configuration_weights_the_ring_by_configured_weight():
     from controller.dataplane.dispatcher_tables import DispatcherTables
     from controller.p4runtime import P4InfoIndex
     from controller.p4runtime import entities as ent
