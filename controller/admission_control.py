@@ -41,6 +41,7 @@ level SA2C asked for. The data plane (p4src/v1model/admission.p4) reads p as dro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -49,6 +50,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controller.dataplane.constants import AdmissionLevel
 
 LOAD_CEILING = 2.0     # the raw load is clipped here (and is this when no server is up)
+
+# A server's load vector, each component already divided by what the server can take:
+#   cpu          the agent's CPU utilisation
+#   served       bytes/s the agent saw sent / capacity
+#   switch       bytes/s the switch counted towards it / learned visibility ratio / capacity
+#   connections  established connections (agent) / the backend's max_connections
+# The byte components stop at about 1.0 when a link is full, however large the excess;
+# the connection backlog does not, which is what an overload controller needs to see.
+LoadComponent = Literal["cpu", "served", "switch", "connections"]
+LOAD_COMPONENTS: tuple[LoadComponent, ...] = ("cpu", "served", "switch", "connections")
 
 
 class AdmissionSettings(BaseModel):
@@ -65,12 +76,17 @@ class AdmissionSettings(BaseModel):
     min_gap: float = Field(default=0.01, gt=0, description="smallest T2 - T1 and T3 - T2 while they move")
     max_degrade_prob: float = Field(default=0.5, ge=0, le=1)
     refuse_established: bool = False
+    load_components: tuple[LoadComponent, ...] = Field(
+        default=("cpu", "served", "switch"), min_length=1,
+        description="the server load vector's components SA2C takes the bottleneck of")
 
     @model_validator(mode="after")
     def _ordered(self) -> AdmissionSettings:
         if not (self.t1 + self.min_gap <= self.t2 and self.t2 + self.min_gap <= self.t3 and self.t3 < self.c):
             raise ValueError(f"SA2C needs T1 < T2 < T3 < C at least min_gap ({self.min_gap}) apart, got "
                              f"T1 {self.t1}, T2 {self.t2}, T3 {self.t3}, C {self.c}")
+        if len(set(self.load_components)) != len(self.load_components):
+            raise ValueError(f"load_components lists a component twice: {list(self.load_components)}")
         return self
 
 

@@ -3,14 +3,18 @@ cluster's load from the agents' reports and the switch's counters, SA2C's decisi
 (controller/admission_control.py), and the switch's `admission` entry written only when
 the decision changes it.
 
-Per server the load vector is (each a fraction of what the server can take, NaN where unknown):
+Per server the load vector has the components the service's `load_components` names (each a
+fraction of what the server can take, NaN where unknown; controller/admission_control.py):
 
-    [ CPU utilisation (agent),
-      bytes/s the server sent (agent) / capacity,
-      bytes/s the switch counted / switch-to-served ratio / capacity ]
+    cpu          CPU utilisation (agent)
+    served       bytes/s the server sent (agent) / capacity
+    switch       bytes/s the switch counted / switch-to-served ratio / capacity
+    connections  established connections (agent) / the backend's max_connections
 
-The last is the only one a backend without an agent has (with the configured ratio); where
-an agent reports, the two measures of the same traffic agree and the larger decides.
+`switch` is the only one a backend without an agent has (with the configured ratio); where
+an agent reports, `served` and `switch` measure the same traffic and the larger decides.
+The byte components stop near 1.0 on a full link whatever the excess, so an overload
+controller for bandwidth-bound servers reads `connections` (docs/health.md, Overload).
 
 The table holds an entry only for a service that is not at ADMIT_ALL (its default action
 admits everything): ADMIT_ALL deletes the entry. What the switch holds is read back at each
@@ -29,7 +33,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.admission_control import AdmissionControl, AdmissionDecision, cluster_load, server_utilisation
+from controller.admission_control import (AdmissionControl, AdmissionDecision, LoadComponent, cluster_load,
+                                          server_utilisation)
 from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config
 from controller.dataplane.constants import AdmissionLevel
@@ -68,11 +73,21 @@ def entry_update(on_switch: AdmissionEntry | None, decision: AdmissionDecision,
     return None
 
 
-def load_vectors(cpu: NDArray[np.float64], served_rate: NDArray[np.float64], switch_rate: NDArray[np.float64],
-                 ratio: NDArray[np.float64], capacity: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per server (rows): CPU, served bytes/s / capacity, switch bytes/s / ratio / capacity."""
+def load_components(cpu: NDArray[np.float64], served_rate: NDArray[np.float64], switch_rate: NDArray[np.float64],
+                    ratio: NDArray[np.float64], capacity: NDArray[np.float64], connections: NDArray[np.float64],
+                    max_connections: NDArray[np.float64]) -> dict[LoadComponent, NDArray[np.float64]]:
+    """Every component of every server's load vector, by name (NaN where unknown)."""
     capacity = np.maximum(capacity, 1e-12)
-    return np.column_stack([cpu, served_rate / capacity, switch_rate / np.maximum(ratio, 1e-12) / capacity])
+    return {"cpu": cpu,
+            "served": served_rate / capacity,
+            "switch": switch_rate / np.maximum(ratio, 1e-12) / capacity,
+            "connections": connections / max_connections}
+
+
+def load_vectors(components: dict[LoadComponent, NDArray[np.float64]],
+                 names: Sequence[LoadComponent]) -> NDArray[np.float64]:
+    """Per server (rows) the named components (columns), in that order."""
+    return np.column_stack([components[n] for n in names])
 
 
 class AdmissionWriter:
@@ -85,6 +100,8 @@ class AdmissionWriter:
         self.period_s = config.health.period_s
         self.controls = {s.id: AdmissionControl(s.admission) for s in config.services if s.admission is not None}
         self.decisions: dict[int, AdmissionDecision] = {}
+        # Each component's cluster load alone, last period (what made x what it was)
+        self.components: dict[int, dict[str, float]] = {}
         self.on_switch: dict[int, AdmissionEntry | None] = {}
         self.writes: Counter[int] = Counter()
         self._last: float | None = None
@@ -117,21 +134,30 @@ class AdmissionWriter:
             backends = self.pool.of_service(service_id)
             if not backends:
                 continue
-            decision = control.update(self.raw_load(backends, now))
+            decision = control.update(self.raw_load(service_id, backends, now))
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
 
-    def raw_load(self, backends: Sequence[LiveBackend], now: float) -> float:
-        """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not down."""
+    def raw_load(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> float:
+        """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not
+        down, over the service's load components."""
         samples = [self.health.host_sample(b.id, now) for b in backends]
-        cpu = np.array([math.nan if s is None else s.cpu for s in samples])
-        served = np.array([math.nan if s is None or s.tx_rate is None else s.tx_rate for s in samples])
         ids = np.array([b.id for b in backends], dtype=np.int64)
         capacity = np.array([b.config.capacity for b in backends], dtype=np.float64)
-        vectors = load_vectors(cpu, served, self.monitor.backend_rate[ids],
-                               self.health.visibility_ratios(backends, now), capacity)
+        components = load_components(
+            cpu=np.array([math.nan if s is None else s.cpu for s in samples]),
+            served_rate=np.array([math.nan if s is None or s.tx_rate is None else s.tx_rate for s in samples]),
+            switch_rate=self.monitor.backend_rate[ids],
+            ratio=self.health.visibility_ratios(backends, now),
+            capacity=capacity,
+            connections=np.array([math.nan if s is None else s.connections for s in samples], dtype=np.float64),
+            max_connections=np.array([math.nan if b.config.max_connections is None else b.config.max_connections
+                                      for b in backends], dtype=np.float64))
         up = [self.health.state(b.id) != HealthState.DOWN for b in backends]
-        return cluster_load(server_utilisation(vectors), capacity, up)
+        names = self.controls[service_id].settings.load_components
+        self.components[service_id] = {n: cluster_load(server_utilisation(components[n][:, None]), capacity, up)
+                                       for n in names}
+        return cluster_load(server_utilisation(load_vectors(components, names)), capacity, up)
 
     def _apply(self, client, service_id: int, decision: AdmissionDecision) -> None:
         kind = entry_update(self.on_switch.get(service_id), decision)

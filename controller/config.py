@@ -76,6 +76,10 @@ class Backend(Strict):
     address: IpAddress | None = None       # for advisors and IP-in-IP
     capacity_mbps: float = Field(default=1000.0, gt=0, description="service rate, Mbit/s")
     weight: float = Field(default=1.0, ge=0)
+    # Established connections the server serves well at once: SA2C's "connections" load
+    # component (connections / max_connections) is the backlog, which keeps growing in an
+    # overload where the bytes sent stop at capacity. None: the component is unknown here.
+    max_connections: int | None = Field(default=None, gt=0, description="established connections it serves well")
 
     @property
     def capacity(self) -> float:

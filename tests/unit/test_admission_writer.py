@@ -11,11 +11,12 @@ import pytest
 from finsy.proto import p4r
 from switch_stub import InMemorySwitch, program
 
-from controller.admission_control import AdmissionDecision
-from controller.admission_writer import AdmissionEntry, entry_update, load_vectors
+from controller.admission_control import AdmissionDecision, AdmissionSettings, cluster_load, server_utilisation
+from controller.admission_writer import AdmissionEntry, entry_update, load_components, load_vectors
 from controller.app import Controller
 from controller.config import Config
 from controller.dataplane.constants import AdmissionLevel as L
+from controller.health.host_metrics import HostSample
 from controller.health.monitor import HealthState
 
 
@@ -36,11 +37,35 @@ def test_the_write_each_decision_needs(on_switch, new, write):
     assert entry_update(on_switch, new) == write
 
 
+def components(**overrides) -> dict:
+    args = dict(cpu=np.array([0.5, math.nan]), served_rate=np.array([50.0, math.nan]),
+                switch_rate=np.array([1.0, 2.0]), ratio=np.array([0.02, 0.04]), capacity=np.array([100.0, 200.0]),
+                connections=np.array([30.0, 4.0]), max_connections=np.array([20.0, math.nan]))
+    return load_components(**(args | overrides))
+
+
 def test_load_vectors_put_every_measure_in_capacity_units():
-    v = load_vectors(cpu=np.array([0.5, math.nan]), served_rate=np.array([50.0, math.nan]),
-                     switch_rate=np.array([1.0, 2.0]), ratio=np.array([0.02, 0.04]), capacity=np.array([100.0, 200.0]))
-    assert v[0].tolist() == pytest.approx([0.5, 0.5, 0.5])
-    assert math.isnan(v[1][0]) and math.isnan(v[1][1]) and v[1][2] == pytest.approx(0.25)
+    v = load_vectors(components(), ("cpu", "served", "switch", "connections"))
+    assert v[0].tolist() == pytest.approx([0.5, 0.5, 0.5, 1.5])
+    # Unknown where there is no agent, or no connection limit configured
+    assert np.isnan(v[1][[0, 1, 3]]).all() and v[1][2] == pytest.approx(0.25)
+
+
+def test_load_vectors_hold_only_the_components_asked_for_in_that_order():
+    v = load_vectors(components(), ("connections", "cpu"))
+    assert v[0].tolist() == pytest.approx([1.5, 0.5])
+
+
+def test_the_connection_backlog_sees_an_overload_the_bytes_cannot():
+    """Two servers both sending at capacity, one with three times the connections it serves
+    well: bytes say 1.0 (full links), connections say how far over it the cluster is."""
+    full = components(cpu=np.array([0.2, 0.2]), served_rate=np.array([100.0, 200.0]), switch_rate=np.array([2.0, 8.0]),
+                      connections=np.array([60.0, 20.0]), max_connections=np.array([20.0, 20.0]))
+    capacity, up = np.array([100.0, 200.0]), [True, True]
+    by_bytes = cluster_load(server_utilisation(load_vectors(full, ("cpu", "served", "switch"))), capacity, up)
+    by_backlog = cluster_load(server_utilisation(load_vectors(full, ("connections",))), capacity, up)
+    assert by_bytes == pytest.approx(1.0)
+    assert by_backlog == pytest.approx((100 * 3.0 + 200 * 1.0) / 300)
 
 
 def config(admission_on: tuple[int, ...] = (1,)) -> Config:
@@ -131,3 +156,28 @@ def test_after_a_take_over_a_down_backend_s_adopted_entries_go(tmp_path):
     controller.health_enforcer.after_take_over()
     assert removed == [10]
     assert controller.health_enforcer.entries_deleted == 7
+
+
+def test_a_service_reading_connections_takes_them_from_its_agents_reports(tmp_path, monkeypatch):
+    cfg = config().model_dump()
+    cfg["services"][0]["admission"] = {"smoothing": 1.0, "load_components": ["connections"]}
+    cfg["services"][0]["backends"][0]["max_connections"] = 20
+    controller = Controller(Config.model_validate(cfg), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    sample = HostSample(host_id=1, received_at=99.0, cpu=0.1, memory=0.1, run_queue_per_cpu=0.1, connections=17,
+                        custom=None, tx_bytes=0, uptime_s=1.0, tx_rate=1e6, tx_packet_rate=None)
+    monkeypatch.setattr(controller.health, "host_sample", lambda backend_id, now: sample)
+    controller.admission.turn(switch, now=100.0)
+    d = controller.admission.decisions[1]
+    assert d.raw_load == pytest.approx(17 / 20)       # the link at capacity (1e6 B/s) does not count
+    assert d.level == L.ESTABLISHED_ONLY
+    assert controller.admission.components[1] == {"connections": pytest.approx(0.85)}
+
+
+def test_load_components_are_named_once_and_at_least_one():
+    with pytest.raises(ValueError, match="twice"):
+        AdmissionSettings(load_components=("cpu", "cpu"))
+    with pytest.raises(ValueError):
+        AdmissionSettings(load_components=())
+    with pytest.raises(ValueError):
+        AdmissionSettings(load_components=("bytes",))
