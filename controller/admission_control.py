@@ -36,6 +36,15 @@ pmax is `max_degrade_prob`. A flow the switch has already admitted is never refu
 (issue 11) unless `refuse_established` is set: without it REJECT_ALL is written as
 DEGRADE_ESTABLISHED with p = pmax (established flows slowed, not cut); `wanted` keeps the
 level SA2C asked for. The data plane (p4src/v1model/admission.p4) reads p as drop_prob/65536.
+
+Reopening gradually (not in SARA; `reopen_step` r, None: off). Refused clients retry their
+SYNs (after 1, 3, 7 s ...), so a cluster that goes from refusing every new flow to ADMIT_ALL
+in one period admits, in that period, every client that was refused meanwhile: a herd that
+overshoots the load as much as the refusals lasted (measured: docs/health.md, Overload). So
+the share of new flows admitted may rise by at most r per period, while it may fall at once:
+
+    a_k = 1 - p at DROP_NEW_PROB, 1 at ADMIT_ALL, 0 at the levels that refuse new flows
+    a_k <= a_{k-1} + r        (written as DROP_NEW_PROB with p = 1 - a_k while below 1)
 """
 
 from __future__ import annotations
@@ -76,6 +85,8 @@ class AdmissionSettings(BaseModel):
     min_gap: float = Field(default=0.01, gt=0, description="smallest T2 - T1 and T3 - T2 while they move")
     max_degrade_prob: float = Field(default=0.5, ge=0, le=1)
     refuse_established: bool = False
+    reopen_step: float | None = Field(default=None, gt=0, le=1,
+                                      description="largest rise of the admitted share of new flows per period")
     load_components: tuple[LoadComponent, ...] = Field(
         default=("cpu", "served", "switch"), min_length=1,
         description="the server load vector's components SA2C takes the bottleneck of")
@@ -140,6 +151,7 @@ class AdmissionControl:
         self.load: float | None = None
         self.t2 = self.settings.t2
         self.t3 = self.settings.t3
+        self.admitted = 1.0         # share of new flows the last decision admitted (a_{k-1})
 
     def update(self, raw_load: float) -> AdmissionDecision:
         """One period: smooth the load, move the thresholds, read off the level."""
@@ -157,10 +169,25 @@ class AdmissionControl:
         level = wanted
         if wanted == AdmissionLevel.REJECT_ALL and not s.refuse_established:
             level, p = AdmissionLevel.DEGRADE_ESTABLISHED, s.max_degrade_prob
+        admitted = new_flow_share(level, p)
+        if s.reopen_step is not None and admitted > self.admitted + s.reopen_step:
+            admitted = self.admitted + s.reopen_step
+            level, p = AdmissionLevel.DROP_NEW_PROB, 1.0 - admitted
+        self.admitted = admitted
         return AdmissionDecision(level, p, rho, x, self.t2, self.t3, wanted)
 
     def reset(self) -> None:
         self.load, self.t2, self.t3 = None, self.settings.t2, self.settings.t3
+        self.admitted = 1.0
+
+
+def new_flow_share(level: AdmissionLevel, p: float) -> float:
+    """The share of new flows a level admits."""
+    if level == AdmissionLevel.ADMIT_ALL:
+        return 1.0
+    if level == AdmissionLevel.DROP_NEW_PROB:
+        return 1.0 - p
+    return 0.0
 
 
 def needs_write(previous: AdmissionDecision | None, new: AdmissionDecision, p_step: float = 0.01) -> bool:

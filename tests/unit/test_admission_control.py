@@ -123,3 +123,23 @@ def test_settings_must_be_ordered():
         AdmissionSettings(smoothing=0)
     with pytest.raises(ValidationError):
         AdmissionSettings(unknown=1)
+
+
+def test_reopening_is_gradual_and_closing_immediate():
+    """After refusing every new flow, the admitted share climbs by reopen_step per period
+    (refused clients' SYN retries would all get in at once otherwise); it falls at once."""
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0, reopen_step=0.25))
+    assert control.update(0.85).level == L.ESTABLISHED_ONLY            # a = 0
+    steps = [control.update(0.1) for _ in range(5)]                    # SA2C alone would say ADMIT_ALL
+    assert [d.wanted for d in steps] == [L.ADMIT_ALL] * 5
+    assert [d.level for d in steps] == [L.DROP_NEW_PROB] * 3 + [L.ADMIT_ALL] * 2
+    assert [d.drop_prob for d in steps[:3]] == pytest.approx([0.75, 0.5, 0.25])
+    assert control.update(0.75).level == L.DROP_NEW_PROB and control.admitted == pytest.approx(0.5)
+    assert control.update(0.95).level == L.DEGRADE_ESTABLISHED          # closes at once
+    assert control.update(0.1).drop_prob == pytest.approx(0.75)        # SA2C says admit all; reopening from 0
+
+
+def test_without_reopen_step_sa2c_reopens_at_once():
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0))
+    control.update(0.85)
+    assert control.update(0.1).level == L.ADMIT_ALL
