@@ -45,6 +45,16 @@ the share of new flows admitted may rise by at most r per period, while it may f
 
     a_k = 1 - p at DROP_NEW_PROB, 1 at ADMIT_ALL, 0 at the levels that refuse new flows
     a_k <= a_{k-1} + r        (written as DROP_NEW_PROB with p = 1 - a_k while below 1)
+
+New-flow budget (not in SARA either; with the `connections` load component). The retries
+make the offered new flows many times the arrivals, so no fixed share is right for long.
+Where each server's connection limit is known, the controller knows how many more
+connections the cluster takes this period, B (NewFlowBudget), and how many new flows were
+offered last period, estimated as the admitted ones over the share admitted (n / a_{k-1}):
+
+    a_k <= B / (n / a_{k-1})          (when a_{k-1} > 0 and n > 0)
+
+so about B new flows get in per period however large the herd of retries.
 """
 
 from __future__ import annotations
@@ -153,8 +163,10 @@ class AdmissionControl:
         self.t3 = self.settings.t3
         self.admitted = 1.0         # share of new flows the last decision admitted (a_{k-1})
 
-    def update(self, raw_load: float) -> AdmissionDecision:
-        """One period: smooth the load, move the thresholds, read off the level."""
+    def update(self, raw_load: float, budget: float | None = None, admitted_last: int | None = None) -> AdmissionDecision:
+        """One period: smooth the load, move the thresholds, read off the level; then cap the
+        share of new flows by reopen_step and, given them, by the new-flow budget (connections
+        the cluster takes this period) and the new flows admitted last period."""
         s = self.settings
         x = min(max(float(raw_load), 0.0), LOAD_CEILING) if np.isfinite(raw_load) else LOAD_CEILING
         rho = x if self.load is None else self.load + s.smoothing * (x - self.load)
@@ -169,10 +181,16 @@ class AdmissionControl:
         level = wanted
         if wanted == AdmissionLevel.REJECT_ALL and not s.refuse_established:
             level, p = AdmissionLevel.DEGRADE_ESTABLISHED, s.max_degrade_prob
-        admitted = new_flow_share(level, p)
-        if s.reopen_step is not None and admitted > self.admitted + s.reopen_step:
-            admitted = self.admitted + s.reopen_step
-            level, p = AdmissionLevel.DROP_NEW_PROB, 1.0 - admitted
+        admitted = cap = new_flow_share(level, p)
+        if s.reopen_step is not None:
+            cap = min(cap, self.admitted + s.reopen_step)
+        if budget is not None and admitted_last and self.admitted > 0:
+            offered = admitted_last / self.admitted
+            cap = min(cap, max(budget, 0.0) / offered)
+        if cap < admitted:
+            admitted = cap
+            level, p = ((AdmissionLevel.DROP_NEW_PROB, 1.0 - admitted) if admitted > 0
+                        else (AdmissionLevel.ESTABLISHED_ONLY, 0.0))
         self.admitted = admitted
         return AdmissionDecision(level, p, rho, x, self.t2, self.t3, wanted)
 
@@ -195,3 +213,13 @@ def needs_write(previous: AdmissionDecision | None, new: AdmissionDecision, p_st
     if previous is None:
         return True
     return previous.level != new.level or abs(previous.drop_prob - new.drop_prob) >= p_step
+
+
+def new_flow_budget(limit: float, connections: float, previous_connections: float | None,
+                    admitted_last: int | None, fill: float) -> float:
+    """Connections the cluster takes this period: up to `fill` (T2) of its connection limit,
+    plus those that will finish meanwhile, estimated as last period's (admitted minus growth)."""
+    finished = 0.0
+    if previous_connections is not None and admitted_last is not None:
+        finished = max(0.0, admitted_last - (connections - previous_connections))
+    return max(0.0, fill * limit - connections) + finished

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.admission_control import (AdmissionControl, AdmissionDecision, LoadComponent, cluster_load,
-                                          server_utilisation)
+                                          new_flow_budget, server_utilisation)
 from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config
 from controller.dataplane.constants import AdmissionLevel
@@ -102,6 +102,11 @@ class AdmissionWriter:
         self.decisions: dict[int, AdmissionDecision] = {}
         # Each component's cluster load alone, last period (what made x what it was)
         self.components: dict[int, dict[str, float]] = {}
+        # For the new-flow budget: each service's admitted new flows (cumulative) and
+        # connections in service at the last period
+        self._new_flows_seen: dict[int, int] = {}
+        self._connections_seen: dict[int, float] = {}
+        self.budgets: dict[int, float] = {}
         self.on_switch: dict[int, AdmissionEntry | None] = {}
         self.writes: Counter[int] = Counter()
         self._last: float | None = None
@@ -134,7 +139,8 @@ class AdmissionWriter:
             backends = self.pool.of_service(service_id)
             if not backends:
                 continue
-            decision = control.update(self.raw_load(service_id, backends, now))
+            raw = self.raw_load(service_id, backends, now)
+            decision = control.update(raw, *self._budget(service_id, backends, now))
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
 
@@ -158,6 +164,27 @@ class AdmissionWriter:
         self.components[service_id] = {n: cluster_load(server_utilisation(components[n][:, None]), capacity, up)
                                        for n in names}
         return cluster_load(server_utilisation(load_vectors(components, names)), capacity, up)
+
+    def _budget(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> tuple[float | None, int | None]:
+        """The new-flow budget and the new flows admitted since the last period, for a service
+        that reads the connections component and knows every live server's limit and count."""
+        total = int(self.monitor.new_flows_total[[b.id for b in backends]].sum())
+        admitted = total - self._new_flows_seen[service_id] if service_id in self._new_flows_seen else None
+        self._new_flows_seen[service_id] = total
+        control = self.controls[service_id]
+        if "connections" not in control.settings.load_components:
+            return None, admitted
+        up = [b for b in backends if self.health.state(b.id) != HealthState.DOWN]
+        samples = [self.health.host_sample(b.id, now) for b in up]
+        if not up or any(b.config.max_connections is None for b in up) or any(s is None for s in samples):
+            self._connections_seen.pop(service_id, None)
+            return None, admitted
+        limit = float(sum(b.config.max_connections or 0 for b in up))
+        connections = float(sum(s.connections for s in samples if s is not None))
+        budget = new_flow_budget(limit, connections, self._connections_seen.get(service_id), admitted, control.t2)
+        self._connections_seen[service_id] = connections
+        self.budgets[service_id] = budget
+        return budget, admitted
 
     def _apply(self, client, service_id: int, decision: AdmissionDecision) -> None:
         kind = entry_update(self.on_switch.get(service_id), decision)

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.admission_control import (
+    new_flow_budget,
     LOAD_CEILING,
     AdmissionControl,
     AdmissionSettings,
@@ -143,3 +144,28 @@ def test_without_reopen_step_sa2c_reopens_at_once():
     control = AdmissionControl(AdmissionSettings(smoothing=1.0))
     control.update(0.85)
     assert control.update(0.1).level == L.ADMIT_ALL
+
+
+def test_the_budget_caps_the_share_by_the_offered_new_flows():
+    """A herd of retries: 30 admitted last period at a = 0.5 means 60 offered; a budget of 15
+    admits a quarter of them. The budget never raises the share SA2C or reopen_step allow."""
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0))
+    control.admitted = 0.5
+    d = control.update(0.5, budget=15, admitted_last=30)
+    assert d.wanted == L.ADMIT_ALL and d.level == L.DROP_NEW_PROB and d.drop_prob == pytest.approx(0.75)
+    d = control.update(0.5, budget=0, admitted_last=10)
+    assert d.level == L.ESTABLISHED_ONLY and control.admitted == 0
+    d = control.update(0.5, budget=100, admitted_last=0)     # nothing offered known: SA2C decides
+    assert d.level == L.ADMIT_ALL
+    d = control.update(0.75, budget=1000, admitted_last=5)
+    assert d.level == L.DROP_NEW_PROB and d.drop_prob == pytest.approx(0.5)
+
+
+def test_new_flow_budget_counts_the_room_and_the_connections_finishing():
+    assert new_flow_budget(limit=60, connections=40, previous_connections=None, admitted_last=None,
+                           fill=0.8) == pytest.approx(8)
+    # 20 admitted last period, connections grew by 5: 15 finished, as many will again
+    assert new_flow_budget(limit=60, connections=40, previous_connections=35, admitted_last=20,
+                           fill=0.8) == pytest.approx(8 + 15)
+    assert new_flow_budget(limit=60, connections=70, previous_connections=80, admitted_last=0,
+                           fill=0.8) == pytest.approx(10)
