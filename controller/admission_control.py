@@ -49,10 +49,11 @@ the share of new flows admitted may rise by at most r per period, while it may f
 New-flow budget (not in SARA either; with the `connections` load component). The retries
 make the offered new flows many times the arrivals, so no fixed share is right for long.
 Where each server's connection limit is known, the controller knows how many more
-connections the cluster takes this period, B (NewFlowBudget), and how many new flows were
-offered last period, estimated as the admitted ones over the share admitted (n / a_{k-1}):
+connections the cluster takes this period, B (new_flow_budget), and how many new flows were
+offered last period, O: the admitted ones plus the switch's refused ones where the
+controller can attribute those (one service refusing), else n / a_{k-1}:
 
-    a_k <= B / (n / a_{k-1})          (when a_{k-1} > 0 and n > 0)
+    a_k <= B / O                      (when O > 0)
 
 so about B new flows get in per period however large the herd of retries.
 """
@@ -163,7 +164,8 @@ class AdmissionControl:
         self.t3 = self.settings.t3
         self.admitted = 1.0         # share of new flows the last decision admitted (a_{k-1})
 
-    def update(self, raw_load: float, budget: float | None = None, admitted_last: int | None = None) -> AdmissionDecision:
+    def update(self, raw_load: float, budget: float | None = None, admitted_last: int | None = None,
+               offered_last: int | None = None) -> AdmissionDecision:
         """One period: smooth the load, move the thresholds, read off the level; then cap the
         share of new flows by reopen_step and, given them, by the new-flow budget (connections
         the cluster takes this period) and the new flows admitted last period."""
@@ -184,8 +186,9 @@ class AdmissionControl:
         admitted = cap = new_flow_share(level, p)
         if s.reopen_step is not None:
             cap = min(cap, self.admitted + s.reopen_step)
-        if budget is not None and admitted_last and self.admitted > 0:
-            offered = admitted_last / self.admitted
+        offered = offered_last if offered_last is not None else (
+            admitted_last / self.admitted if admitted_last and self.admitted > 0 else None)
+        if budget is not None and offered:
             cap = min(cap, max(budget, 0.0) / offered)
         if cap < admitted:
             admitted = cap

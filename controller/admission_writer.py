@@ -26,19 +26,26 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.admission_control import (AdmissionControl, AdmissionDecision, LoadComponent, cluster_load,
-                                          new_flow_budget, server_utilisation)
+from controller.admission_control import (
+    AdmissionControl,
+    AdmissionDecision,
+    LoadComponent,
+    cluster_load,
+    new_flow_budget,
+    new_flow_share,
+    server_utilisation,
+)
 from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config
-from controller.dataplane.constants import AdmissionLevel
-from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.dataplane.constants import AdmissionLevel, DropReason
+from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
 from controller.health.monitor import HealthState
 from controller.health_control import HealthControl
 from controller.load_monitor import LoadMonitor
@@ -107,6 +114,7 @@ class AdmissionWriter:
         self._new_flows_seen: dict[int, int] = {}
         self._connections_seen: dict[int, float] = {}
         self.budgets: dict[int, float] = {}
+        self._refused_seen: int | None = None     # the switch's admission_new drops, cumulative
         self.on_switch: dict[int, AdmissionEntry | None] = {}
         self.writes: Counter[int] = Counter()
         self._last: float | None = None
@@ -128,19 +136,28 @@ class AdmissionWriter:
         self.on_switch = {s: found.get(s) for s in self.controls}
         self._synced = True
 
-    def turn(self, client, now: float) -> None:
-        """Once per period: a decision per service, written when the switch's entry must change."""
+    def turn(self, client, now: float, drops: Mapping[int, CounterValue] | None = None) -> None:
+        """Once per period: a decision per service, written when the switch's entry must change.
+        `drops`: the switch's drop counters by reason, for the new flows it refused."""
         if not self.controls or (self._last is not None and now - self._last < self.period_s):
             return
         self._last = now
         if not self._synced:
             self.adopt(client)
+        refused = self._refused_since_last(drops)
+        refusing = [sid for sid, d in self.decisions.items() if new_flow_share(d.level, d.drop_prob) < 1]
         for service_id, control in self.controls.items():
             backends = self.pool.of_service(service_id)
             if not backends:
                 continue
             raw = self.raw_load(service_id, backends, now)
-            decision = control.update(raw, *self._budget(service_id, backends, now))
+            budget, admitted = self._budget(service_id, backends, now)
+            # The switch counts refused new flows per reason, not per service: they are this
+            # service's when no other service was refusing.
+            offered = None
+            if admitted is not None and refused is not None and set(refusing) <= {service_id}:
+                offered = admitted + refused
+            decision = control.update(raw, budget, admitted, offered)
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
 
@@ -164,6 +181,13 @@ class AdmissionWriter:
         self.components[service_id] = {n: cluster_load(server_utilisation(components[n][:, None]), capacity, up)
                                        for n in names}
         return cluster_load(server_utilisation(load_vectors(components, names)), capacity, up)
+
+    def _refused_since_last(self, drops: Mapping[int, CounterValue] | None) -> int | None:
+        if drops is None or DropReason.ADMISSION_NEW not in drops:
+            return None
+        total = drops[DropReason.ADMISSION_NEW].packets
+        last, self._refused_seen = self._refused_seen, total
+        return None if last is None else max(0, total - last)
 
     def _budget(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> tuple[float | None, int | None]:
         """The new-flow budget and the new flows admitted since the last period, for a service

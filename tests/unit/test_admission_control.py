@@ -7,13 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from controller.admission_control import (
-    new_flow_budget,
     LOAD_CEILING,
     AdmissionControl,
     AdmissionSettings,
     cluster_load,
     level_for,
     needs_write,
+    new_flow_budget,
     server_utilisation,
 )
 from controller.dataplane.constants import AdmissionLevel as L

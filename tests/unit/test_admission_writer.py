@@ -16,6 +16,8 @@ from controller.admission_writer import AdmissionEntry, entry_update, load_compo
 from controller.app import Controller
 from controller.config import Config
 from controller.dataplane.constants import AdmissionLevel as L
+from controller.dataplane.constants import DropReason
+from controller.dataplane.dispatcher_tables import CounterValue
 from controller.health.host_metrics import HostSample
 from controller.health.monitor import HealthState
 
@@ -181,3 +183,47 @@ def test_load_components_are_named_once_and_at_least_one():
         AdmissionSettings(load_components=())
     with pytest.raises(ValueError):
         AdmissionSettings(load_components=("bytes",))
+
+
+def test_the_writer_gives_sa2c_the_new_flow_budget_from_the_agents_and_the_digests(tmp_path, monkeypatch):
+    """One backend of 20 connections, T2 0.8: the budget is the room under 16 plus the
+    connections that finished last period (new flows digested minus the growth)."""
+    cfg = config().model_dump()
+    cfg["services"][0]["admission"] = {"smoothing": 1.0, "load_components": ["connections"]}
+    cfg["services"][0]["backends"][0]["max_connections"] = 20
+    controller = Controller(Config.model_validate(cfg), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    reported = {"connections": 12}
+
+    def sample(backend_id, now):
+        return HostSample(host_id=1, received_at=now, cpu=0.1, memory=0.1, run_queue_per_cpu=0.1,
+                          connections=reported["connections"], custom=None, tx_bytes=0, uptime_s=1.0,
+                          tx_rate=None, tx_packet_rate=None)
+    monkeypatch.setattr(controller.health, "host_sample", sample)
+    writer = controller.admission
+
+    def period(now: float, digested: int, connections: int):
+        controller.monitor.new_flows_total[10] += digested
+        reported["connections"] = connections
+        writer.turn(switch, now=now)
+        return writer.budgets[1], writer.decisions[1]
+
+    budget, d = period(100.0, 0, 12)
+    assert budget == pytest.approx(4) and d.level == L.ADMIT_ALL
+    budget, d = period(101.0, 10, 15)             # 7 finished; SA2C's p 0.5 is stricter than 8/10
+    assert budget == pytest.approx(1 + 7) and (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(0.5))
+    budget, d = period(102.0, 10, 13)             # 10 in at a = 0.5: 20 offered; 12 finished
+    assert budget == pytest.approx(3 + 12)
+    assert d.wanted == L.ADMIT_ALL                # 0.65 < T1, but 15 of 20 offered is the budget
+    assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(0.25))
+    # With the switch's drop counters, the offered new flows are counted, not estimated: the
+    # service refused 35 SYNs (first reading 100, then 135) and admitted 5 while connections
+    # stayed at 13 (5 finished): budget 3 + 5 = 8 of 40 offered.
+    drops = {int(DropReason.ADMISSION_NEW): CounterValue(packets=100, bytes=0)}
+    writer.turn(switch, now=103.0, drops=drops)
+    controller.monitor.new_flows_total[10] += 5
+    drops = {int(DropReason.ADMISSION_NEW): CounterValue(packets=135, bytes=0)}
+    writer.turn(switch, now=104.0, drops=drops)
+    d = writer.decisions[1]
+    assert writer.budgets[1] == pytest.approx(8)
+    assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(1 - 8 / 40))
