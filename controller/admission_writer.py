@@ -115,6 +115,10 @@ class AdmissionWriter:
         self._connections_seen: dict[int, float] = {}
         self.budgets: dict[int, float] = {}
         self._refused_seen: int | None = None     # the switch's admission_new drops, cumulative
+        # Programs with the new-flow meter (p4src/v1model/admission.p4) get the budget as its
+        # rate; older ones as a cap on the share of new flows admitted.
+        self.metered = "new_flow_meter" in {m.preamble.name.split(".")[-1] for m in tables.info.p4info.meters}
+        self.meter_rates: dict[int, float | None] = {}     # new flows/s written; None: unlimited
         self.on_switch: dict[int, AdmissionEntry | None] = {}
         self.writes: Counter[int] = Counter()
         self._last: float | None = None
@@ -134,6 +138,7 @@ class AdmissionWriter:
             client.write([self.tables.admission_delete(s) for s in stale])
             log.info("deleted admission entries of services without SA2C: %s", stale)
         self.on_switch = {s: found.get(s) for s in self.controls}
+        self.meter_rates = {}       # not read back: written again at the next period
         self._synced = True
 
     def turn(self, client, now: float, drops: Mapping[int, CounterValue] | None = None) -> None:
@@ -157,9 +162,30 @@ class AdmissionWriter:
             offered = None
             if admitted is not None and refused is not None and set(refusing) <= {service_id}:
                 offered = admitted + refused
-            decision = control.update(raw, budget, admitted, offered)
+            if self.metered:
+                # The switch's new-flow bucket carries the budget: it holds however the SYNs
+                # bunch up within the period, which a share fixed for the period cannot.
+                decision = control.update(raw)
+                self._meter(client, service_id, budget)
+            else:
+                decision = control.update(raw, budget, admitted, offered)
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
+
+    def _meter(self, client, service_id: int, budget: float | None) -> None:
+        """Set the service's new-flow bucket to the budget (per period) when it moved by 10 %."""
+        rate = None if budget is None else max(budget, 1.0) / self.period_s
+        old = self.meter_rates.get(service_id, "unknown")
+        if old == rate or (rate is not None and isinstance(old, float) and abs(rate - old) < 0.1 * old):
+            return
+        burst = 1 if budget is None else max(1, round(budget / 4))
+        try:
+            client.write([self.tables.new_flow_meter(service_id, rate, burst)])
+        except WriteError as exc:
+            log.warning("service %d: new-flow meter refused (%s)", service_id, exc)
+            self.meter_rates.pop(service_id, None)
+            return
+        self.meter_rates[service_id] = rate
 
     def raw_load(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> float:
         """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not

@@ -91,11 +91,14 @@ def test_a_take_over_reads_the_table_and_deletes_entries_of_services_without_sa2
     assert set(dict(m)["service_id"] for m in switch.entries("admission")) == {1}
     # Service 1's load is 0.75 of its 1 MB/s: the entry there says so already, nothing is written.
     controller.monitor.backend_rate[10] = 0.75 * 1e6 * controller.config.services[0].load_visibility
-    writes = len(switch.writes)
+    writes = len(switch.updates_to("admission"))
     controller.admission.turn(switch, now=100.0)
     assert controller.admission.decisions[1].level == L.DROP_NEW_PROB
     assert controller.admission.decisions[1].drop_prob == pytest.approx(0.5)
-    assert len(switch.writes) == writes
+    assert len(switch.updates_to("admission")) == writes
+    # No budget (no connection limits): the new-flow meter is set to its default, unlimited,
+    # in case an earlier controller left a rate there.
+    assert switch.meters == {("new_flow_meter", 1): None}
 
 
 def test_a_refused_write_is_followed_by_reading_the_table_again(tmp_path):
@@ -201,6 +204,7 @@ def test_the_writer_gives_sa2c_the_new_flow_budget_from_the_agents_and_the_diges
                           tx_rate=None, tx_packet_rate=None)
     monkeypatch.setattr(controller.health, "host_sample", sample)
     writer = controller.admission
+    writer.metered = False          # a program without the new-flow meter: the budget caps the share
 
     def period(now: float, digested: int, connections: int):
         controller.monitor.new_flows_total[10] += digested
@@ -227,3 +231,34 @@ def test_the_writer_gives_sa2c_the_new_flow_budget_from_the_agents_and_the_diges
     d = writer.decisions[1]
     assert writer.budgets[1] == pytest.approx(8)
     assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(1 - 8 / 40))
+
+
+def test_with_the_meter_the_budget_is_the_switchs_new_flow_rate(tmp_path, monkeypatch):
+    """The program's new-flow meter gets budget / period new flows/s (burst a quarter of it),
+    rewritten only when it moves by 10 %; SA2C's share is then its own, not capped."""
+    cfg = config().model_dump()
+    cfg["services"][0]["admission"] = {"smoothing": 1.0, "load_components": ["connections"]}
+    cfg["services"][0]["backends"][0]["max_connections"] = 20
+    cfg["health"]["period_s"] = 0.5
+    controller = Controller(Config.model_validate(cfg), program(tmp_path))
+    switch = InMemorySwitch(controller.info)
+    reported = {"connections": 8}
+    monkeypatch.setattr(controller.health, "host_sample", lambda backend_id, now: HostSample(
+        host_id=1, received_at=now, cpu=0.1, memory=0.1, run_queue_per_cpu=0.1, connections=reported["connections"],
+        custom=None, tx_bytes=0, uptime_s=1.0, tx_rate=None, tx_packet_rate=None))
+    writer = controller.admission
+    assert writer.metered
+    writer.turn(switch, now=100.0)
+    meter = switch.meters[("new_flow_meter", 1)]
+    assert (meter.cir, meter.pir, meter.cburst) == (16, 16, 2)        # budget 0.8 x 20 - 8 = 8 per 0.5 s
+    meter_writes = len(switch.writes)
+    reported["connections"] = 8
+    controller.monitor.new_flows_total[10] += 0
+    writer.turn(switch, now=100.5)                                      # same budget: nothing written
+    assert len(switch.writes) == meter_writes
+    controller.monitor.new_flows_total[10] += 30                        # a herd got in: 30 admitted
+    reported["connections"] = 30                                        # 8 finished; 16 - 30 < 0
+    writer.turn(switch, now=101.0)
+    assert switch.meters[("new_flow_meter", 1)].cir == 16               # 8 finishing per 0.5 s
+    d = writer.decisions[1]
+    assert d.level == L.DEGRADE_ESTABLISHED and d.wanted == L.REJECT_ALL   # 1.5: SA2C's own decision
