@@ -49,7 +49,8 @@ the share of new flows admitted may rise by at most r per period, while it may f
 New-flow budget (not in SARA either; with the `connections` load component). The retries
 make the offered new flows many times the arrivals, so no fixed share is right for long.
 Where each server's connection limit is known, the controller knows how many more
-connections the cluster takes this period, B (new_flow_budget), and how many new flows were
+connections the cluster takes this period, B (new_flow_budget: the room under T2 of the
+limit less last period's admissions), and how many new flows were
 offered last period, O: the admitted ones plus the switch's refused ones where the
 controller can attribute those (one service refusing), else n / a_{k-1}:
 
@@ -218,11 +219,10 @@ def needs_write(previous: AdmissionDecision | None, new: AdmissionDecision, p_st
     return previous.level != new.level or abs(previous.drop_prob - new.drop_prob) >= p_step
 
 
-def new_flow_budget(limit: float, connections: float, previous_connections: float | None,
-                    admitted_last: int | None, fill: float) -> float:
-    """Connections the cluster takes this period: up to `fill` (T2) of its connection limit,
-    plus those that will finish meanwhile, estimated as last period's (admitted minus growth)."""
-    finished = 0.0
-    if previous_connections is not None and admitted_last is not None:
-        finished = max(0.0, admitted_last - (connections - previous_connections))
-    return max(0.0, fill * limit - connections) + finished
+def new_flow_budget(limit: float, connections: float, admitted_last: int | None, fill: float) -> float:
+    """New connections the cluster takes this period: the room under `fill` (T2) of its
+    connection limit, less last period's admissions, which the agents' latest reports may not
+    count yet. A window, as TCP's: the connections in service plus those on the way stay under
+    the limit however stale the reports, and the cluster takes more only as it sees some finish.
+    (Crediting the connections expected to finish instead overshoots whenever the reports lag.)"""
+    return max(0.0, fill * limit - connections - (admitted_last or 0))

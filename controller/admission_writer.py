@@ -109,10 +109,8 @@ class AdmissionWriter:
         self.decisions: dict[int, AdmissionDecision] = {}
         # Each component's cluster load alone, last period (what made x what it was)
         self.components: dict[int, dict[str, float]] = {}
-        # For the new-flow budget: each service's admitted new flows (cumulative) and
-        # connections in service at the last period
+        # For the new-flow budget: each service's admitted new flows (cumulative) at the last period
         self._new_flows_seen: dict[int, int] = {}
-        self._connections_seen: dict[int, float] = {}
         self.budgets: dict[int, float] = {}
         self._refused_seen: int | None = None     # the switch's admission_new drops, cumulative
         # Programs with the new-flow meter (p4src/v1model/admission.p4) get the budget as its
@@ -227,12 +225,10 @@ class AdmissionWriter:
         up = [b for b in backends if self.health.state(b.id) != HealthState.DOWN]
         samples = [self.health.host_sample(b.id, now) for b in up]
         if not up or any(b.config.max_connections is None for b in up) or any(s is None for s in samples):
-            self._connections_seen.pop(service_id, None)
             return None, admitted
         limit = float(sum(b.config.max_connections or 0 for b in up))
         connections = float(sum(s.connections for s in samples if s is not None))
-        budget = new_flow_budget(limit, connections, self._connections_seen.get(service_id), admitted, control.t2)
-        self._connections_seen[service_id] = connections
+        budget = new_flow_budget(limit, connections, admitted, control.t2)
         self.budgets[service_id] = budget
         return budget, admitted
 

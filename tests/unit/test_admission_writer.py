@@ -189,8 +189,8 @@ def test_load_components_are_named_once_and_at_least_one():
 
 
 def test_the_writer_gives_sa2c_the_new_flow_budget_from_the_agents_and_the_digests(tmp_path, monkeypatch):
-    """One backend of 20 connections, T2 0.8: the budget is the room under 16 plus the
-    connections that finished last period (new flows digested minus the growth)."""
+    """One backend of 20 connections, T2 0.8: the budget is the room under 16 less the new
+    flows digested last period (the reports may not count them yet)."""
     cfg = config().model_dump()
     cfg["services"][0]["admission"] = {"smoothing": 1.0, "load_components": ["connections"]}
     cfg["services"][0]["backends"][0]["max_connections"] = 20
@@ -206,36 +206,36 @@ def test_the_writer_gives_sa2c_the_new_flow_budget_from_the_agents_and_the_diges
     writer = controller.admission
     writer.metered = False          # a program without the new-flow meter: the budget caps the share
 
-    def period(now: float, digested: int, connections: int):
+    def period(now: float, digested: int, connections: int, drops: int | None = None):
         controller.monitor.new_flows_total[10] += digested
         reported["connections"] = connections
-        writer.turn(switch, now=now)
+        counters = None if drops is None else {int(DropReason.ADMISSION_NEW): CounterValue(packets=drops, bytes=0)}
+        writer.turn(switch, now=now, drops=counters)
         return writer.budgets[1], writer.decisions[1]
 
     budget, d = period(100.0, 0, 12)
     assert budget == pytest.approx(4) and d.level == L.ADMIT_ALL
-    budget, d = period(101.0, 10, 15)             # 7 finished; SA2C's p 0.5 is stricter than 8/10
-    assert budget == pytest.approx(1 + 7) and (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(0.5))
-    budget, d = period(102.0, 10, 13)             # 10 in at a = 0.5: 20 offered; 12 finished
-    assert budget == pytest.approx(3 + 12)
-    assert d.wanted == L.ADMIT_ALL                # 0.65 < T1, but 15 of 20 offered is the budget
-    assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(0.25))
-    # With the switch's drop counters, the offered new flows are counted, not estimated: the
-    # service refused 35 SYNs (first reading 100, then 135) and admitted 5 while connections
-    # stayed at 13 (5 finished): budget 3 + 5 = 8 of 40 offered.
-    drops = {int(DropReason.ADMISSION_NEW): CounterValue(packets=100, bytes=0)}
-    writer.turn(switch, now=103.0, drops=drops)
-    controller.monitor.new_flows_total[10] += 5
-    drops = {int(DropReason.ADMISSION_NEW): CounterValue(packets=135, bytes=0)}
-    writer.turn(switch, now=104.0, drops=drops)
-    d = writer.decisions[1]
-    assert writer.budgets[1] == pytest.approx(8)
-    assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(1 - 8 / 40))
+    budget, d = period(101.0, 2, 10)              # 16 - 10 - 2 on the way
+    assert budget == pytest.approx(4) and d.level == L.ADMIT_ALL
+    budget, d = period(102.0, 8, 13)              # 16 - 13 - 8 < 0: nothing more this period
+    assert budget == 0 and d.wanted == L.ADMIT_ALL and d.level == L.ESTABLISHED_ONLY
+    # Refused at a = 0, nothing digested: the estimate from the admitted share knows nothing,
+    # SA2C decides again (0.5 < T1)
+    budget, d = period(103.0, 0, 10, drops=100)
+    assert budget == pytest.approx(6) and d.level == L.ADMIT_ALL
+    # With the switch's drop counters the offered new flows are counted: 30 refused, 5 in:
+    # budget 16 - 8 - 5 = 3 of 35 offered.
+    writer.decisions[1] = AdmissionDecision(L.DROP_NEW_PROB, 0.5, 0.5, 0.5, 0.8, 0.9, L.DROP_NEW_PROB)
+    control = writer.controls[1]
+    control.admitted = 0.5
+    budget, d = period(104.0, 5, 8, drops=130)
+    assert budget == pytest.approx(3)
+    assert (d.level, d.drop_prob) == (L.DROP_NEW_PROB, pytest.approx(1 - 3 / 35))
 
 
 def test_with_the_meter_the_budget_is_the_switchs_new_flow_rate(tmp_path, monkeypatch):
-    """The program's new-flow meter gets budget / period new flows/s (burst a quarter of it),
-    rewritten only when it moves by 10 %; SA2C's share is then its own, not capped."""
+    """The program's new-flow meter gets budget / period new flows/s (burst a quarter of it, at
+    least 1 flow per period), rewritten only when it moves by 10 %; SA2C's share is then its own."""
     cfg = config().model_dump()
     cfg["services"][0]["admission"] = {"smoothing": 1.0, "load_components": ["connections"]}
     cfg["services"][0]["backends"][0]["max_connections"] = 20
@@ -257,8 +257,9 @@ def test_with_the_meter_the_budget_is_the_switchs_new_flow_rate(tmp_path, monkey
     writer.turn(switch, now=100.5)                                      # same budget: nothing written
     assert len(switch.writes) == meter_writes
     controller.monitor.new_flows_total[10] += 30                        # a herd got in: 30 admitted
-    reported["connections"] = 30                                        # 8 finished; 16 - 30 < 0
+    reported["connections"] = 30                                        # 16 - 30 - 30 < 0
     writer.turn(switch, now=101.0)
-    assert switch.meters[("new_flow_meter", 1)].cir == 16               # 8 finishing per 0.5 s
+    meter = switch.meters[("new_flow_meter", 1)]
+    assert (meter.cir, meter.cburst) == (2, 1)                          # the floor: 1 per period
     d = writer.decisions[1]
     assert d.level == L.DEGRADE_ESTABLISHED and d.wanted == L.REJECT_ALL   # 1.5: SA2C's own decision
