@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from finsy.proto import p4r
 
-from controller.dataplane.constants import CPU_CLONE_SESSION_ID, CPU_PORT, AdmissionLevel, DropReason
+from controller.dataplane.constants import CPU_CLONE_SESSION_ID, AdmissionLevel, DropReason
 from controller.dataplane.flow_key import FlowKey
 from controller.dispatch_ring import check_ring_size
 from controller.p4runtime import entities as ent
 from controller.p4runtime.client import P4RuntimeClient
 from controller.p4runtime.encoding import decode_int, encode_int, flow_address, ipv4_to_int, mac_to_int
 from controller.p4runtime.p4info import P4InfoIndex
+from controller.p4runtime.targets import BMV2, Target
 
 FLOW_KEY_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port")
 FLOW_KEY_BYTES = (16, 16, 1, 2, 2)   # their widths: flow_table.pack_key's layout
@@ -71,8 +72,9 @@ class _FlowsTableIds:
 
 
 class DispatcherTables:
-    def __init__(self, info: P4InfoIndex) -> None:
+    def __init__(self, info: P4InfoIndex, target: Target = BMV2) -> None:
         self.info = info
+        self.target = target   # the CPU port; everything else is a P4Info name
         self._flows = _FlowsTableIds(info)
 
     # ---- services -------------------------------------------------------------
@@ -183,7 +185,7 @@ class DispatcherTables:
                                                 "copy_dropped_to_cpu"))
 
     def cpu_clone_session(self, kind: str = "insert") -> p4r.Update:
-        return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [CPU_PORT]))
+        return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [self.target.cpu_port]))
 
     def l2_entry(self, mac: str, port: int, kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.table_entry(self.info, "l2_forward", {"dst_mac": mac_to_int(mac)},
