@@ -75,7 +75,9 @@ control BackendForward(inout tna_headers_t hdr,
         if (!backends.apply().hit) {
             return;
         }
-        backend_traffic.count(meta.backend_id);
+        if (ig_dprsr_md.resubmit_type == 0) {
+            backend_traffic.count(meta.backend_id);   // counted by the pass that forwards
+        }
         if (hdr.outer_ipv4.isValid()) {
             // The inner packet's family decides the outer protocol and length.
             if (hdr.ipv4.isValid()) {

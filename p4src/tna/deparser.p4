@@ -52,6 +52,5 @@ control DispatcherEgressDeparser(packet_out packet,
                                  in egress_intrinsic_metadata_for_deparser_t eg_dprsr_md) {
     apply {
         packet.emit(hdr.packet_in);
-        packet.emit(hdr.ethernet);
     }
 }

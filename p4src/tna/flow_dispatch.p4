@@ -352,9 +352,21 @@ control FlowDispatch(inout tna_headers_t hdr,
         // The signature is never 0: 0 marks an empty way.
         meta.signature = meta.signature | 1;
 
+        // ---- `flows` (one apply for both passes) -----------------------------------------
+        bool stateless = false;
+        bool entered = false;
+        bool entry_to_check = false;
+        bool flows_hit = false;
+        if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
+            meta.flow_state = FLOW_STATE_STATELESS;   // non-IP: never cached
+            stateless = true;
+        } else {
+            flows_hit = flows.apply().hit;
+        }
+
         // ---- Second pass of an entry's first hit: activate it, forward by it. --------
         if (meta.resubmitted) {
-            if (flows.apply().hit) {
+            if (flows_hit) {
                 activate.execute(entry_stats_slot);
                 flow_stats.count(entry_stats_slot);
                 entry_events.count(EVENT_ENTRY_ACTIVATED);
@@ -366,6 +378,14 @@ control FlowDispatch(inout tna_headers_t hdr,
             }
             return;
         }
+        if (flows_hit) {
+            if (entry_id == 0) {
+                entered = true;
+            } else {
+                entered = is_activated.execute(entry_stats_slot);
+                entry_to_check = !entered;
+            }
+        }
 
         // ---- Admission, both ways, before anything is written. ----------------------
         bool refuse_new;
@@ -374,22 +394,6 @@ control FlowDispatch(inout tna_headers_t hdr,
         bool new_if_unseen = !is_tcp || caller_syn;   // a NEW flow would be SA2C-new
         bool claim_allowed = new_if_unseen ? !refuse_new : !refuse_established;
         bool refresh_allowed = !refuse_established;
-
-        // ---- `flows` ------------------------------------------------------------------
-        bool stateless = false;
-        bool entered = false;
-        bool entry_to_check = false;
-        if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
-            meta.flow_state = FLOW_STATE_STATELESS;   // non-IP: never cached
-            stateless = true;
-        } else if (flows.apply().hit) {
-            if (entry_id == 0) {
-                entered = true;
-            } else {
-                entered = is_activated.execute(entry_stats_slot);
-                entry_to_check = !entered;
-            }
-        }
 
         // ---- The cache ---------------------------------------------------------------
         bool cache_hit = false;

@@ -85,7 +85,8 @@ control DispatcherIngress(inout tna_headers_t hdr,
                     backend_forward.apply(hdr, meta, ig_intr_md, ig_dprsr_md, ig_tm_md);
                 }
             }
-            if (meta.drop_reason == DropReason.NONE && meta.has_l4) {
+            // A packet resubmitted to activate its entry is copied by its second pass only.
+            if (meta.drop_reason == DropReason.NONE && meta.has_l4 && ig_dprsr_md.resubmit_type == 0) {
                 signalling.apply(hdr, meta, ig_intr_md, ig_dprsr_md);
             }
             if (meta.drop_reason != DropReason.NONE) {

@@ -1,7 +1,7 @@
 // Parsers. Ingress: Ethernet, one 802.1Q tag, IPv4 (with options), IPv6, TCP, UDP, and the
-// packet-out header on packets from the CPU port. Egress: the bridged or mirror header
-// ingress put in front, then the same headers again (the egress stage rewrites nothing
-// below Ethernet but the packet-in header, so it stops after Ethernet).
+// packet-out header on packets from the CPU port. Egress: only the bridged or mirror header
+// ingress put in front (egress writes nothing but the packet-in header, in front of the
+// packet, so the rest goes through as payload).
 //
 // v1model's verify() sets a parser error that ingress maps to a drop reason. Tofino's
 // parser has no user errors: the field checks (IPv4 version and IHL, IPv6 version, TCP
@@ -162,21 +162,16 @@ parser DispatcherEgressParser(packet_in packet,
 
     state parse_bridged {
         packet.extract(hdr.bridged);
-        transition parse_ethernet;
+        transition accept;
     }
 
     state parse_cpu_mirror {
         packet.extract(meta.cpu_mirror);
-        transition parse_ethernet;
+        transition accept;
     }
 
     state parse_capture_mirror {
         packet.extract(meta.capture_mirror);
         transition accept;   // sent as it is, truncated by its mirror session
-    }
-
-    state parse_ethernet {
-        packet.extract(hdr.ethernet);
-        transition accept;
     }
 }
