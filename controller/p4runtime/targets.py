@@ -11,14 +11,19 @@ a name lives here, one Target per switch:
   device_data packs the program name, tofino.bin and context.json;
 * the compiler's output files, under build/ (scripts/build_p4.sh);
 * the members of the new-flow digest (Tofino's learning quantum holds 48 bytes, so the
-  TNA digest leaves out cache_slot and timestamp_us: p4src/tna/metadata.p4).
+  TNA digest leaves out cache_slot and timestamp_us: p4src/tna/metadata.p4);
+* the data plane's time unit (TNA: 1,024 ns), the counters that together make
+  v1model's dispatch_events, and how a capture node's packets are truncated (TNA: a
+  mirror session per node).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from controller.dataplane.constants import CPU_PORT
 from controller.pipeline import BUILD_DIR
@@ -30,7 +35,12 @@ BMV2_DIGEST_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port"
 TNA_DIGEST_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port", "service_id",
                      "backend_id", "tcp_flags", "rtt_us", "flags")
 
+T = TypeVar("T")
+
 TOFINO_PORTS_PER_PIPE = 128   # dev_port = pipe << 7 | port (tofino1_specs.p4: DEVPORT_PIPE)
+TNA_CAPTURE_MIRROR_SESSION_BASE = 128   # p4src/tna/metadata.p4: session of capture node b = 128 + b
+TNA_EVENT_COUNTERS = ("dispatch_events", "digest_events", "checksum_events", "generation_events", "entry_events")
+EVENT_DIGEST, EVENT_DIGEST_RETRY = 6, 7   # p4src/shared/constants.p4
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,19 @@ class Target:
     cpu_port: int
     digest_fields: tuple[str, ...]
     ports_per_pipe: int | None = None     # None: ports are plain numbers (BMv2)
+    time_unit_ns: int = 1000              # the data plane's timer unit (TNA: 1,024 ns)
+    event_counters: tuple[str, ...] = ("dispatch_events",)
+    capture_mirror_session_base: int | None = None   # None: truncate() in the data plane
+
+    def timer_value(self, microseconds: int) -> int:
+        """A timer for dispatch_settings, written in microseconds, in the data plane's unit."""
+        return microseconds * 1000 // self.time_unit_ns
+
+    def capture_mirror_session(self, backend_id: int) -> int | None:
+        """The mirror session that truncates capture node `backend_id`'s copies, if any."""
+        if self.capture_mirror_session_base is None:
+            return None
+        return self.capture_mirror_session_base + backend_id
 
     def device_port(self, port: int, pipe: int = 0) -> int:
         """The P4Runtime port number of front-panel `port` on `pipe`."""
@@ -81,6 +104,21 @@ def tofino_device_config(program: str, tofino_bin: bytes, context_json: bytes) -
     return b"\x1a" + _varint(len(data)) + data
 
 
+def merge_event_counters(target: Target, readings: dict[str, dict[int, T]],
+                         add: Callable[[T, T], T]) -> dict[int, T]:
+    """v1model's dispatch_events from the target's event counters, read by name: TNA
+    splits it by index (one counter access per packet) and counts a repeated digest at
+    EVENT_DIGEST_RETRY only, where v1model counts it at EVENT_DIGEST too."""
+    merged: dict[int, T] = {}
+    for name in target.event_counters:
+        for index, value in readings.get(name, {}).items():
+            merged[index] = add(merged[index], value) if index in merged else value
+    if len(target.event_counters) > 1 and EVENT_DIGEST_RETRY in merged:
+        retries = merged[EVENT_DIGEST_RETRY]
+        merged[EVENT_DIGEST] = add(merged[EVENT_DIGEST], retries) if EVENT_DIGEST in merged else retries
+    return merged
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -94,10 +132,17 @@ def _varint(value: int) -> bytes:
 
 
 BMV2 = Target("bmv2", cpu_port=CPU_PORT, digest_fields=BMV2_DIGEST_FIELDS)
+
+
+def _tna(name: str, cpu_port: int) -> Target:
+    return Target(name, cpu_port, TNA_DIGEST_FIELDS, ports_per_pipe=TOFINO_PORTS_PER_PIPE, time_unit_ns=1024,
+                  event_counters=TNA_EVENT_COUNTERS, capture_mirror_session_base=TNA_CAPTURE_MIRROR_SESSION_BASE)
+
+
 # Tofino 1: the PCIe CPU port of pipe 0 is dev_port 64 (also the Tofino model's);
 # Tofino 2: 0. p4src/tna/metadata.p4 compiles the same numbers in (TNA_CPU_PORT).
-TOFINO = Target("tofino", cpu_port=64, digest_fields=TNA_DIGEST_FIELDS, ports_per_pipe=TOFINO_PORTS_PER_PIPE)
-TOFINO2 = Target("tofino2", cpu_port=0, digest_fields=TNA_DIGEST_FIELDS, ports_per_pipe=TOFINO_PORTS_PER_PIPE)
+TOFINO = _tna("tofino", cpu_port=64)
+TOFINO2 = _tna("tofino2", cpu_port=0)
 
 TARGETS = {target.name: target for target in (BMV2, TOFINO, TOFINO2)}
 

@@ -11,6 +11,7 @@ from controller.p4runtime.targets import (
     TNA_DIGEST_FIELDS,
     TOFINO,
     TOFINO2,
+    merge_event_counters,
     target_named,
     tofino_device_config,
 )
@@ -84,3 +85,32 @@ def test_unknown_target_is_a_clear_error():
     assert target_named("tofino") is TOFINO
     with pytest.raises(ValueError, match="unknown target 'tofino3'"):
         target_named("tofino3")
+
+
+def test_timers_in_the_data_planes_unit():
+    assert BMV2.timer_value(1_000_000) == 1_000_000
+    assert TOFINO.timer_value(1_000_000) == 976_562   # 1,024 ns units
+
+
+def test_capture_truncation_is_a_mirror_session_on_tna_only():
+    from controller.dataplane.dispatcher_tables import DispatcherTables
+
+    tables = DispatcherTables.__new__(DispatcherTables)
+    tables.target = BMV2
+    assert tables.capture_truncation(5, port=3, truncate_bytes=96) == []
+    tables.target = TOFINO
+    assert tables.capture_truncation(5, port=3, truncate_bytes=0) == []
+    (update,) = tables.capture_truncation(5, port=3, truncate_bytes=96)
+    session = update.entity.packet_replication_engine_entry.clone_session_entry
+    assert (session.session_id, session.packet_length_bytes) == (128 + 5, 96)
+    assert [r.egress_port for r in session.replicas] == [3]
+
+
+def test_event_counters_merge_into_v1models_dispatch_events():
+    add = int.__add__
+    # BMv2: one counter, as read.
+    assert merge_event_counters(BMV2, {"dispatch_events": {3: 5, 6: 2}}, add) == {3: 5, 6: 2}
+    # TNA: split by index; a repeated digest counted at 7 only, so 6 gets it added back.
+    readings = {"dispatch_events": {1: 10, 3: 4}, "digest_events": {6: 4, 7: 1},
+                "generation_events": {9: 2}, "entry_events": {11: 3}}
+    assert merge_event_counters(TOFINO, readings, add) == {1: 10, 3: 4, 6: 5, 7: 1, 9: 2, 11: 3}
