@@ -19,14 +19,15 @@ a name lives here, one Target per switch:
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from controller.dataplane.constants import CPU_PORT
-from controller.pipeline import BUILD_DIR
+from controller.pipeline import BUILD_DIR, compiled_program
 
 # flow_digest_t (p4src/shared/metadata.p4) and tna_flow_digest_t (p4src/tna/metadata.p4),
 # in member order.
@@ -41,6 +42,42 @@ TOFINO_PORTS_PER_PIPE = 128   # dev_port = pipe << 7 | port (tofino1_specs.p4: D
 TNA_CAPTURE_MIRROR_SESSION_BASE = 128   # p4src/tna/metadata.p4: session of capture node b = 128 + b
 TNA_EVENT_COUNTERS = ("dispatch_events", "digest_events", "checksum_events", "generation_events", "entry_events")
 EVENT_DIGEST, EVENT_DIGEST_RETRY = 6, 7   # p4src/shared/constants.p4
+
+
+class Program(Protocol):
+    """A compiled program as the controller loads it (pipeline.CompiledProgram, TofinoProgram)."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def p4info(self) -> Path: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def device_config(self) -> bytes: ...
+
+    def cookie(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class TofinoProgram:
+    """bf-p4c's output for one chip, loaded through bf_switchd's P4Runtime server."""
+    name: str
+    p4info: Path
+    tofino_bin: Path
+    context_json: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.tofino_bin.parent.parent.name}/{self.tofino_bin.name}"
+
+    def device_config(self) -> bytes:
+        return tofino_device_config(self.name, self.tofino_bin.read_bytes(), self.context_json.read_bytes())
+
+    def cookie(self) -> int:
+        digest = hashlib.sha256(self.device_config() + self.p4info.read_bytes()).digest()
+        return int.from_bytes(digest[:8], "big") >> 1   # positive in a signed 64-bit field
 
 
 @dataclass(frozen=True)
@@ -87,12 +124,16 @@ class Target:
         out = build_dir / "tna" / self.name
         return PipelineFiles(out / "p4info.txtpb", (out / "pipe" / "tofino.bin", out / "pipe" / "context.json"))
 
-    def device_config(self, files: PipelineFiles, program: str = "dispatcher") -> bytes:
-        """The bytes of SetForwardingPipelineConfig's p4_device_config."""
+    def program(self, name: str = "dispatcher", build_dir: Path = BUILD_DIR) -> Program:
+        """The compiled program for this target (scripts/build_p4.sh); a clear error if missing."""
         if self.name == "bmv2":
-            return files.device_files[0].read_bytes()
-        binary, context = (path.read_bytes() for path in files.device_files)
-        return tofino_device_config(program, binary, context)
+            return compiled_program(name, build_dir)
+        files = self.pipeline_files(name, build_dir)
+        for path in (files.p4info, *files.device_files):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: build p4src/tna with bf-p4c "
+                                        "(scripts/build_p4.sh does when bf-p4c is installed)")
+        return TofinoProgram(name, files.p4info, *files.device_files)
 
 
 def tofino_device_config(program: str, tofino_bin: bytes, context_json: bytes) -> bytes:

@@ -114,3 +114,24 @@ def test_event_counters_merge_into_v1models_dispatch_events():
     readings = {"dispatch_events": {1: 10, 3: 4}, "digest_events": {6: 4, 7: 1},
                 "generation_events": {9: 2}, "entry_events": {11: 3}}
     assert merge_event_counters(TOFINO, readings, add) == {1: 10, 3: 4, 6: 5, 7: 1, 9: 2, 11: 3}
+
+
+def test_tofino_program_loads_bf_p4c_output(tmp_path):
+    out = tmp_path / "tna" / "tofino"
+    (out / "pipe").mkdir(parents=True)
+    (out / "p4info.txtpb").write_text("")
+    with pytest.raises(FileNotFoundError, match="tofino.bin is missing"):
+        TOFINO.program("dispatcher", tmp_path)
+    (out / "pipe" / "tofino.bin").write_bytes(b"\x00" * 16)
+    (out / "pipe" / "context.json").write_text("{}")
+    program = TOFINO.program("dispatcher", tmp_path)
+    assert program.p4info == out / "p4info.txtpb"
+    assert program.device_config() == tofino_device_config("dispatcher", b"\x00" * 16, b"{}")
+    assert program.label == "tofino/tofino.bin" and program.cookie() > 0
+
+
+def test_the_switch_config_names_the_target():
+    from controller.config import Switch
+
+    assert Switch().target == "bmv2"
+    assert target_named(Switch(target="tofino2").target) is TOFINO2
