@@ -12,7 +12,7 @@ a name lives here, one Target per switch:
 * the compiler's output files, under build/ (scripts/build_p4.sh);
 * the members of the new-flow digest (Tofino's learning quantum holds 48 bytes, so the
   TNA digest leaves out cache_slot and timestamp_us: p4src/tna/metadata.p4);
-* the data plane's time unit (TNA: 1,024 ns), the counters that together make
+* the data plane's timer unit (TNA: 2^26 ns, its coarse clock), the counters that together make
   v1model's dispatch_events, and how a capture node's packets are truncated (TNA: a
   mirror session per node).
 """
@@ -94,13 +94,14 @@ class Target:
     cpu_port: int
     digest_fields: tuple[str, ...]
     ports_per_pipe: int | None = None     # None: ports are plain numbers (BMv2)
-    time_unit_ns: int = 1000              # the data plane's timer unit (TNA: 1,024 ns)
+    time_unit_ns: int = 1000              # the data plane's timer unit (TNA: 2^26 ns, 67.1 ms)
     event_counters: tuple[str, ...] = ("dispatch_events",)
     capture_mirror_session_base: int | None = None   # None: truncate() in the data plane
 
     def timer_value(self, microseconds: int) -> int:
-        """A timer for dispatch_settings, written in microseconds, in the data plane's unit."""
-        return microseconds * 1000 // self.time_unit_ns
+        """A timer for dispatch_settings, given in microseconds, in the data plane's unit
+        (rounded up: a timer is never shorter than asked)."""
+        return -(-microseconds * 1000 // self.time_unit_ns)
 
     def capture_mirror_session(self, backend_id: int) -> int | None:
         """The mirror session that truncates capture node `backend_id`'s copies, if any."""
@@ -176,7 +177,7 @@ BMV2 = Target("bmv2", cpu_port=CPU_PORT, digest_fields=BMV2_DIGEST_FIELDS)
 
 
 def _tna(name: str, cpu_port: int) -> Target:
-    return Target(name, cpu_port, TNA_DIGEST_FIELDS, ports_per_pipe=TOFINO_PORTS_PER_PIPE, time_unit_ns=1024,
+    return Target(name, cpu_port, TNA_DIGEST_FIELDS, ports_per_pipe=TOFINO_PORTS_PER_PIPE, time_unit_ns=1 << 26,
                   event_counters=TNA_EVENT_COUNTERS, capture_mirror_session_base=TNA_CAPTURE_MIRROR_SESSION_BASE)
 
 

@@ -25,7 +25,12 @@
 //   times per packet) is split into counters indexed by the same EVENT_* numbers:
 //   dispatch_events (the path: 1-5), digest_events (6, 7: a repeat counts at 7 only),
 //   checksum_events (8), generation_events (9, 10), entry_events (11, 12).
-// * Time is the global timestamp in units of 1,024 ns, 32 bits (metadata.p4). The controller's timers (written in microseconds) are read in those
+// * Each RegisterAction is written for one stateful ALU: at most two comparisons, each of
+//   a register half with one PHV value ("seen - live_after > 0", not "now - seen <
+//   timeout"), at most two values computed, and one output: the register's old value, or
+//   the 4-bit predicate (which of the two comparisons held) that the MAU then decodes.
+// * Time: a coarse clock for liveness, holds and digest repeats, a fine one for RTT
+//   samples (metadata.p4). The controller's timers (written in microseconds) are read in those
 //   units: 2.4 % longer than written.
 
 #if FLOW_CACHE_WAYS != 4
@@ -44,84 +49,72 @@ struct ring_applied_t {
     bit<32> backend;
 }
 
-// What a way probe returns.
-const bit<8> WAY_BUSY = 0;      // live, another flow
-const bit<8> WAY_HIT = 1;       // live, this flow's signature: refreshed (unless read-only)
-const bit<8> WAY_CLAIMED = 2;   // free, and now this flow's
-const bit<8> WAY_FREE = 3;      // free, not claimed (a claim was not allowed)
-
-// What the ring's applied-generation access returns, above the backend's 16 bits.
-const bit<32> RING_HELD = 32w0x10000;      // an older generation's backend, held
-const bit<32> RING_APPLIED = 32w0x20000;   // a new generation taken
-
-// What a cached way's digest-time access returns.
-const bit<8> DIGEST_NONE = 0;
-const bit<8> DIGEST_FIRST = 1;
-const bit<8> DIGEST_REPEAT = 2;
+// A RegisterAction's predicate(cmplo, cmphi) output: one bit for the combination of the
+// two comparisons that held, bit (cmphi ? 2 : 0) + (cmplo ? 1 : 0).
+const bit<4> PRED_NONE = 4w0x1;      // neither
+const bit<4> PRED_LO = 4w0x2;        // cmplo only
+const bit<4> PRED_HI = 4w0x4;        // cmphi only
+const bit<4> PRED_BOTH = 4w0x8;      // both
+const bit<4> PRED_LO_ANY = 4w0xA;    // cmplo, whatever cmphi
+const bit<4> PRED_NOT_LO = 4w0x5;    // not cmplo, whatever cmphi
 
 // One way: its register and its three probes (claim a free way; refresh a hit only;
-// read only). A way is live when its signature is set and it was seen less than the
-// cache timeout ago.
+// read only). cmplo: the way is live (seen after live_after); cmphi: it holds this
+// flow's signature. An empty way (all zero) is not live, except in the first cache timeout
+// after the coarse clock passes 0, and never holds a signature (signatures are odd).
 #define CACHE_WAY(W)                                                                       \
     Register<cache_way_t, bit<16>>(FLOW_CACHE_SETS) cache_way_##W;                         \
-    RegisterAction<cache_way_t, bit<16>, bit<8>>(cache_way_##W) probe_claim_##W = {        \
-        void apply(inout cache_way_t way, out bit<8> status) {                             \
-            bool live = way.signature != 0 && meta.now - way.seen < meta.cache_timeout;    \
-            if (live && way.signature == meta.signature) {                                 \
-                way.seen = meta.now;                                                       \
-                status = WAY_HIT;                                                          \
-            } else if (!live) {                                                            \
+    RegisterAction<cache_way_t, bit<16>, bit<4>>(cache_way_##W) probe_claim_##W = {        \
+        void apply(inout cache_way_t way, out bit<4> found) {                              \
+            bool live = (int<32>)(way.seen - meta.live_after) > 0;                         \
+            bool same = way.signature == meta.signature;                                   \
+            found = this.predicate(live, same);                                            \
+            if (!live) {                                                                   \
                 way.signature = meta.signature;                                            \
-                way.seen = meta.now;                                                       \
-                status = WAY_CLAIMED;                                                      \
-            } else {                                                                       \
-                status = WAY_BUSY;                                                         \
+                way.seen = meta.stamp_coarse;                                              \
+            } else if (same) {                                                             \
+                way.seen = meta.stamp_coarse;                                              \
             }                                                                              \
         }                                                                                  \
     };                                                                                     \
-    RegisterAction<cache_way_t, bit<16>, bit<8>>(cache_way_##W) probe_refresh_##W = {      \
-        void apply(inout cache_way_t way, out bit<8> status) {                             \
-            bool live = way.signature != 0 && meta.now - way.seen < meta.cache_timeout;    \
-            if (live && way.signature == meta.signature) {                                 \
-                way.seen = meta.now;                                                       \
-                status = WAY_HIT;                                                          \
-            } else if (!live) {                                                            \
-                status = WAY_FREE;                                                         \
-            } else {                                                                       \
-                status = WAY_BUSY;                                                         \
+    RegisterAction<cache_way_t, bit<16>, bit<4>>(cache_way_##W) probe_refresh_##W = {      \
+        void apply(inout cache_way_t way, out bit<4> found) {                              \
+            bool live = (int<32>)(way.seen - meta.live_after) > 0;                         \
+            bool same = way.signature == meta.signature;                                   \
+            found = this.predicate(live, same);                                            \
+            if (live && same) {                                                            \
+                way.seen = meta.stamp_coarse;                                              \
             }                                                                              \
         }                                                                                  \
     };                                                                                     \
-    RegisterAction<cache_way_t, bit<16>, bit<8>>(cache_way_##W) probe_read_##W = {         \
-        void apply(inout cache_way_t way, out bit<8> status) {                             \
-            bool live = way.signature != 0 && meta.now - way.seen < meta.cache_timeout;    \
-            if (live && way.signature == meta.signature) {                                 \
-                status = WAY_HIT;                                                          \
-            } else if (!live) {                                                            \
-                status = WAY_FREE;                                                         \
-            } else {                                                                       \
-                status = WAY_BUSY;                                                         \
-            }                                                                              \
+    RegisterAction<cache_way_t, bit<16>, bit<4>>(cache_way_##W) probe_read_##W = {         \
+        void apply(inout cache_way_t way, out bit<4> found) {                              \
+            bool live = (int<32>)(way.seen - meta.live_after) > 0;                         \
+            bool same = way.signature == meta.signature;                                   \
+            found = this.predicate(live, same);                                            \
         }                                                                                  \
     }
 
 // Probe way W: claim only while no way has hit or been claimed. The highest hit decides.
 #define PROBE_WAY(W)                                                                       \
-    if (claim_allowed && !cache_hit && !claimed) {                                         \
-        status = probe_claim_##W.execute(meta.cache_set);                                  \
+    bool may_claim_##W = claim_allowed && !cache_hit && !claimed;                          \
+    if (may_claim_##W) {                                                                   \
+        found = probe_claim_##W.execute(meta.cache_set);                                   \
     } else if (refresh_allowed) {                                                          \
-        status = probe_refresh_##W.execute(meta.cache_set);                                \
+        found = probe_refresh_##W.execute(meta.cache_set);                                 \
     } else {                                                                               \
-        status = probe_read_##W.execute(meta.cache_set);                                   \
+        found = probe_read_##W.execute(meta.cache_set);                                    \
     }                                                                                      \
-    if (status == WAY_HIT) {                                                               \
+    if (found == PRED_BOTH) {                                                              \
         cache_hit = true;                                                                  \
         hit_way = W;                                                                       \
-    } else if (status == WAY_CLAIMED) {                                                    \
-        claimed = true;                                                                    \
-        claimed_way = W;                                                                   \
-    } else if (status == WAY_FREE) {                                                       \
-        has_free_way = true;                                                               \
+    } else if (found & PRED_NOT_LO != 0) {                                                 \
+        if (may_claim_##W) {                                                               \
+            claimed = true;                                                                \
+            claimed_way = W;                                                               \
+        } else {                                                                           \
+            has_free_way = true;                                                           \
+        }                                                                                  \
     }
 
 control FlowDispatch(inout tna_headers_t hdr,
@@ -144,9 +137,7 @@ control FlowDispatch(inout tna_headers_t hdr,
     stats_slot_t entry_stats_slot = 0;
     bit<48> entry_id = 0;
 
-    // What the ring entry says.
-    backend_id_t ring_backend = 0;
-    bit<32> ring_generation = 0;
+    // Whether the ring entry exists (its backend and generation are in meta).
     bool ring_hit = false;
 
     // ---- Timers ------------------------------------------------------------------
@@ -155,10 +146,11 @@ control FlowDispatch(inout tna_headers_t hdr,
         meta.digest_retry = (tna_time_t)digest_retry_us;
     }
 
-    // Written by the controller (default action only): the cache and digest timers.
+    // Written by the controller (default action only): the cache and digest timers, in
+    // coarse units on TNA (targets.py converts; the defaults are 1 s and 0.5 s).
     table dispatch_settings {
         actions = { set_dispatch_settings; }
-        default_action = set_dispatch_settings(1000000, 500000);
+        default_action = set_dispatch_settings(15, 8);
         size = 1;
     }
 
@@ -167,6 +159,7 @@ control FlowDispatch(inout tna_headers_t hdr,
         entry_backend = backend_id;
         entry_stats_slot = stats_slot;
         entry_id = id;
+        meta.entry_id_low = id[31:0];
         flow_entry_traffic.count();
     }
 
@@ -191,22 +184,21 @@ control FlowDispatch(inout tna_headers_t hdr,
 
     // Per statistics slot: the low 32 bits of the id of the entry activated there.
     Register<bit<32>, stats_slot_t>(FLOW_STATS_SIZE, 0) entry_activated;
-    RegisterAction<bit<32>, stats_slot_t, bool>(entry_activated) is_activated = {
-        void apply(inout bit<32> activated, out bool same) {
-            same = activated == entry_id[31:0];
+    RegisterAction<bit<32>, stats_slot_t, bit<4>>(entry_activated) is_activated = {
+        void apply(inout bit<32> activated, out bit<4> same) {
+            same = this.predicate(activated == meta.entry_id_low);
         }
     };
-    RegisterAction<bit<32>, stats_slot_t, bool>(entry_activated) activate = {
-        void apply(inout bit<32> activated, out bool same) {
-            activated = entry_id[31:0];
-            same = true;
+    RegisterAction<bit<32>, stats_slot_t, bit<4>>(entry_activated) activate = {
+        void apply(inout bit<32> activated, out bit<4> same) {
+            activated = meta.entry_id_low;
         }
     };
 
     // ---- The ring ------------------------------------------------------------------
     action set_ring_backend(backend_id_t backend_id, bit<32> generation) {
-        ring_backend = backend_id;
-        ring_generation = generation;
+        meta.ring_backend = backend_id;
+        meta.ring_generation = generation;
         ring_hit = true;
     }
 
@@ -222,40 +214,38 @@ control FlowDispatch(inout tna_headers_t hdr,
         size = DISPATCH_RING_TABLE_SIZE;
     }
 
-    // Per ring entry: when a stateless flow last depended on it (0: never).
+    // Per ring entry: when a stateless flow last depended on it (0: never). Returns
+    // whether that was less than the cache timeout ago (cmplo) and ever (cmphi): held.
     Register<tna_time_t, bit<32>>(DISPATCH_RING_TABLE_SIZE, 0) ring_stateless_seen;
-    RegisterAction<tna_time_t, bit<32>, tna_time_t>(ring_stateless_seen) stamp_stateless = {
-        void apply(inout tna_time_t seen, out tna_time_t before) {
-            before = seen;
-            seen = meta.now | 1;   // never 0 once stamped
+    RegisterAction<tna_time_t, bit<32>, bit<4>>(ring_stateless_seen) stamp_stateless = {
+        void apply(inout tna_time_t seen, out bit<4> held) {
+            held = this.predicate((int<32>)(seen - meta.live_after) > 0, seen != 0);
+            seen = meta.stamp_coarse;
         }
     };
-    RegisterAction<tna_time_t, bit<32>, tna_time_t>(ring_stateless_seen) read_stateless = {
-        void apply(inout tna_time_t seen, out tna_time_t before) {
-            before = seen;
+    RegisterAction<tna_time_t, bit<32>, bit<4>>(ring_stateless_seen) read_stateless = {
+        void apply(inout tna_time_t seen, out bit<4> held) {
+            held = this.predicate((int<32>)(seen - meta.live_after) > 0, seen != 0);
         }
     };
 
-    // Per ring entry: the generation stateless decisions use, and its backend.
+    // Per ring entry: the generation stateless decisions use, and its backend (each
+    // generation number names one backend: the controller never reuses one).
     Register<ring_applied_t, bit<32>>(DISPATCH_RING_TABLE_SIZE) ring_applied;
-    RegisterAction<ring_applied_t, bit<32>, bit<32>>(ring_applied) take_newest = {
-        void apply(inout ring_applied_t applied, out bit<32> decision) {
-            if (applied.generation != ring_generation) {
-                applied.generation = ring_generation;
-                applied.backend = (bit<32>)ring_backend;
-                decision = (bit<32>)ring_backend | RING_APPLIED;
-            } else {
-                decision = (bit<32>)ring_backend;
+    // Not held: take the entry's newest generation; says whether it was new (cmplo).
+    RegisterAction<ring_applied_t, bit<32>, bit<4>>(ring_applied) take_newest = {
+        void apply(inout ring_applied_t applied, out bit<4> changed) {
+            changed = this.predicate(applied.generation != meta.ring_generation);
+            if (applied.generation != meta.ring_generation) {
+                applied.generation = meta.ring_generation;
+                applied.backend = (bit<32>)meta.ring_backend;
             }
         }
     };
+    // Held: the applied generation's backend (the entry's own while it is unchanged).
     RegisterAction<ring_applied_t, bit<32>, bit<32>>(ring_applied) take_held = {
-        void apply(inout ring_applied_t applied, out bit<32> decision) {
-            if (applied.generation != ring_generation) {
-                decision = applied.backend | RING_HELD;
-            } else {
-                decision = (bit<32>)ring_backend;
-            }
+        void apply(inout ring_applied_t applied, out bit<32> backend) {
+            backend = applied.backend;
         }
     };
 
@@ -279,23 +269,23 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
     };
 
+    // Caller's last SYN (fine clock, 0: none): written when the way is claimed, restarted by
+    // a caller SYN; returns the time before (for the RTT sample).
     Register<tna_time_t, cache_index_t>(FLOW_CACHE_SIZE) cache_syn;
     RegisterAction<tna_time_t, cache_index_t, tna_time_t>(cache_syn) syn_start = {
-        void apply(inout tna_time_t syn, out tna_time_t before) {
-            syn = meta.now | 1;
-            before = 0;
+        void apply(inout tna_time_t syn) {
+            syn = meta.stamp;
         }
     };
     RegisterAction<tna_time_t, cache_index_t, tna_time_t>(cache_syn) syn_clear = {
-        void apply(inout tna_time_t syn, out tna_time_t before) {
+        void apply(inout tna_time_t syn) {
             syn = 0;
-            before = 0;
         }
     };
     RegisterAction<tna_time_t, cache_index_t, tna_time_t>(cache_syn) syn_restart = {
         void apply(inout tna_time_t syn, out tna_time_t before) {
             before = syn;
-            syn = meta.now | 1;
+            syn = meta.stamp;
         }
     };
     RegisterAction<tna_time_t, cache_index_t, tna_time_t>(cache_syn) syn_read = {
@@ -304,52 +294,50 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
     };
 
+    // Last digest (coarse clock, 0: not confirmed). cmplo: never sent; cmphi: the last
+    // one is a retry interval old. A confirming packet sends the first (cmplo) or a repeat
+    // (cmphi only); any other packet a repeat only.
     Register<tna_time_t, cache_index_t>(FLOW_CACHE_SIZE) cache_digest;
-    RegisterAction<tna_time_t, cache_index_t, bit<8>>(cache_digest) digest_start = {
-        void apply(inout tna_time_t sent, out bit<8> verdict) {
-            sent = meta.now | 1;
-            verdict = DIGEST_FIRST;
+    RegisterAction<tna_time_t, cache_index_t, bit<4>>(cache_digest) digest_start = {
+        void apply(inout tna_time_t sent) {
+            sent = meta.stamp_coarse;
         }
     };
-    RegisterAction<tna_time_t, cache_index_t, bit<8>>(cache_digest) digest_clear = {
-        void apply(inout tna_time_t sent, out bit<8> verdict) {
+    RegisterAction<tna_time_t, cache_index_t, bit<4>>(cache_digest) digest_clear = {
+        void apply(inout tna_time_t sent) {
             sent = 0;
-            verdict = DIGEST_NONE;
         }
     };
-    // A cached flow's confirming packet: the first digest, or a repeat once due.
-    RegisterAction<tna_time_t, cache_index_t, bit<8>>(cache_digest) digest_confirming = {
-        void apply(inout tna_time_t sent, out bit<8> verdict) {
-            if (sent == 0) {
-                sent = meta.now | 1;
-                verdict = DIGEST_FIRST;
-            } else if (meta.now - sent >= meta.digest_retry) {
-                sent = meta.now | 1;
-                verdict = DIGEST_REPEAT;
-            } else {
-                verdict = DIGEST_NONE;
+    RegisterAction<tna_time_t, cache_index_t, bit<4>>(cache_digest) digest_confirming = {
+        void apply(inout tna_time_t sent, out bit<4> verdict) {
+            bool never = sent == 0;
+            bool due = (int<32>)(sent - meta.retry_before) <= 0;
+            verdict = this.predicate(never, due);
+            if (never || due) {
+                sent = meta.stamp_coarse;
             }
         }
     };
-    // Any other packet of a cached flow: a repeat once due, if the flow was confirmed.
-    RegisterAction<tna_time_t, cache_index_t, bit<8>>(cache_digest) digest_other = {
-        void apply(inout tna_time_t sent, out bit<8> verdict) {
-            if (sent != 0 && meta.now - sent >= meta.digest_retry) {
-                sent = meta.now | 1;
-                verdict = DIGEST_REPEAT;
-            } else {
-                verdict = DIGEST_NONE;
+    RegisterAction<tna_time_t, cache_index_t, bit<4>>(cache_digest) digest_other = {
+        void apply(inout tna_time_t sent, out bit<4> verdict) {
+            bool never = sent == 0;
+            bool due = (int<32>)(sent - meta.retry_before) <= 0;
+            verdict = this.predicate(never, due);
+            if (!never && due) {
+                sent = meta.stamp_coarse;
             }
         }
     };
 
     apply {
         dispatch_settings.apply();
+        meta.live_after = meta.now_coarse - meta.cache_timeout;
+        meta.retry_before = meta.now_coarse - meta.digest_retry;
         bool is_tcp = hdr.tcp.isValid();
         bit<8> syn_ack = meta.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK);
         bool caller_syn = is_tcp && syn_ack == TCP_FLAG_SYN;
         bool confirms = !is_tcp || syn_ack == TCP_FLAG_ACK;
-        // The signature is never 0: 0 marks an empty way.
+        // Signatures are odd, so never 0: an empty way holds none.
         meta.signature = meta.signature | 1;
 
         // ---- `flows` (one apply for both passes) -----------------------------------------
@@ -382,7 +370,7 @@ control FlowDispatch(inout tna_headers_t hdr,
             if (entry_id == 0) {
                 entered = true;
             } else {
-                entered = is_activated.execute(entry_stats_slot);
+                entered = is_activated.execute(entry_stats_slot) == PRED_LO;
                 entry_to_check = !entered;
             }
         }
@@ -399,9 +387,9 @@ control FlowDispatch(inout tna_headers_t hdr,
         bool cache_hit = false;
         bool claimed = false;
         bool has_free_way = false;
-        bit<32> hit_way = 0;
-        bit<32> claimed_way = 0;
-        bit<8> status;
+        bit<2> hit_way = 0;
+        bit<2> claimed_way = 0;
+        bit<4> found;
         if (entered) {
             meta.flow_state = FLOW_STATE_INSTALLED;
             meta.backend_id = entry_backend;
@@ -421,7 +409,7 @@ control FlowDispatch(inout tna_headers_t hdr,
                 stateless = true;
             }
         }
-        cache_index_t way_index = ((bit<32>)meta.cache_set << 2) | (cache_hit ? hit_way : claimed_way);
+        cache_index_t way_index = (cache_index_t)(meta.cache_set ++ (cache_hit ? hit_way : claimed_way));
 
         // SA2C's verdict for this packet, now that its state is known.
         meta.is_new_flow =
@@ -435,27 +423,24 @@ control FlowDispatch(inout tna_headers_t hdr,
         if (meta.flow_state == FLOW_STATE_NEW || stateless) {
             dispatch_ring.apply();
             if (ring_hit) {
-                tna_time_t stateless_seen;
+                bit<4> held;
                 if (stateless && !refused) {
-                    stateless_seen = stamp_stateless.execute(ring_index);
+                    held = stamp_stateless.execute(ring_index);
                 } else {
-                    stateless_seen = read_stateless.execute(ring_index);
+                    held = read_stateless.execute(ring_index);
                 }
-                bool held = stateless_seen != 0 &&
-                            meta.now - stateless_seen < meta.cache_timeout;
-                bit<32> decision;
-                if (held) {
-                    decision = take_held.execute(ring_index);
+                if (held == PRED_BOTH) {
+                    meta.backend_id = (backend_id_t)take_held.execute(ring_index);
+                    if (meta.backend_id != meta.ring_backend) {
+                        generation_events.count(EVENT_GENERATION_HELD);
+                    }
                 } else {
-                    decision = take_newest.execute(ring_index);
+                    meta.backend_id = meta.ring_backend;
+                    if (take_newest.execute(ring_index) == PRED_LO) {
+                        generation_events.count(EVENT_GENERATION_APPLIED);
+                    }
                 }
-                meta.backend_id = decision[15:0];
                 meta.has_backend = true;
-                if (decision & RING_HELD != 0) {
-                    generation_events.count(EVENT_GENERATION_HELD);
-                } else if (decision & RING_APPLIED != 0) {
-                    generation_events.count(EVENT_GENERATION_APPLIED);
-                }
             }
         }
 
@@ -497,9 +482,9 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
 
         // ---- Commit: SYN and digest times, and the digest. ------------------------------
-        bool send_digest = false;
+        bool first_digest = false;
+        bool repeat_digest = false;
         tna_time_t syn_before = 0;
-        bit<8> digest_verdict = DIGEST_NONE;
         if (meta.flow_state == FLOW_STATE_NEW && claimed) {
             if (caller_syn) {
                 syn_start.execute(way_index);
@@ -507,7 +492,8 @@ control FlowDispatch(inout tna_headers_t hdr,
                 syn_clear.execute(way_index);
             }
             if (confirms) {
-                digest_verdict = digest_start.execute(way_index);
+                digest_start.execute(way_index);
+                first_digest = true;
             } else {
                 digest_clear.execute(way_index);
             }
@@ -517,21 +503,23 @@ control FlowDispatch(inout tna_headers_t hdr,
             } else {
                 syn_before = syn_read.execute(way_index);
             }
+            bit<4> verdict;
             if (confirms) {
-                digest_verdict = digest_confirming.execute(way_index);
+                verdict = digest_confirming.execute(way_index);
+                first_digest = verdict & PRED_LO_ANY != 0;
             } else {
-                digest_verdict = digest_other.execute(way_index);
+                verdict = digest_other.execute(way_index);
             }
+            repeat_digest = verdict == PRED_HI;
         }
+        bool send_digest = first_digest || repeat_digest;
         tna_time_t rtt = 0;
-        if (digest_verdict == DIGEST_FIRST) {
-            send_digest = true;
+        if (first_digest) {
             if (meta.flow_state == FLOW_STATE_CACHED && syn_before != 0) {
                 rtt = meta.now - syn_before;
                 meta.digest.flags = DIGEST_FLAG_RTT_VALID;
             }
-        } else if (digest_verdict == DIGEST_REPEAT) {
-            send_digest = true;
+        } else if (repeat_digest) {
             meta.digest.flags = DIGEST_FLAG_RETRY;
         } else if (meta.flow_state == FLOW_STATE_COLLISION) {
             // Not cached: ask for an entry on every confirming packet (docs/dataplane.md).
@@ -542,7 +530,7 @@ control FlowDispatch(inout tna_headers_t hdr,
             meta.digest.flags = meta.digest.flags | DIGEST_FLAG_STALE_ENTRY;
         }
         if (send_digest) {
-            digest_events.count(digest_verdict == DIGEST_REPEAT ? EVENT_DIGEST_RETRY : EVENT_DIGEST);
+            digest_events.count(repeat_digest ? EVENT_DIGEST_RETRY : EVENT_DIGEST);
             if (meta.service_mode == SERVICE_MODE_CAPTURE) {
                 meta.digest.flags = meta.digest.flags | DIGEST_FLAG_SYMMETRIC;
             }

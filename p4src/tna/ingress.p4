@@ -11,6 +11,19 @@ control DispatcherIngress(inout tna_headers_t hdr,
     Counter<bit<64>, port_id_t>(PORT_COUNT, CounterType_t.PACKETS_AND_BYTES) port_in;
     Counter<bit<32>, bit<8>>(DROP_REASON_COUNT, CounterType_t.PACKETS) drops;  // by DropReason
 
+    // The coarse clock's wrap count: the global timestamp wraps every 78 hours; this
+    // register counts the wraps (its bits 47..26 went down), so the coarse clock does not.
+    Register<timestamp_wraps_t, bit<1>>(1) clock;
+    RegisterAction<timestamp_wraps_t, bit<1>, bit<32>>(clock) tick = {
+        void apply(inout timestamp_wraps_t c, out bit<32> wraps) {
+            if ((int<32>)(c.last_high - meta.timestamp_high) > 0) {
+                c.wraps = c.wraps + 1;
+            }
+            c.last_high = meta.timestamp_high;
+            wraps = c.wraps;
+        }
+    };
+
     PacketOutIngress() packet_out_io;
     Validation() validation;
 
@@ -41,8 +54,13 @@ control DispatcherIngress(inout tna_headers_t hdr,
     Signalling() signalling;
 
     apply {
-        // Time in 1,024 ns units (metadata.p4).
+        // The fine and coarse clocks (metadata.p4).
         meta.now = ig_prsr_md.global_tstamp[41:10];
+        meta.timestamp_high = (bit<32>)ig_prsr_md.global_tstamp[47:26];
+        bit<32> wraps = tick.execute(0);
+        meta.now_coarse = wraps[9:0] ++ ig_prsr_md.global_tstamp[47:26];
+        meta.stamp = meta.now | 1;
+        meta.stamp_coarse = meta.now_coarse | 1;
         hdr.bridged.setValid();
         hdr.bridged.kind = BRIDGE_KIND_NORMAL;
         hdr.bridged.ingress_port = ig_intr_md.ingress_port;

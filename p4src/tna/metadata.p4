@@ -96,13 +96,29 @@ struct tna_flow_digest_t {
     bit<8> flags;
 }
 
-// Time on Tofino: the global timestamp is in nanoseconds; the program works in units of
-// 1,024 ns (a shift, no divider), kept in 32 bits in registers (wraps after 73 minutes;
-// every comparison is a signed difference, good for intervals under 36 minutes).
+// Time on Tofino, from the 48-bit global timestamp (ns, wraps every 78 hours), in two
+// 32-bit clocks (a stateful ALU holds 32 bits a half; no divider, so units are powers of 2):
+//   fine    1,024 ns units, timestamp bits 41..10: the caller's SYN time, for the RTT sample
+//           (wraps every 73 minutes; a difference of two fine times is right below that);
+//   coarse  2^26 ns = 67.1 ms units: timestamp bits 47..26 under a 10-bit count of the
+//           timestamp's wraps (the `clock` register, ingress.p4), so it wraps every 9 years.
+//           When a cache way or ring entry was last used and when a digest was sent are
+//           coarse; so are the cache timeout and digest retry interval (the controller
+//           writes them so: controller/p4runtime/targets.py). A stateful ALU compares a
+//           register with one PHV value, so "now - seen < timeout" is "seen - (now -
+//           timeout) > 0", a signed difference: right while intervals stay under 4.5 years,
+//           so an empty way (seen 0) is never live but in the first timeout after boot.
 typedef bit<32> tna_time_t;
 
+struct timestamp_wraps_t {
+    bit<32> last_high;         // timestamp bits 47..26 of the last packet
+    bit<32> wraps;             // how often they went down
+}
+
 struct ingress_metadata_t {
-    tna_time_t now;
+    tna_time_t now;            // fine clock
+    tna_time_t now_coarse;     // coarse clock
+    bit<32> timestamp_high;    // global timestamp bits 47..26
     DropReason drop_reason;
     bool resubmitted;          // second pass: activate the `flows` entry
 
@@ -130,6 +146,11 @@ struct ingress_metadata_t {
     bit<16> cache_set;
     ring_slot_t ring_slot;
 
+    // What the `flows` entry and the ring entry say (read by stateful ALUs).
+    bit<32> entry_id_low;      // low 32 bits of the entry's id
+    backend_id_t ring_backend;
+    bit<32> ring_generation;
+
     // Dispatch decision.
     bit<8> flow_state;
     backend_id_t backend_id;
@@ -137,13 +158,14 @@ struct ingress_metadata_t {
     bool is_new_flow;
     bit<32> truncate_bytes;
 
-    // Timers from dispatch_settings, and the thresholds derived from them once per packet
-    // (a stateful ALU compares a register with one PHV value, so "now - t < timeout"
-    // becomes "t > now - timeout").
+    // Timers from dispatch_settings (coarse units), and what the stateful ALUs compare
+    // registers with, computed once per packet.
     tna_time_t cache_timeout;
     tna_time_t digest_retry;
-    tna_time_t live_after;     // now - cache_timeout
-    tna_time_t retry_before;   // now - digest_retry
+    tna_time_t live_after;     // now_coarse - cache_timeout: later stamps are live
+    tna_time_t retry_before;   // now_coarse - digest_retry: earlier digests are due again
+    tna_time_t stamp;          // now | 1: a fine time that is never 0 (0: none)
+    tna_time_t stamp_coarse;   // now_coarse | 1
 
     // Packet-in fields for a mirror copy to the CPU.
     port_id_t cpu_ingress_port;
