@@ -26,10 +26,9 @@ control DispatcherEgress(inout tna_headers_t hdr,
             // pkt_length is taken to count what egress received: the bridged header, the
             // packet as ingress emitted it (with any header it added) and the 4-byte CRC.
             // Not yet checked on the Tofino model (docs/tna.md).
-            bit<16> bridged_bytes = 8;
             if (hdr.bridged.check_ip_length == 1 &&
                 eg_intr_md.pkt_length <
-                    hdr.bridged.ip_end + hdr.bridged.added_bytes + bridged_bytes + 4) {
+                    hdr.bridged.ip_end + hdr.bridged.added_bytes + (BRIDGED_MD_BYTES + 4)) {
                 egress_drops.count((bit<8>)DropReason.IP_TRUNCATED);
                 eg_dprsr_md.drop_ctl = 1;
                 exit;

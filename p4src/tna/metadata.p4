@@ -43,6 +43,7 @@ header bridged_md_t {
     bit<16> ip_end;            // bytes up to the end of the IP packet, as received
     bit<16> added_bytes;       // what ingress added in front of it (IP-in-IP: 20)
 }
+const bit<16> BRIDGED_MD_BYTES = 7;   // bridged_md_t: 8 + 9 + 1 + 1 + 5 + 16 + 16 bits
 
 // Ingress mirror header of a copy for the CPU: what the packet-in header will say.
 header cpu_mirror_md_t {
