@@ -376,9 +376,12 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
 
         // ---- Admission, both ways, before anything is written. ----------------------
-        bool refuse_new;
-        bool refuse_established;
-        admission.apply(meta.service_id, refuse_new, refuse_established);
+        // (An installed flow is not subject to admission, and takes no meter token.)
+        bool refuse_new = false;
+        bool refuse_established = false;
+        if (!entered) {
+            admission.apply(meta.service_id, caller_syn, refuse_new, refuse_established);
+        }
         bool new_if_unseen = !is_tcp || caller_syn;   // a NEW flow would be SA2C-new
         bool claim_allowed = new_if_unseen ? !refuse_new : !refuse_established;
         bool refresh_allowed = !refuse_established;

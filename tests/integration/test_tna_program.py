@@ -32,4 +32,6 @@ def test_tna_p4info_has_the_controllers_names(tmp_path):
         assert [f.name for f in ours.match_fields] == [f.name for f in table.match_fields]
     for counter in bmv2.p4info.counters:
         assert tofino.counter(counter.preamble.alias).size == counter.size
+    for meter in bmv2.p4info.meters:
+        assert tofino.meter(meter.preamble.alias).size == meter.size
     tofino.digest("flow_digest_t")
