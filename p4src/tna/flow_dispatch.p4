@@ -6,8 +6,8 @@
 //   reads, decides and writes at once, so every decision a write depends on is made first:
 //   the admission verdict (admission.p4) before the probe, the ring decision before the
 //   way's backend is written.
-// * A cache way stores a 32-bit signature (CRC-32C of the key, never 0; 0 is an empty
-//   way) and the time it was last seen, in one 64-bit register per way: the whole
+// * A cache way stores a 32-bit signature (CRC-32C of the key made odd, so never 0: 0 is
+//   an empty way) and the time it was last seen, in one 64-bit register per way: the whole
 //   296-bit key does not fit a stateful ALU. Two flows of one set with the same signature
 //   (odds 2^-32 per pair) would share a way; the `flows` entry still matches the whole key.
 // * The four ways are four registers indexed by the cache set, probed one after the other;
@@ -16,6 +16,7 @@
 //   highest-numbered hit decides, and the duplicate, refreshed by the same packets,
 //   expires with the original. Backend, SYN time and digest time live in three registers
 //   indexed by set * 4 + way, accessed once, for the flow's way only.
+// * The new-flow meter takes its token before the probe too: caller SYNs only (admission.p4).
 // * The `flows` entry's activation (entry_activated) is read before the cache and must be
 //   written after the decision: a second access. The first hit of an entry not yet
 //   activated is decided as a miss; if the decision names the entry's backend, the packet
@@ -29,9 +30,9 @@
 //   a register half with one PHV value ("seen - live_after > 0", not "now - seen <
 //   timeout"), at most two values computed, and one output: the register's old value, or
 //   the 4-bit predicate (which of the two comparisons held) that the MAU then decodes.
-// * Time: a coarse clock for liveness, holds and digest repeats, a fine one for RTT
-//   samples (metadata.p4). The controller's timers (written in microseconds) are read in those
-//   units: 2.4 % longer than written.
+// * Time: a coarse clock (67 ms units) for liveness, holds and digest repeats, a fine one
+//   (1,024 ns) for RTT samples (metadata.p4); the controller writes the timers in coarse
+//   units (controller/p4runtime/targets.py).
 
 #if FLOW_CACHE_WAYS != 4
 #error "flow_dispatch.p4 probes four cache ways: change both together"
