@@ -92,6 +92,19 @@ def p4test_command(chip: TofinoChip, include: Path) -> list[str]:
             "--Wdisable=uninitialized_out_param", str(TNA_MAIN)]
 
 
+def p4test_tables_p4info(chip: TofinoChip, out: Path) -> Path | None:
+    """The P4Info p4test writes for the TNA program: tables, actions and packet metadata are
+    there; it then stops on TNA's externs (counters, registers, digests), which only
+    bf-p4c's P4Runtime serializer knows (p4test 1.2.4.11 exits with a crash there). None
+    when it wrote nothing."""
+    include = find_tna_include()
+    if include is None or find_tool("p4test") is None:
+        return None
+    command = p4test_command(chip, include) + ["--p4runtime-files", str(out)]
+    subprocess.run(command, capture_output=True, text=True)
+    return out if out.exists() and out.stat().st_size > 0 else None
+
+
 def check_tna(chip: TofinoChip, out_dir: Path) -> subprocess.CompletedProcess[str]:
     """Compile p4src/tna for `chip` with the best checker here (bf-p4c, else p4test)."""
     if find_bf_p4c() is not None:
