@@ -25,6 +25,11 @@ def _action_names(info: P4InfoIndex, table) -> list[str]:
     return sorted(by_id[ref.id].preamble.alias for ref in table.action_refs)
 
 
+def _packet_headers(info: P4InfoIndex) -> dict[str, list[tuple[str, int]]]:
+    return {m.preamble.name: [(x.name, x.bitwidth) for x in m.metadata]
+            for m in info.p4info.controller_packet_metadata}
+
+
 @pytest.mark.skipif(find_tool("p4c-bm2-ss") is None, reason="p4c-bm2-ss not found: no BMv2 P4Info to compare")
 def test_tna_tables_and_packet_headers_have_the_controllers_names(tmp_path):
     if tna.find_bf_p4c() is not None:
@@ -46,10 +51,7 @@ def test_tna_tables_and_packet_headers_have_the_controllers_names(tmp_path):
         for name in _action_names(bmv2, table):
             assert [(p.name, p.bitwidth) for p in tofino.action(name).params] == \
                    [(p.name, p.bitwidth) for p in bmv2.action(name).params], name
-    def packet_headers(info):
-        return {m.preamble.name: [(x.name, x.bitwidth) for x in m.metadata]
-                for m in info.p4info.controller_packet_metadata}
-    assert packet_headers(tofino) == packet_headers(bmv2)
+    assert _packet_headers(tofino) == _packet_headers(bmv2)
 
 
 @pytest.mark.skipif(tna.find_bf_p4c() is None, reason="bf-p4c not installed: the TNA program's full P4Info not made")
