@@ -37,7 +37,7 @@ from controller.health_control import HealthControl, HealthEnforcer
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
 from controller.p4runtime.p4info import P4InfoError
-from controller.pipeline import CompiledProgram, compiled_program
+from controller.p4runtime.targets import Program, target_named
 from controller.policy_admin import NdChange, apply_nd_change
 from controller.reactive import ReactiveDispatch
 from controller.ring_updates import RingUpdater
@@ -54,11 +54,12 @@ DIGESTS_PER_ROUND = 512
 
 
 class Controller:
-    def __init__(self, config: Config, program: CompiledProgram | None = None) -> None:
+    def __init__(self, config: Config, program: Program | None = None) -> None:
         self.config = config
-        self.program = program or compiled_program(config.switch.program)
+        self.target = target_named(config.switch.target)
+        self.program = program or self.target.program(config.switch.program)
         self.info = P4InfoIndex.load(self.program.p4info)
-        self.tables = DispatcherTables(self.info)
+        self.tables = DispatcherTables(self.info, self.target)
         check_program_fits(config, self.info)
         self.pool = BackendPool(config)
         stats_slots = self.info.counter("flow_stats").size

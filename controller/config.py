@@ -198,6 +198,9 @@ class Switch(Strict):
     # The highest election id among connected controllers is primary; run backups lower.
     election_id: int = Field(default=1, ge=1)
     program: str = "dispatcher"        # build/<program>.json and .p4info.txtpb
+    # The kind of switch (controller/p4runtime/targets.py): BMv2, or Tofino 1 / 2 through
+    # bf_switchd's P4Runtime server with build/tna/<target>/ from bf-p4c.
+    target: Literal["bmv2", "tofino", "tofino2"] = "bmv2"
 
 
 MIN_TOKEN_LENGTH = 16

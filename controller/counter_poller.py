@@ -80,7 +80,7 @@ class CounterPoller:
             # 32 cells: one more small read per poll, so that drops by reason reach the metrics.
             read(self.client, "drops"),
             # 16 cells: collisions, held generations and the other paths packets take.
-            read(self.client, "dispatch_events"))
+            self.tables.read_dispatch_events(self.client))
 
     def _offer(self, item: CounterReading | P4RuntimeError) -> None:
         """Replace a reading the loop has not taken yet: only the newest matters."""

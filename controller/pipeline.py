@@ -1,4 +1,5 @@
-"""The compiled P4 program the controller pushes: BMv2 JSON and P4Info under build/."""
+"""The compiled P4 program the controller pushes: BMv2 JSON and P4Info under build/.
+(A Tofino build is controller/p4runtime/targets.py's TofinoProgram: the same three calls.)"""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ class CompiledProgram:
     @classmethod
     def in_build_dir(cls, name: str, build_dir: Path = BUILD_DIR) -> CompiledProgram:
         return cls(name, build_dir / f"{name}.json", build_dir / f"{name}.p4info.txtpb")
+
+    @property
+    def label(self) -> str:
+        return self.bmv2_json.name
+
+    def device_config(self) -> bytes:
+        """SetForwardingPipelineConfig's p4_device_config: BMv2 takes its JSON as it is."""
+        return self.bmv2_json.read_bytes()
 
     def cookie(self) -> int:
         """A 64-bit fingerprint of the program: the switch keeps it with the pipeline, so a

@@ -74,6 +74,9 @@ def configuration_updates(tables: DispatcherTables, config: Config, pool: Backen
                 seen_vips.add(service.vip)
             updates.append(update)
     updates += [backend_update(tables, b) for b in pool]
+    for b in pool:   # TNA truncates capture copies by mirror session; nothing on BMv2
+        if b.service.forwarding == "capture":
+            updates += tables.capture_truncation(b.config.id, b.config.port, b.service.truncate_bytes)
     if any(s.dispatch == "reactive" for s in pool.services.values()):
         updates.append(tables.backend_punt(REACTIVE_BACKEND_ID))
     return updates

@@ -19,7 +19,7 @@ from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.flow_manager import FlowManager
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.p4runtime import entities as ent
-from controller.pipeline import CompiledProgram
+from controller.p4runtime.targets import Program
 from controller.ring_updates import RingUpdater
 from controller.status import RunCounts
 from controller.switch_setup import configuration_updates, write_idempotent
@@ -42,7 +42,7 @@ def wait_primary(client: P4RuntimeClient, stop: threading.Event, meanwhile: Call
 
 
 class TakeOver:
-    def __init__(self, config: Config, program: CompiledProgram, info: P4InfoIndex,
+    def __init__(self, config: Config, program: Program, info: P4InfoIndex,
                  tables: DispatcherTables, pool: BackendPool, flows: FlowManager,
                  rings: RingUpdater, counts: RunCounts) -> None:
         self.config = config
@@ -59,9 +59,9 @@ class TakeOver:
         self.flows.writer = client
         fresh = client.pipeline_cookie() != self.cookie
         if fresh:
-            client.set_pipeline_files(self.info.p4info, self.program.bmv2_json, cookie=self.cookie)
+            client.set_pipeline(self.info.p4info, self.program.device_config(), cookie=self.cookie)
             self.counts.pipeline_pushes += 1
-            log.info("pushed %s to %s (the switch had %s)", self.program.bmv2_json.name,
+            log.info("pushed %s to %s (the switch had %s)", self.program.label,
                      client.address, "another pipeline or none")
         write_idempotent(client, configuration_updates(self.tables, self.config, self.pool))
         if fresh:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from finsy.proto import p4r
 
-from controller.dataplane.constants import CPU_CLONE_SESSION_ID, CPU_PORT, AdmissionLevel, DropReason
+from controller.dataplane.constants import CPU_CLONE_SESSION_ID, AdmissionLevel, DropReason
 from controller.dataplane.flow_key import FlowKey
 from controller.dispatch_ring import check_ring_size
 from controller.p4runtime import entities as ent
 from controller.p4runtime.client import P4RuntimeClient
 from controller.p4runtime.encoding import decode_int, encode_int, flow_address, ipv4_to_int, mac_to_int
 from controller.p4runtime.p4info import P4InfoIndex
+from controller.p4runtime.targets import BMV2, Target, merge_event_counters
 
 FLOW_KEY_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port")
 FLOW_KEY_BYTES = (16, 16, 1, 2, 2)   # their widths: flow_table.pack_key's layout
@@ -71,8 +72,9 @@ class _FlowsTableIds:
 
 
 class DispatcherTables:
-    def __init__(self, info: P4InfoIndex) -> None:
+    def __init__(self, info: P4InfoIndex, target: Target = BMV2) -> None:
         self.info = info
+        self.target = target   # the CPU port; everything else is a P4Info name
         self._flows = _FlowsTableIds(info)
 
     # ---- services -------------------------------------------------------------
@@ -132,6 +134,17 @@ class DispatcherTables:
             self.info, "backends", {"backend_id": backend_id}, "forward_capture",
             {"port": port, "truncate_bytes": truncate_bytes}))
 
+    def capture_truncation(self, backend_id: int, port: int, truncate_bytes: int,
+                           kind: str = "insert") -> list[p4r.Update]:
+        """Where the target truncates by mirroring (TNA), capture node `backend_id`'s session:
+        to `port`, cut to `truncate_bytes`. Nothing on BMv2 (truncate() in the program)."""
+        session = self.target.capture_mirror_session(backend_id)
+        if session is None or not truncate_bytes:
+            return []
+        pre = ent.clone_session_entry(session, [port])
+        pre.clone_session_entry.packet_length_bytes = truncate_bytes
+        return [ent.update(kind, pre)]
+
     def backend_punt(self, backend_id: int, kind: str = "insert") -> p4r.Update:
         """Reactive mode: a pseudo-backend that sends the packet to the controller."""
         return ent.update(kind, ent.table_entry(
@@ -162,7 +175,8 @@ class DispatcherTables:
     def dispatch_settings(self, cache_timeout_us: int, digest_retry_us: int) -> p4r.Update:
         return ent.update("modify", ent.table_entry(
             self.info, "dispatch_settings", None, "set_dispatch_settings",
-            {"cache_timeout_us": cache_timeout_us, "digest_retry_us": digest_retry_us},
+            {"cache_timeout_us": self.target.timer_value(cache_timeout_us),
+             "digest_retry_us": self.target.timer_value(digest_retry_us)},
             is_default=True))
 
     def signalling_port(self, protocol: int, port: int, kind: str = "insert") -> list[p4r.Update]:
@@ -183,7 +197,7 @@ class DispatcherTables:
                                                 "copy_dropped_to_cpu"))
 
     def cpu_clone_session(self, kind: str = "insert") -> p4r.Update:
-        return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [CPU_PORT]))
+        return ent.update(kind, ent.clone_session_entry(CPU_CLONE_SESSION_ID, [self.target.cpu_port]))
 
     def l2_entry(self, mac: str, port: int, kind: str = "insert") -> p4r.Update:
         return ent.update(kind, ent.table_entry(self.info, "l2_forward", {"dst_mac": mac_to_int(mac)},
@@ -267,6 +281,12 @@ class DispatcherTables:
             if c.data.packet_count or c.data.byte_count:
                 cells[c.index.index] = CounterValue(c.data.packet_count, c.data.byte_count)
         return cells
+
+    def read_dispatch_events(self, client: P4RuntimeClient) -> dict[int, CounterValue]:
+        """v1model's dispatch_events, on either target (TNA splits it: targets.py)."""
+        readings = {name: self.read_counter(client, name) for name in self.target.event_counters}
+        return merge_event_counters(self.target, readings,
+                                    lambda a, b: CounterValue(a.packets + b.packets, a.bytes + b.bytes))
 
     def read_direct_counter(self, client: P4RuntimeClient, table: str) -> int:
         """Packets counted over all entries of a table's direct counter."""

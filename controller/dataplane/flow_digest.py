@@ -1,4 +1,8 @@
-"""The new-flow digest (flow_digest_t in p4src/shared/metadata.p4), decoded."""
+"""The new-flow digest (flow_digest_t in p4src/shared/metadata.p4), decoded.
+
+Both targets' layouts decode: BMv2's flow_digest_t and the TNA program's
+tna_flow_digest_t, which leaves out cache_slot and timestamp_us (a Tofino learning
+quantum holds 48 bytes; controller/p4runtime/targets.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from finsy.proto import p4r
 
 from controller.dataplane.constants import DigestFlag
 from controller.p4runtime.encoding import address_from_flow
+from controller.p4runtime.targets import BMV2_DIGEST_FIELDS, TNA_DIGEST_FIELDS
 
 # Member order of flow_digest_t: the digest's P4Data struct lists them in this order.
-FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port", "service_id",
-          "backend_id", "cache_slot", "timestamp_us", "tcp_flags", "rtt_us", "flags")
+FIELDS = BMV2_DIGEST_FIELDS
+NO_CACHE_SLOT = 0xFFFFFFFF   # p4src/shared/constants.p4: the flow has no cache way
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,14 @@ def decode_digest_list(digest_list: p4r.DigestList) -> list[FlowDigest]:
         raw = [m.bitstring for m in data.struct.members]
         # A bitstring is never empty (0 is one zero byte): an empty one is another kind of
         # member or none. (Checked this way, not with HasField: this runs 10,000 times a second.)
-        if len(raw) != len(FIELDS) or not all(raw):
+        if len(raw) not in (len(FIELDS), len(TNA_DIGEST_FIELDS)) or not all(raw):
             raise MalformedDigest(
                 f"digest {digest_list.digest_id} list {digest_list.list_id}: expected "
-                f"{len(FIELDS)} bitstring members, got {len(raw)} members "
-                f"({sum(1 for r in raw if r)} bitstrings)")
-        flows.append(FlowDigest(*[int.from_bytes(r, "big") for r in raw]))
+                f"{len(FIELDS)} (BMv2) or {len(TNA_DIGEST_FIELDS)} (TNA) bitstring members, "
+                f"got {len(raw)} members ({sum(1 for r in raw if r)} bitstrings)")
+        values = [int.from_bytes(r, "big") for r in raw]
+        if len(raw) == len(TNA_DIGEST_FIELDS):
+            # TNA: no cache way number and no timestamp on the wire.
+            values[7:7] = [NO_CACHE_SLOT, 0]
+        flows.append(FlowDigest(*values))
     return flows

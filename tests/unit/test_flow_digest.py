@@ -3,7 +3,7 @@
 import pytest
 from finsy.proto import p4r
 
-from controller.dataplane.flow_digest import FIELDS, MalformedDigest, decode_digest_list
+from controller.dataplane.flow_digest import FIELDS, NO_CACHE_SLOT, MalformedDigest, decode_digest_list
 from controller.p4runtime.encoding import encode_int, flow_address
 
 
@@ -26,5 +26,17 @@ def test_decodes_every_field_in_order():
 
 
 def test_wrong_shape_is_a_clear_error():
-    with pytest.raises(MalformedDigest, match="digest 7 list 1: expected 12 bitstring members, got 3"):
+    expected = r"digest 7 list 1: expected 12 \(BMv2\) or 10 \(TNA\) bitstring members, got 3"
+    with pytest.raises(MalformedDigest, match=expected):
         decode_digest_list(digest_list([1, 2, 3]))
+
+
+def test_decodes_the_tna_layout():
+    """The TNA digest leaves out cache_slot and timestamp_us (48-byte learning quantum)."""
+    values = [flow_address("10.0.1.1"), flow_address("10.0.0.100"), 6, 40000, 80,
+              1, 11, 0x10, 250, 0x04]
+    (flow,) = decode_digest_list(digest_list(values))
+    assert flow.key == tuple(values[:5])
+    assert (flow.service_id, flow.backend_id, flow.tcp_flags, flow.rtt_us, flow.flags) == (1, 11, 0x10, 250, 0x04)
+    assert (flow.cache_slot, flow.timestamp_us) == (NO_CACHE_SLOT, 0)
+    assert flow.rtt_valid

@@ -1,0 +1,103 @@
+// Classifier: is this packet for a dispatched service, and which one? The same tables,
+// keys and actions as on v1model (p4src/v1model/classifier.p4); only the intrinsic
+// metadata the L2 actions write differ (ucast_egress_port, mcast_grp_a).
+
+control Classifier(inout tna_headers_t hdr,
+                   inout ingress_metadata_t meta,
+                   in ingress_intrinsic_metadata_t ig_intr_md,
+                   inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
+
+    action set_capture_service(service_id_t service_id, bit<16> ring_mask, bit<32> ring_base) {
+        meta.service_mode = SERVICE_MODE_CAPTURE;
+        meta.service_id = service_id;
+        meta.ring_mask = ring_mask;
+        meta.ring_base = ring_base;
+    }
+
+    // Filled by the controller: one entry per tap port of a capture service.
+    table capture_ports {
+        key = { ig_intr_md.ingress_port : exact @name("ingress_port"); }
+        actions = { set_capture_service; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = CAPTURE_PORTS_TABLE_SIZE;
+    }
+
+    action set_vip_service(service_id_t service_id, bit<16> ring_mask, bit<32> ring_base) {
+        meta.service_mode = SERVICE_MODE_VIP;
+        meta.service_id = service_id;
+        meta.ring_mask = ring_mask;
+        meta.ring_base = ring_base;
+    }
+
+    // Filled by the controller: one entry per (VIP, protocol, port) service.
+    // IPv4 VIPs are written IPv4-mapped (::ffff:a.b.c.d).
+    table services {
+        key = {
+            meta.flow.dst_addr : exact @name("vip");
+            meta.flow.protocol : exact @name("protocol");
+            meta.flow.dst_port : exact @name("port");
+        }
+        actions = { set_vip_service; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = SERVICES_TABLE_SIZE;
+    }
+
+    action mark_vip() {
+        meta.is_vip = true;
+    }
+
+    // Filled by the controller: one entry per VIP address, so traffic to a VIP port
+    // that has no service is recognised and dropped rather than leaked to L2.
+    table vips {
+        key = { meta.flow.dst_addr : exact @name("vip"); }
+        actions = { mark_vip; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = VIPS_TABLE_SIZE;
+    }
+
+    action l2_output(port_id_t port) {
+        ig_tm_md.ucast_egress_port = port;
+    }
+
+    action l2_flood(bit<16> group) {
+        ig_tm_md.mcast_grp_a = group;
+        hdr.bridged.flooded = 1;   // egress prunes the copy to the ingress port
+    }
+
+    action l2_miss() {
+        meta.drop_reason = DropReason.L2_MISS;
+    }
+
+    // Filled by the controller: plain L2 forwarding for non-service traffic. The default
+    // (drop) may be replaced by l2_flood with a multicast group the controller made.
+    table l2_forward {
+        key = { hdr.ethernet.dst_addr : exact @name("dst_mac"); }
+        actions = { l2_output; l2_flood; l2_miss; }
+        default_action = l2_miss();
+        size = L2_TABLE_SIZE;
+    }
+
+    apply {
+        if (capture_ports.apply().hit) {
+            return;
+        }
+        if (meta.is_ip) {
+            bool service_hit = false;
+            if (!meta.is_ip_fragment) {
+                service_hit = services.apply().hit;
+            }
+            if (!service_hit) {
+                if (vips.apply().hit) {
+                    if (meta.is_ip_fragment) {
+                        meta.drop_reason = DropReason.VIP_FRAGMENT;
+                    } else {
+                        meta.drop_reason = DropReason.VIP_PORT_UNCONFIGURED;
+                    }
+                }
+            }
+        }
+        if (meta.service_mode == SERVICE_MODE_NONE && meta.drop_reason == DropReason.NONE) {
+            l2_forward.apply();
+        }
+    }
+}
