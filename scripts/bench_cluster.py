@@ -75,9 +75,12 @@ def run_variant(program: Program, policy: str | None, agents: bool, args: argpar
     if agents:
         # Servers and agents first, then the controller, every backend heard before the load
         with health_cluster(FaultOptions(period_s=1.0, advisor="none", agent_check="tcp"), workdir, spec) as (
-                running, _):
+                running, embedded):
             runs, connections = load(running, start_servers=False)
-        return summarise(program, policy, agents, spec, runs, connections)
+            # What fb_est ran on at the end: each backend's learned (or fallback) ratio
+            learned = {b.name: {"source": b.load_source, "ratio": b.visibility_ratio}
+                       for b in embedded.controller.status().services[0].backends}
+        return summarise(program, policy, agents, spec, runs, connections) | {"visibility": learned}
     cluster = ServerCluster(spec, workdir)
     if program == "minimal_forward":
         with cluster:
@@ -133,13 +136,19 @@ def main() -> int:
     parser.add_argument("--max-bytes", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_cluster")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--variants", type=lambda v: v.split(","),
+                        help="comma-separated labels to run (default all: "
+                             + ", ".join(label_of(*v) for v in VARIANTS) + "); the first is the baseline")
     args = parser.parse_args()
     reason = missing_mininet_reason("minimal_forward") or missing_mininet_reason()
     if reason:
         print(f"bench_cluster cannot run here: {reason}")
         return 77
     results = []
-    for program, policy, agents in VARIANTS:
+    chosen = [v for v in VARIANTS if args.variants is None or label_of(*v) in args.variants]
+    if not chosen:
+        parser.error(f"--variants names none of {[label_of(*v) for v in VARIANTS]}")
+    for program, policy, agents in chosen:
         label = label_of(program, policy, agents)
         print(f"{label}: {args.rate:g} connections/s for {args.duration:g} s ...", flush=True)
         results.append(run_variant(program, policy, agents, args, args.out / label.replace(" ", "-")))
@@ -153,6 +162,10 @@ def main() -> int:
               f"{r['latency_p50_ms']:8.1f} {r['latency_p99_ms']:8.1f} {p99_ratio:10.2f} "
               f"{r['failed']:6d} {r['max_over_mean_p50'] or 0:12.2f} {r['max_over_mean_p99'] or 0:5.2f} "
               f"{r['max_over_mean_utilisation'] or 0:5.2f}  {shares}")
+    for r in results:
+        if "visibility" in r:
+            print(f"{r['label']}: switch-to-served ratios at the end: " + ", ".join(
+                f"{n} {v['ratio']:.4f} ({v['source']})" for n, v in r["visibility"].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
