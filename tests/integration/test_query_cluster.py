@@ -5,6 +5,7 @@ and in time order with --merge), and a worker killed mid-query changes nothing."
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -129,3 +130,46 @@ def test_a_worker_killed_mid_query_loses_and_doubles_nothing(tmp_path: Path) -> 
     lines = out.getvalue().splitlines(keepends=True)
     assert Counter(lines) == Counter(whole_file_lines("tcpdump", args, files))
     assert len(lines) == len(set(lines))        # -tt: every packet's line is unique: none twice
+
+
+def test_a_chunk_that_keeps_bouncing_is_split_in_two(tmp_path: Path) -> None:
+    """The slow node changes between queries (node0, node1, node0, ...: another job on it), so
+    chunks go back and forth; one chosen to move a third time is cut in two flow-complete
+    halves, one stays and one moves, and the answer is still the whole file's."""
+    _need_tools()
+    capture = write_capture(tmp_path / "a.pcap", flows=90, seed=11)
+    store = Store.open_or_create(tmp_path / "store", 2, 4 / 1024, "flow")
+    list(store.ingest([capture]))
+    assert len(store.chunks()) >= 6
+    slow = tmp_path / "slow-node"
+    # A chunk on the node named in `slow` takes 0.4 s more (its path is .../nodes/NODE/...).
+    delay = ("sh", "-c", f'case "$*" in *"/nodes/$(cat {slow})/"*) sleep 0.4;; esac; exec "$@"', "sh")
+    args = ["-n", "-tt", "tcp or udp"]
+    query = Query("tcpdump", tuple(args), wrapper=delay)
+    with connect(None, 2) as client:
+        for q in range(4):
+            slow.write_text(f"node{q % 2}")
+            QuerySession(store, query, client, rebalance=True, verbose=False, out=io.BytesIO(),
+                         err=io.StringIO(), seed=q).run()
+    history = [json.loads(line) for line in (store.root / "history.jsonl").read_text().splitlines()]
+    splits = [(h["query"], old) for h in history for old in h["splits"]]
+    assert splits, [h["moves"] for h in history]
+    moved_after = {}     # chunk -> the queries after which it moved (their 0-based numbers)
+    for h in history:
+        for move in h["moves"]:
+            moved_after.setdefault(move["chunk"], []).append(h["query"] - 1)
+    for query_number, old in splits:
+        recent = [q for q in moved_after.get(old, []) if query_number - 1 - 3 < q < query_number - 1]
+        assert len(recent) >= 2, (old, moved_after.get(old))    # it had moved after 2 of the last 3
+        moved = next(h["moves"] for h in history if h["query"] == query_number)
+        assert any(m["chunk"] == old + "b" for m in moved)       # one half moved, under its new id
+    again = Store.open(store.root)
+    ids = {c.id for c in again.chunks()}
+    assert all(old not in ids for _, old in splits)
+    assert all(again.chunk_path(c).exists() and again.chunk_path(c).parent.name == c.node for c in again.chunks())
+    assert sum(c.packets for c in again.chunks()) == sum(1 for _, r in read_records(capture) if r.packet)
+    out = io.BytesIO()
+    with connect(None, 2) as client:
+        QuerySession(again, make_query("tcpdump", args, merge=True), client, merge=True, rebalance=False,
+                     verbose=False, out=out, err=io.StringIO()).run()
+    assert out.getvalue().splitlines(keepends=True) == whole_file_lines("tcpdump", args, [capture])

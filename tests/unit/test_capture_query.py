@@ -14,6 +14,7 @@ from query_helpers import chunked_lines, whole_file_lines, write_capture
 from capture_query.captures import CaptureFormatError, read_records
 from capture_query.chunking import FlowPacker, SizePacker, chunk_capture, read_index, record_key
 from capture_query.engine import node_workers
+from capture_query.placement import Rebalancer
 from capture_query.rebalance import Move, chunks_to_move, keeps_bouncing, over_threshold, plan_moves
 from capture_query.store import Store
 from capture_query.tools import Ngrep, OutRecord, Tcpdump, ToolArgumentError, make_query
@@ -190,6 +191,51 @@ def test_a_chunk_that_keeps_bouncing() -> None:
     assert not keeps_bouncing([1], 5)
     assert keeps_bouncing([3, 4], 5)
     assert not keeps_bouncing([1, 2], 5)          # long ago
+
+
+def test_a_bouncing_chunk_is_cut_in_two_one_half_moves_and_the_answer_holds(tmp_path: Path) -> None:
+    if shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump is not installed (scripts/setup.sh installs it)")
+    capture = write_capture(tmp_path / "a.pcap", flows=60, seed=7)
+    store = _ingest(tmp_path, [capture], chunk_kb=3, nodes=2)
+    store.manifest.queries = 5
+    on_slow = [c for c in store.chunks() if c.node == "node0"]
+    for chunk in on_slow:
+        chunk.moved_in = [3, 4]          # moved after the last two queries: bouncing
+    before = {c.id: (c.packets, c.bytes) for c in on_slow}
+    done = Rebalancer(store, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.splits and len(done.moves) == len(done.splits)      # every chosen chunk was cut
+    for old in done.splits:
+        first, second = store.by_id(old + "a"), store.by_id(old + "b")
+        assert (first.node, second.node) == ("node0", "node1")     # one half stays, one moves
+        assert first.packets + second.packets == before[old][0] and min(first.packets, second.packets) > 0
+        assert store.chunk_path(first).parent.name == "node0" and store.chunk_path(second).parent.name == "node1"
+        assert {"chunk": old + "b", "from": "node0", "to": "node1"} in done.moves
+        with pytest.raises(KeyError):
+            store.by_id(old)
+    store.save()
+    again = Store.open(store.root)
+    assert sum(c.packets for c in again.chunks()) == len(_packets(capture))
+    args = ["-n", "-tt", "tcp or udp"]
+    assert chunked_lines(again, "tcpdump", args, merge=True) == whole_file_lines("tcpdump", args, [capture])
+
+
+def test_a_chunk_moved_only_once_before_or_of_one_flow_just_moves(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "a.pcap", flows=60, seed=7)
+    store = _ingest(tmp_path, [capture], chunk_kb=3, nodes=2)
+    store.manifest.queries = 5
+    for chunk in store.chunks():
+        chunk.moved_in = [4]
+    done = Rebalancer(store, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.moves and not done.splits
+    one_flow = [write_capture(tmp_path / f"one{k}.pcap", flows=1, seed=k) for k in range(4)]
+    single = _ingest(tmp_path / "single", one_flow, chunk_kb=0.01, nodes=2)     # a chunk per file
+    for chunk in single.chunks():
+        chunk.moved_in = [3, 4]
+    single.manifest.queries = 5
+    done = Rebalancer(single, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.splits == [] and len(done.moves) == 1 and done.moves[0]["to"] == "node1"
+    assert len(single.chunks()) == 4 and single.by_id(done.moves[0]["chunk"]).node == "node1"
 
 
 def test_nodes_map_to_workers_by_name_else_in_order() -> None:
