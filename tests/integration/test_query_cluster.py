@@ -20,9 +20,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from matplotlib.image import imread
 import pytest
 from distributed import Client
+from matplotlib.image import imread
 from query_helpers import drop_banners, whole_file_lines, write_capture
 
 from capture_query.captures import read_records
