@@ -134,9 +134,9 @@ class Store:
             stem, source = self._unique_stem(path), len(self.manifest.sources)
             suffix = _suffix(path)
 
-            def place(n: int, stem: str = stem, suffix: str = suffix, only: str | None = node) -> tuple[str, Path]:
+            def place(n: int, stem: str = stem, suffix: str = suffix) -> tuple[str, Path]:
                 nodes = self.manifest.nodes
-                chosen = only if only is not None else nodes[(len(self.manifest.chunks) + n) % len(nodes)]
+                chosen = node if node is not None else nodes[(len(self.manifest.chunks) + n) % len(nodes)]
                 chunk_id = f"{stem}.{n:04d}"
                 return chunk_id, self._node_dir(chosen) / (chunk_id + suffix)
 
@@ -145,9 +145,9 @@ class Store:
                            str(result.error) if result.error else None)
             self.manifest.sources.append(entry)
             for chunk in result.chunks:
-                node = chunk.path.parent.name
-                self.manifest.chunks.append(Chunk(chunk.id, node, str(chunk.path.relative_to(self.root)),
-                                                  chunk.bytes, chunk.packets, source))
+                self.manifest.chunks.append(Chunk(chunk.id, chunk.path.parent.name,
+                                                  str(chunk.path.relative_to(self.root)), chunk.bytes,
+                                                  chunk.packets, source))
             self.save()
             yield entry
 

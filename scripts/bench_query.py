@@ -3,9 +3,10 @@
 1. Scaling: one query over a corpus of --copies copies of the shared captures (joined into
    one pcapng with mergecap), on 1, 2 and 4 workers of an embedded Dask cluster.
 2. Heterogeneous workers: three workers held to 100 %, 50 % and 25 % of a core (cgroup v1
-   cpu quotas; needs root), --queries repeated DNS-response queries without and with
-   rebalancing, in turn on the same cluster (each store from the same round-robin
-   placement); completion time per query and the machine's load when it ended.
+   cpu quotas, and cpu shares in the same ratio for when the machine is busy; needs root),
+   --queries repeated DNS-response queries without and with rebalancing, in turn on the same
+   cluster (each store from the same round-robin placement); completion time per query and
+   the machine's load when it ended.
 
 Writes results/bench_query/bench.json and prints a summary. A small run:
     .venv/bin/python scripts/bench_query.py --copies 4 --chunk-mb 5 --queries 6
@@ -79,6 +80,11 @@ def cpu_limits(client, percents: Sequence[int]):
             group.mkdir(exist_ok=True)
             (group / "cpu.cfs_period_us").write_text("100000")
             (group / "cpu.cfs_quota_us").write_text(str(percents[k] * 1000))
+            # The quota only caps: on a machine busy with other work every process gets less
+            # than 25 % of a core anyway, and the quotas would leave the workers alike. Shares
+            # in the same ratio (100 %: a plain process's 1024, the others less) keep them
+            # apart under contention, and only ever lower their priority.
+            (group / "cpu.shares").write_text(str(max(2, 1024 * percents[k] // 100)))
             (group / "cgroup.procs").write_text(str(pids[addr]))
             made.append(group)
         yield

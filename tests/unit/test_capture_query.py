@@ -115,12 +115,14 @@ def test_store_keeps_placement_and_moves_and_splits(tmp_path: Path) -> None:
 
 def test_ingest_onto_one_node_keeps_a_nodes_files_there(tmp_path: Path) -> None:
     files = [write_capture(tmp_path / f"n{k}.pcap", flows=30, seed=k) for k in range(2)]
+    small = [write_capture(tmp_path / f"s{k}.pcap", flows=2, seed=k) for k in range(6)]   # a chunk each
     store = Store.open_or_create(tmp_path / "store", 3, 2 / 1024, "flow")
     assert all(s.error is None for s in store.ingest(files[:1], node="node2"))
-    assert all(s.error is None for s in store.ingest(files[1:]))          # then round robin again
+    assert all(s.error is None for s in store.ingest(files[1:] + small))      # then round robin again
     on = Counter(c.node for c in store.chunks() if c.source == 0)
     assert list(on) == ["node2"] and on["node2"] >= 3
     assert {c.node for c in store.chunks() if c.source == 1} == {"node0", "node1", "node2"}
+    assert Counter(c.node for c in store.chunks() if c.source >= 2) == {"node0": 2, "node1": 2, "node2": 2}
     assert all(store.chunk_path(c).parent.name == c.node for c in store.chunks())
     with pytest.raises(ValueError, match="no node 'probe9'"):
         list(store.ingest(files[:1], node="probe9"))
