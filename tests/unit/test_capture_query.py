@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import shutil
 from collections import Counter
@@ -13,6 +14,7 @@ from query_helpers import chunked_lines, whole_file_lines, write_capture
 
 from capture_query.captures import CaptureFormatError, read_records
 from capture_query.chunking import FlowPacker, SizePacker, chunk_capture, read_index, record_key
+from capture_query.cli import register
 from capture_query.engine import node_workers
 from capture_query.placement import Rebalancer
 from capture_query.rebalance import Move, chunks_to_move, keeps_bouncing, over_threshold, plan_moves
@@ -80,6 +82,32 @@ def test_truncated_capture_names_file_and_offset_and_keeps_the_rest(tmp_path: Pa
     [source] = list(store.ingest([broken]))
     assert source.error == f"{broken} at byte {whole[30].offset}: record header cut short: 10 of 16 bytes"
     assert source.packets == 30 == sum(c.packets for c in store.chunks())
+
+
+def test_ingest_command_names_file_and_offset_exits_1_and_keeps_the_readable_part(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capture = write_capture(tmp_path / "in.pcap", flows=20)
+    whole = _packets(capture)
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(capture.read_bytes()[:whole[40].offset + 20])   # into the 41st record's data
+    good = write_capture(tmp_path / "good.pcap", flows=10, seed=3)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["query", "ingest", str(broken), str(good), "--nodes", "2", "--store",
+                              str(tmp_path / "store"), "--chunk-mb", "0.002"])
+    assert args.handler(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {broken} at byte {whole[40].offset}: record cut short" in err
+    assert "(the 40 packets before it are kept)" in err
+    store = Store.open(tmp_path / "store")
+    assert [s.packets for s in store.manifest.sources] == [40, len(_packets(good))]
+    assert sum(c.packets for c in store.chunks()) == 40 + len(_packets(good))
+    if shutil.which("tcpdump") is not None:     # what was kept answers as the readable part does
+        args = ["-n", "-tt", "tcp or udp"]
+        kept = tmp_path / "kept.pcap"
+        kept.write_bytes(capture.read_bytes()[:whole[40].offset])
+        assert Counter(chunked_lines(store, "tcpdump", args)) == \
+            Counter(whole_file_lines("tcpdump", args, [kept, good]))
 
 
 def test_corrupt_length_and_garbage_are_errors_at_their_offset(tmp_path: Path) -> None:
