@@ -103,11 +103,11 @@ def test_ingest_command_names_file_and_offset_exits_1_and_keeps_the_readable_par
     assert [s.packets for s in store.manifest.sources] == [40, len(_packets(good))]
     assert sum(c.packets for c in store.chunks()) == 40 + len(_packets(good))
     if shutil.which("tcpdump") is not None:     # what was kept answers as the readable part does
-        args = ["-n", "-tt", "tcp or udp"]
+        filters = ["-n", "-tt", "tcp or udp"]
         kept = tmp_path / "kept.pcap"
         kept.write_bytes(capture.read_bytes()[:whole[40].offset])
-        assert Counter(chunked_lines(store, "tcpdump", args)) == \
-            Counter(whole_file_lines("tcpdump", args, [kept, good]))
+        assert Counter(chunked_lines(store, "tcpdump", filters)) == \
+            Counter(whole_file_lines("tcpdump", filters, [kept, good]))
 
 
 def test_corrupt_length_and_garbage_are_errors_at_their_offset(tmp_path: Path) -> None:
