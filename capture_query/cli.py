@@ -25,6 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="flow: every flow whole in one chunk (default); size: plain size cuts")
     ingest.add_argument("--nodes", type=int, default=os.cpu_count() or 2,
                         help="nodes to place chunks on, round robin (default: CPU count; a new store only)")
+    ingest.add_argument("--node", help="put every chunk of these files on this node (the files a "
+                        "capture node wrote), instead of round robin")
     _common(ingest)
 
     for name in TOOLS:
@@ -61,10 +63,14 @@ def ingest_command(args: argparse.Namespace) -> int:
         store = Store.open_or_create(args.store, nodes, args.chunk_mb, args.split)
     failed = 0
     before = len(store.manifest.chunks)
-    for source in store.ingest(args.files):
-        if source.error:
-            failed += 1
-            print(f"error: {source.error} (the {source.packets} packets before it are kept)", file=sys.stderr)
+    try:
+        for source in store.ingest(args.files, args.node):
+            if source.error:
+                failed += 1
+                print(f"error: {source.error} (the {source.packets} packets before it are kept)", file=sys.stderr)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     added = store.manifest.chunks[before:]
     print(f"{len(args.files)} files, {sum(c.packets for c in added)} packets -> {len(added)} chunks "
           f"({store.manifest.mode}, {store.manifest.chunk_mb:g} MB) on {len(store.manifest.nodes)} nodes in "

@@ -89,7 +89,7 @@ def connect(scheduler: str | None, workers: int, memory_limit: str = "2GiB") -> 
             yield client
         return
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
-         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR, memory_limit=memory_limit) as cluster, \
          Client(cluster) as client:
         client.wait_for_workers(workers)

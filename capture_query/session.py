@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from capture_query.engine import ChunkResult, ChunkTask, node_workers, submit_chunks, worker_names
 from capture_query.output import OutputSink
-from capture_query.rebalance import keeps_bouncing, plan_moves
+from capture_query.placement import Rebalancer
 from capture_query.store import Store
 from capture_query.tools import Query
 
@@ -112,20 +112,10 @@ class QuerySession:
             print(f"chunk {r.chunk_id}: {self.query.tool} exited {r.returncode}: {r.stderr}", file=self.err)
 
     def _rebalance(self, report: QueryReport) -> None:
-        manifest = self.store.manifest
-        held = {n: [c.id for c in manifest.chunks if c.node == n] for n in manifest.nodes}
-        moves = plan_moves(report.node_seconds, held, self.threshold, self.rng)
-        for move in moves:
-            chunk = self.store.by_id(move.chunk)
-            if keeps_bouncing(chunk.moved_in, manifest.queries):
-                halves = self.store.split(chunk)
-                if len(halves) == 2:
-                    report.splits.append(chunk.id)
-                    chunk = halves[1]   # one half moves, the other stays
-            self.store.move(chunk, move.target)
-            report.moves.append({"chunk": chunk.id, "from": move.source, "to": move.target})
-        if moves:
-            print(f"rebalanced: {len(moves)} chunks moved, {len(report.splits)} split", file=self.err)
+        done = Rebalancer(self.store, self.threshold, self.rng).apply(report.node_seconds)
+        report.moves, report.splits = done.moves, done.splits
+        if done.moves:
+            print(f"rebalanced: {len(done.moves)} chunks moved, {len(done.splits)} split", file=self.err)
 
     def _history(self, report: QueryReport) -> None:
         line = {"query": self.store.manifest.queries, "tool": self.query.tool, "args": list(self.query.args),

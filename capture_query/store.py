@@ -123,27 +123,31 @@ class Store:
             candidate = f"{stem}-{n}"
         return candidate
 
-    def ingest(self, files: Sequence[Path]) -> Iterator[Source]:
+    def ingest(self, files: Sequence[Path], node: str | None = None) -> Iterator[Source]:
         """Chunk each file and place its chunks round robin (continuing where the last ingest
-        stopped); yields each file's Source as it is done (its error, if reading stopped)."""
+        stopped), or all on `node` (files a capture node wrote stay on that node); yields each
+        file's Source as it is done (its error, if reading stopped)."""
+        if node is not None and node not in self.manifest.nodes:
+            raise ValueError(f"no node {node!r} in this store (nodes: {', '.join(self.manifest.nodes)})")
         target = int(self.manifest.chunk_mb * 1024 * 1024)
         for path in files:
             stem, source = self._unique_stem(path), len(self.manifest.sources)
             suffix = _suffix(path)
 
             def place(n: int, stem: str = stem, suffix: str = suffix) -> tuple[str, Path]:
-                node = self.manifest.nodes[(len(self.manifest.chunks) + n) % len(self.manifest.nodes)]
+                nodes = self.manifest.nodes
+                chosen = node if node is not None else nodes[(len(self.manifest.chunks) + n) % len(nodes)]
                 chunk_id = f"{stem}.{n:04d}"
-                return chunk_id, self._node_dir(node) / (chunk_id + suffix)
+                return chunk_id, self._node_dir(chosen) / (chunk_id + suffix)
 
             result = chunk_capture(path, target, self.manifest.mode, source, place)
             entry = Source(str(path), path.stat().st_size, result.packets,
                            str(result.error) if result.error else None)
             self.manifest.sources.append(entry)
             for chunk in result.chunks:
-                node = chunk.path.parent.name
-                self.manifest.chunks.append(Chunk(chunk.id, node, str(chunk.path.relative_to(self.root)),
-                                                  chunk.bytes, chunk.packets, source))
+                self.manifest.chunks.append(Chunk(chunk.id, chunk.path.parent.name,
+                                                  str(chunk.path.relative_to(self.root)), chunk.bytes,
+                                                  chunk.packets, source))
             self.save()
             yield entry
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import shutil
 from collections import Counter
@@ -13,7 +14,9 @@ from query_helpers import chunked_lines, whole_file_lines, write_capture
 
 from capture_query.captures import CaptureFormatError, read_records
 from capture_query.chunking import FlowPacker, SizePacker, chunk_capture, read_index, record_key
+from capture_query.cli import register
 from capture_query.engine import node_workers
+from capture_query.placement import Rebalancer
 from capture_query.rebalance import Move, chunks_to_move, keeps_bouncing, over_threshold, plan_moves
 from capture_query.store import Store
 from capture_query.tools import Ngrep, OutRecord, Tcpdump, ToolArgumentError, make_query
@@ -81,6 +84,32 @@ def test_truncated_capture_names_file_and_offset_and_keeps_the_rest(tmp_path: Pa
     assert source.packets == 30 == sum(c.packets for c in store.chunks())
 
 
+def test_ingest_command_names_file_and_offset_exits_1_and_keeps_the_readable_part(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capture = write_capture(tmp_path / "in.pcap", flows=20)
+    whole = _packets(capture)
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(capture.read_bytes()[:whole[40].offset + 20])   # into the 41st record's data
+    good = write_capture(tmp_path / "good.pcap", flows=10, seed=3)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["query", "ingest", str(broken), str(good), "--nodes", "2", "--store",
+                              str(tmp_path / "store"), "--chunk-mb", "0.002"])
+    assert args.handler(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {broken} at byte {whole[40].offset}: record cut short" in err
+    assert "(the 40 packets before it are kept)" in err
+    store = Store.open(tmp_path / "store")
+    assert [s.packets for s in store.manifest.sources] == [40, len(_packets(good))]
+    assert sum(c.packets for c in store.chunks()) == 40 + len(_packets(good))
+    if shutil.which("tcpdump") is not None:     # what was kept answers as the readable part does
+        filters = ["-n", "-tt", "tcp or udp"]
+        kept = tmp_path / "kept.pcap"
+        kept.write_bytes(capture.read_bytes()[:whole[40].offset])
+        assert Counter(chunked_lines(store, "tcpdump", filters)) == \
+            Counter(whole_file_lines("tcpdump", filters, [kept, good]))
+
+
 def test_corrupt_length_and_garbage_are_errors_at_their_offset(tmp_path: Path) -> None:
     capture = write_capture(tmp_path / "in.pcapng", flows=10, pcapng=True)
     data = bytearray(capture.read_bytes())
@@ -110,6 +139,21 @@ def test_store_keeps_placement_and_moves_and_splits(tmp_path: Path) -> None:
     assert len(halves) == 2 and sum(h.packets for h in halves) == packets
     numbers = [int(n) for h in halves for n in read_index(again.chunk_path(h))["number"]]
     assert sorted(numbers) == sorted(set(numbers)) and len(numbers) == packets
+
+
+def test_ingest_onto_one_node_keeps_a_nodes_files_there(tmp_path: Path) -> None:
+    files = [write_capture(tmp_path / f"n{k}.pcap", flows=30, seed=k) for k in range(2)]
+    small = [write_capture(tmp_path / f"s{k}.pcap", flows=2, seed=k) for k in range(6)]   # a chunk each
+    store = Store.open_or_create(tmp_path / "store", 3, 2 / 1024, "flow")
+    assert all(s.error is None for s in store.ingest(files[:1], node="node2"))
+    assert all(s.error is None for s in store.ingest(files[1:] + small))      # then round robin again
+    on = Counter(c.node for c in store.chunks() if c.source == 0)
+    assert list(on) == ["node2"] and on["node2"] >= 3
+    assert {c.node for c in store.chunks() if c.source == 1} == {"node0", "node1", "node2"}
+    assert Counter(c.node for c in store.chunks() if c.source >= 2) == {"node0": 2, "node1": 2, "node2": 2}
+    assert all(store.chunk_path(c).parent.name == c.node for c in store.chunks())
+    with pytest.raises(ValueError, match="no node 'probe9'"):
+        list(store.ingest(files[:1], node="probe9"))
 
 
 # --- tools ----------------------------------------------------------------------------------
@@ -190,6 +234,51 @@ def test_a_chunk_that_keeps_bouncing() -> None:
     assert not keeps_bouncing([1], 5)
     assert keeps_bouncing([3, 4], 5)
     assert not keeps_bouncing([1, 2], 5)          # long ago
+
+
+def test_a_bouncing_chunk_is_cut_in_two_one_half_moves_and_the_answer_holds(tmp_path: Path) -> None:
+    if shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump is not installed (scripts/setup.sh installs it)")
+    capture = write_capture(tmp_path / "a.pcap", flows=60, seed=7)
+    store = _ingest(tmp_path, [capture], chunk_kb=3, nodes=2)
+    store.manifest.queries = 5
+    on_slow = [c for c in store.chunks() if c.node == "node0"]
+    for chunk in on_slow:
+        chunk.moved_in = [3, 4]          # moved after the last two queries: bouncing
+    before = {c.id: (c.packets, c.bytes) for c in on_slow}
+    done = Rebalancer(store, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.splits and len(done.moves) == len(done.splits)      # every chosen chunk was cut
+    for old in done.splits:
+        first, second = store.by_id(old + "a"), store.by_id(old + "b")
+        assert (first.node, second.node) == ("node0", "node1")     # one half stays, one moves
+        assert first.packets + second.packets == before[old][0] and min(first.packets, second.packets) > 0
+        assert store.chunk_path(first).parent.name == "node0" and store.chunk_path(second).parent.name == "node1"
+        assert {"chunk": old + "b", "from": "node0", "to": "node1"} in done.moves
+        with pytest.raises(KeyError):
+            store.by_id(old)
+    store.save()
+    again = Store.open(store.root)
+    assert sum(c.packets for c in again.chunks()) == len(_packets(capture))
+    args = ["-n", "-tt", "tcp or udp"]
+    assert chunked_lines(again, "tcpdump", args, merge=True) == whole_file_lines("tcpdump", args, [capture])
+
+
+def test_a_chunk_moved_only_once_before_or_of_one_flow_just_moves(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "a.pcap", flows=60, seed=7)
+    store = _ingest(tmp_path, [capture], chunk_kb=3, nodes=2)
+    store.manifest.queries = 5
+    for chunk in store.chunks():
+        chunk.moved_in = [4]
+    done = Rebalancer(store, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.moves and not done.splits
+    one_flow = [write_capture(tmp_path / f"one{k}.pcap", flows=1, seed=k) for k in range(4)]
+    single = _ingest(tmp_path / "single", one_flow, chunk_kb=0.01, nodes=2)     # a chunk per file
+    for chunk in single.chunks():
+        chunk.moved_in = [3, 4]
+    single.manifest.queries = 5
+    done = Rebalancer(single, 0.1, random.Random(0)).apply({"node0": 10.0, "node1": 1.0})
+    assert done.splits == [] and len(done.moves) == 1 and done.moves[0]["to"] == "node1"
+    assert len(single.chunks()) == 4 and single.by_id(done.moves[0]["chunk"]).node == "node1"
 
 
 def test_nodes_map_to_workers_by_name_else_in_order() -> None:

@@ -94,3 +94,19 @@ def test_static_configuration_weights_the_ring_by_configured_weight():
     assert ring[10] == pytest.approx(1024 * 4 / 7, abs=1)
     assert ring[11] == pytest.approx(1024 * 2 / 7, abs=1)
     assert ring[12] == pytest.approx(1024 * 1 / 7, abs=1)
+
+
+def test_capture_cluster_query_network_names_and_addresses(tmp_path):
+    from topo.capture_cluster import QUERY_BRIDGE, QUERY_HOST, QUERY_HOST_ADDRESS, CaptureCluster
+    from topo.capture_query_nodes import CaptureQueryNodes
+
+    plain = CaptureCluster(CaptureClusterSpec(probes=3), tmp_path)
+    assert QUERY_HOST not in plain.node_names() and QUERY_BRIDGE not in plain.node_names()
+    with pytest.raises(ValueError, match="query network"):
+        CaptureQueryNodes(plain)
+    spec = CaptureClusterSpec(probes=3, query_network=True)
+    cluster = CaptureCluster(spec, tmp_path)
+    assert {QUERY_HOST, QUERY_BRIDGE} <= set(cluster.node_names())   # clean-up covers them
+    addresses = [spec.probe_query_address(k) for k in spec.probe_indices()] + [QUERY_HOST_ADDRESS]
+    assert len(set(addresses)) == 4 and all(a.startswith("10.0.250.") for a in addresses)
+    assert CaptureQueryNodes(cluster).address == f"tcp://{QUERY_HOST_ADDRESS}:8786"
