@@ -42,6 +42,7 @@ from controller.policy_admin import NdChange, apply_nd_change
 from controller.reactive import ReactiveDispatch
 from controller.ring_updates import RingUpdater
 from controller.service_ring import ServiceRing
+from controller.session_control import SessionControl
 from controller.status import ControllerStatus, Role, RunCounts
 from controller.status_builder import StatusBuilder
 from controller.takeover import TakeOver, wait_primary
@@ -76,13 +77,15 @@ class Controller:
         self.counts = RunCounts()
         self.admin = BackendAdmin(self.pool, self.flows, self.ring_updater, self.tables, config.timers)
         self.reactive = ReactiveDispatch(self.pool, self.rings, self.flows, self.tables, self.counts)
+        self.sessions = SessionControl(config, self.tables, self.flows,
+                                       capacity=self.info.table("announced_flows").size)
         self.take_over = TakeOver(config, self.program, self.info, self.tables, self.pool, self.flows,
-                                  self.ring_updater, self.counts)
+                                  self.ring_updater, self.counts, self.sessions)
         self.health_enforcer = HealthEnforcer(self.health, self.ring_updater, self.flows)
         self.admission = AdmissionWriter(config, self.tables, self.pool, self.monitor, self.health)
         self.status_builder = StatusBuilder(config, self.pool, self.flows, self.monitor, self.ring_updater,
                                             self.health, self.health_enforcer, self.admission, self.counts,
-                                            self.started)
+                                            self.started, self.sessions)
         self.role: Role = "connecting"
         self._commands: queue.Queue[tuple[Callable[[P4RuntimeClient], Any], Future]] = queue.Queue()
         self._status = self._empty_status()
@@ -173,6 +176,7 @@ class Controller:
         self._run_commands(client)
         self.health_enforcer.turn(client, time.monotonic())
         self.flows.flush()
+        self.sessions.flush(client)
         if reading is not None:
             self._poll(client, reading)
 
@@ -191,16 +195,21 @@ class Controller:
             taken += len(digest_list.data)
         while True:
             try:
-                self.flows.on_idle_timeout(client.idle_timeouts.get_nowait())
+                notification = client.idle_timeouts.get_nowait()
             except queue.Empty:
                 break
+            self.flows.on_idle_timeout(notification)
+            self.sessions.on_idle_timeout(notification)
         while True:
             try:
                 packet = client.packet_ins.get_nowait()
             except queue.Empty:
                 break
-            if self.tables.packet_in_fields(packet).get("reason") == PacketInReason.REACTIVE:
+            fields = self.tables.packet_in_fields(packet)
+            if fields.get("reason") == PacketInReason.REACTIVE:
                 self.reactive.handle(client, packet.payload)
+            elif fields.get("reason") == PacketInReason.SIGNALLING:
+                self.sessions.on_packet_in(fields.get("ingress_port", 0), packet.payload)
         while True:
             try:
                 error = client.stream_errors.get_nowait()
