@@ -89,7 +89,8 @@ class StatusBuilder:
         if control is None or not control.enabled:
             return None
         parse = control.parse_stats()
-        return SessionStatus(sessions=len(control.table.sessions), by_state={str(k): v for k, v in control.table.by_state().items()},
+        by_state = {str(state): count for state, count in control.table.by_state().items()}
+        return SessionStatus(sessions=len(control.table.sessions), by_state=by_state,
                              announced_entries=len(control.table), capacity=control.table.capacity,
                              waiting=control.waiting, signalling_packets=control.signalling.packets,
                              not_inspected=control.signalling.not_inspected, **vars(control.table.counts),
