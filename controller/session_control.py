@@ -83,6 +83,9 @@ class SessionControl:
         self._waiting: deque[_Waiting] = deque()
         self._writes: list[p4r.Update] = []
         self._write_entries: list[AnnouncedEntry | None] = []   # per update: the entry (None: a delete)
+        self._write_since: list[float] = []     # per update: when its announcement was read
+        # Seconds from reading an announcement to its entries being on the switch (latest 2,000).
+        self.entry_latency: deque[float] = deque(maxlen=2000)
         self._deletes: list[AnnouncedEntry] = []
         self._next_sweep = 0.0
         flows.on_installed.append(self._installed)
@@ -115,8 +118,12 @@ class SessionControl:
                 self._deletes.append(gone)
 
     def _installed(self, event: InstallEvent) -> None:
-        if event.digest is not None and event.digest.is_announced:
+        if event.digest is None:
+            return
+        if event.digest.is_announced:
             self.table.hit(unpack_key(event.key))
+        else:
+            self.table.installed(unpack_key(event.key))
 
     def _event(self, event: Announcement | SessionEnd, now: float) -> None:
         if isinstance(event, SessionEnd):
@@ -137,6 +144,7 @@ class SessionControl:
         for entry in self.table.announce(entries_for(announcement, backend), now):
             self._writes.append(self.tables.announced_flow(entry))
             self._write_entries.append(entry)
+            self._write_since.append(announcement.time)
         return True
 
     def _backend_of(self, signalling: FiveTuple) -> int | None:
@@ -167,21 +175,25 @@ class SessionControl:
         for entry in self._deletes:
             self._writes.append(self.tables.announced_delete(entry.match))
             self._write_entries.append(None)
+            self._write_since.append(now)
         self._deletes = []
         if self._writes:
             self._write(client)
 
     def _write(self, client: P4RuntimeClient) -> None:
-        updates, entries = self._writes, self._write_entries
-        self._writes, self._write_entries = [], []
+        updates, entries, since = self._writes, self._write_entries, self._write_since
+        self._writes, self._write_entries, self._write_since = [], [], []
         failed: dict[int, int] = {}
         try:
             client.write(updates)
         except WriteError as exc:
             failed = {f.index: f.code for f in exc.failures}
+        done = time.monotonic()
         for i, entry in enumerate(entries):
             if entry is None:
                 continue    # a delete that failed: the entry was gone already (NOT_FOUND)
+            if i not in failed:
+                self.entry_latency.append(done - since[i])
             if i in failed:
                 self.table.refused(entry)
                 self.table.counts.table_full += 1

@@ -201,6 +201,8 @@ class SessionStatus(_Model):
     no_backend: int                   # announcements whose signalling flow's backend never came
     adopted: int
     unreadable: int
+    missed: int = 0                   # flows to an announced end that the ring decided (too early, set full)
+    entry_latency_ms: LatencyQuantiles | None = None   # announcement read -> entries on the switch
     parse_errors: dict[str, int] = {}   # by kind (controller/sessions/model.py ParseStats)
     parse_notes: dict[str, int] = {}
 

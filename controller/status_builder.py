@@ -94,6 +94,7 @@ class StatusBuilder:
                              announced_entries=len(control.table), capacity=control.table.capacity,
                              waiting=control.waiting, signalling_packets=control.signalling.packets,
                              not_inspected=control.signalling.not_inspected, **vars(control.table.counts),
+                             entry_latency_ms=latency_quantiles(control.entry_latency),
                              parse_errors=dict(parse.errors), parse_notes=dict(parse.notes))
 
     # ---- per backend ---------------------------------------------------------------------

@@ -36,6 +36,8 @@ class SessionCounts:
     entries_written: int = 0
     reannounced: int = 0        # an entry already there (retransmission, re-INVITE)
     hits: int = 0               # flows whose first packet took an announced entry's backend
+    missed: int = 0             # flows to an announced endpoint decided by the ring: they started
+                                # before their entry was written, or found their cache set full
     expired: int = 0            # entries idle for their start time (never started, or done)
     ended: int = 0              # sessions ended by BYE, TEARDOWN, control close, ...
     entries_ended: int = 0      # entries deleted because their session ended
@@ -51,6 +53,9 @@ class SessionTable:
         self.sessions: dict[GroupKey, Session] = {}
         self.entries: dict[Match, AnnouncedEntry] = {}
         self.counts = SessionCounts()
+        # (IP protocol, 128-bit address, port) of every announced end -> its entries, so a
+        # new flow is checked against the table in two lookups, not a scan.
+        self._ends: dict[tuple[int, int, int], set[Match]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -95,7 +100,10 @@ class SessionTable:
             if session is None:
                 continue
             self.counts.ended += 1
-            gone += [self.entries.pop(m) for m in session.entries if m in self.entries]
+            for match in list(session.entries):
+                entry = self._drop(match)
+                if entry is not None:
+                    gone.append(entry)
         self.counts.entries_ended += len(gone)
         return gone
 
@@ -109,15 +117,30 @@ class SessionTable:
     def hit(self, key: tuple[int, int, int, int, int]) -> GroupKey | None:
         """A flow that took an announced backend (its digest said so): the session it joins."""
         self.counts.hits += 1
-        for match, entry in self.entries.items():
-            if match.covers(key):
-                self.sessions[entry.group].hits += 1
-                return entry.group
-        return None     # its entry expired or ended since (the flow keeps its backend all the same)
+        entry = self.covering(key)
+        if entry is None:
+            return None     # its entry expired or ended since (the flow keeps its backend all the same)
+        self.sessions[entry.group].hits += 1
+        return entry.group
+
+    def installed(self, key: tuple[int, int, int, int, int]) -> None:
+        """A flow decided by the ring: count it when it goes to an announced end."""
+        if self._ends and self.covering(key) is not None:
+            self.counts.missed += 1
+
+    def covering(self, key: tuple[int, int, int, int, int]) -> AnnouncedEntry | None:
+        """The entry a flow key matches (highest priority first), or None."""
+        src, dst, protocol, sport, dport = key
+        candidates = self._ends.get((protocol, src, sport), set()) | self._ends.get((protocol, dst, dport), set())
+        matching = [m for m in candidates if m.covers(key)]
+        if not matching:
+            return None
+        return self.entries[max(matching, key=lambda m: m.priority)]
 
     def adopt(self, entries: Iterable[AnnouncedEntry], now: float) -> int:
         self.sessions.clear()
         self.entries.clear()
+        self._ends.clear()
         count = 0
         for entry in entries:
             self._add(entry, now)
@@ -138,6 +161,7 @@ class SessionTable:
 
     def _add(self, entry: AnnouncedEntry, now: float) -> None:
         self.entries[entry.match] = entry
+        self._ends.setdefault(_end_of(entry.match), set()).add(entry.match)
         session = self.sessions.setdefault(entry.group, Session(entry.backend_id, now))
         session.entries.add(entry.match)
 
@@ -145,9 +169,20 @@ class SessionTable:
         entry = self.entries.pop(match, None)
         if entry is None:
             return None
+        end = _end_of(match)
+        self._ends[end].discard(match)
+        if not self._ends[end]:
+            del self._ends[end]
         session = self.sessions.get(entry.group)
         if session is not None:
             session.entries.discard(match)
             if not session.entries:
                 del self.sessions[entry.group]
         return entry
+
+
+def _end_of(match: Match) -> tuple[int, int, int]:
+    """The announced end of an entry: the side whose port is matched."""
+    if match.dst_port[1]:
+        return (match.protocol, match.dst_addr[0], match.dst_port[0])
+    return (match.protocol, match.src_addr[0], match.src_port[0])
