@@ -173,10 +173,11 @@ class Controller:
         """One turn of the serving loop: stream, commands, health, writes, and the newest counter
         reading when one came."""
         self._drain_stream(client)
+        # Announced entries first: each is a race with its flow's first packet.
+        self.sessions.flush(client)
         self._run_commands(client)
         self.health_enforcer.turn(client, time.monotonic())
         self.flows.flush()
-        self.sessions.flush(client)
         if reading is not None:
             self._poll(client, reading)
 
@@ -209,7 +210,10 @@ class Controller:
             if fields.get("reason") == PacketInReason.REACTIVE:
                 self.reactive.handle(client, packet.payload)
             elif fields.get("reason") == PacketInReason.SIGNALLING:
-                self.sessions.on_packet_in(fields.get("ingress_port", 0), packet.payload)
+                self.sessions.on_packet_in(fields.get("ingress_port", 0), packet.payload, fields.get("backend_id", 0))
+                # Written at once: each announced entry races its flow's first packet, and a
+                # burst of signalling must not hold the first announcements back.
+                self.sessions.flush(client)
         while True:
             try:
                 error = client.stream_errors.get_nowait()

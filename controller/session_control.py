@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from finsy.proto import p4r
@@ -40,6 +40,7 @@ log = logging.getLogger("controller.sessions")
 
 BACKEND_WAIT_S = 2.0          # an announcement waits this long for its signalling flow's digest
 MAX_WAITING = 1024            # announcements waiting at once (beyond: counted as no_backend)
+MAX_SIGNALLING_FLOWS = 4096   # signalling flows whose backend is remembered (the tracker's bound)
 TRACKER_IDLE_S = 600.0        # a signalling flow silent this long is forgotten (its sessions end)
 TRACKER_SWEEP_S = 10.0
 
@@ -88,6 +89,8 @@ class SessionControl:
         self.entry_latency: deque[float] = deque(maxlen=2000)
         self._deletes: list[AnnouncedEntry] = []
         self._next_sweep = 0.0
+        # Signalling flow (its two ends) -> the backend its packet-ins said, newest last.
+        self._signalling_backends: OrderedDict[tuple, int] = OrderedDict()
         flows.on_installed.append(self._installed)
 
     @property
@@ -96,8 +99,10 @@ class SessionControl:
 
     # ---- input (serving loop) -------------------------------------------------------------
 
-    def on_packet_in(self, ingress_port: int, frame: bytes, now: float | None = None) -> None:
-        """A signalling clone: parse it; what it announces or ends is written at `flush`."""
+    def on_packet_in(self, ingress_port: int, frame: bytes, backend_id: int = 0, now: float | None = None) -> None:
+        """A signalling clone: parse it; what it announces or ends is written at `flush`.
+        `backend_id`: where the switch sent the packet (the packet-in header says), so the
+        flow's backend is known before its digest comes (0: not dispatched)."""
         now = time.monotonic() if now is None else now
         self.signalling.packets += 1
         packet = decode(frame)
@@ -105,6 +110,12 @@ class SessionControl:
         if packet is None or owner is None:
             self.signalling.not_inspected += 1
             return
+        if backend_id:
+            ends = _ends_of(packet.src, packet.dst, packet.protocol, packet.sport, packet.dport)
+            self._signalling_backends[ends] = backend_id
+            self._signalling_backends.move_to_end(ends)
+            if len(self._signalling_backends) > MAX_SIGNALLING_FLOWS:
+                self._signalling_backends.popitem(last=False)
         for event in owner.tracker.feed(now, packet.src, packet.dst, packet.protocol, packet.sport, packet.dport,
                                         packet.payload, packet.seq, packet.flags):
             self._event(event, now)
@@ -149,6 +160,9 @@ class SessionControl:
 
     def _backend_of(self, signalling: FiveTuple) -> int | None:
         src, dst, protocol, sport, dport = signalling
+        known = self._signalling_backends.get(_ends_of(src, dst, protocol, sport, dport))
+        if known is not None:
+            return known
         forward = (flow_address(src), flow_address(dst), protocol, sport, dport)
         backend = self.flows.backend_of(forward)
         if backend is None:   # a capture service's key is sorted; the other orientation
@@ -160,6 +174,8 @@ class SessionControl:
     def flush(self, client: P4RuntimeClient, now: float | None = None) -> None:
         """Place waiting announcements, then write what changed."""
         now = time.monotonic() if now is None else now
+        if not (self._waiting or self._deletes or self._writes or now >= self._next_sweep):
+            return
         for _ in range(len(self._waiting)):
             waiting = self._waiting.popleft()
             if not self._place(waiting.announcement, now):
@@ -167,6 +183,7 @@ class SessionControl:
                     self._waiting.append(waiting)
                 else:
                     self.table.counts.no_backend += 1
+
         if now >= self._next_sweep:
             self._next_sweep = now + TRACKER_SWEEP_S
             for service in self.services:
@@ -238,3 +255,8 @@ def _ends(end: SessionEnd, announcement: Announcement) -> bool:
     return (announcement.protocol == end.protocol and announcement.signalling == end.signalling
             and (not end.session or announcement.session in (end.session, "")))
 
+
+def _ends_of(src: str, dst: str, protocol: int, sport: int, dport: int) -> tuple:
+    """A flow's two ends in one order whichever way a packet goes."""
+    a, b = (src, sport), (dst, dport)
+    return (protocol, *sorted((a, b)))

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from controller.cli import ApiError, fetch_status
 from controller.config import Config
 from controller.p4runtime.encoding import flow_address
-from topo.controller_testbed import ControllerTestbed, backend_mac, backend_port, missing_reason
+from topo.controller_testbed import ControllerProcess, ControllerTestbed, backend_mac, backend_port, missing_reason
+from topo.mininet_support import free_tcp_port
 from topo.session_tap import CLIENT_ADDRESS, SERVER_ADDRESS, TappedLink
 from topo.toolchain import REPO
 
@@ -36,18 +38,36 @@ TAP_PORT = 1
 NODES = 3
 
 
-def capture_config(tb: ControllerTestbed, sessions: dict) -> Config:
+def capture_config(tb: ControllerTestbed, sessions: dict, api_port: int) -> dict:
     return Config.model_validate({
         "switch": {"grpc_address": f"127.0.0.1:{tb.grpc_port}"},
         "timers": {"flow_idle_timeout_s": 30, "poll_interval_ms": 100},
-        "api": {"address": "127.0.0.1", "port": 0},
+        "api": {"address": "127.0.0.1", "port": api_port},
         "services": [{
             "name": "tap", "id": 1, "mode": "capture", "tap_ports": [TAP_PORT], "forwarding": "capture",
             "policy": "round_robin", "ring_size": 256, "sessions": sessions,
             "backends": [{"name": f"n{i}", "id": 10 + i, "port": backend_port(i), "mac": backend_mac(i)}
                          for i in range(NODES)],
         }],
-    })
+    }).model_dump(mode="json", exclude_none=True)
+
+
+def start_controller(tb: ControllerTestbed, sessions: dict) -> ControllerProcess:
+    """The controller in its own process, as deployed (in the test's process it would share
+    the interpreter with the tap wire's threads, and wait for them)."""
+    api_port = free_tcp_port()
+    proc = tb.controller_process(capture_config(tb, sessions, api_port), election_id=1, api_port=api_port,
+                                 name="sessions")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if fetch_status(proc.api).role == "primary":
+                return proc
+        except ApiError:
+            pass      # not listening yet
+        assert proc.process is not None and proc.process.poll() is None, f"controller died: {proc.log()[-2000:]}"
+        time.sleep(0.2)
+    raise TimeoutError(f"controller not primary after 30 s: {proc.log()[-2000:]}")
 
 
 @pytest.fixture
@@ -92,8 +112,10 @@ def wait_quiet(tb: ControllerTestbed, seconds: float = 1.0, limit: float = 15.0)
         time.sleep(0.1)
 
 
-def session_status(running) -> dict:
-    status = running.controller.status_builder._sessions()
+def session_status(proc: ControllerProcess) -> dict:
+    """The controller's session status, from a status built after everything arrived."""
+    time.sleep(0.3)     # the status is rebuilt at every counter poll (100 ms)
+    status = fetch_status(proc.api).sessions
     assert status is not None
     return status.model_dump()
 
@@ -102,8 +124,7 @@ def session_status(running) -> dict:
 
 def test_ftp_data_connections_reach_their_control_connections_node(testbed, tmp_path):
     pytest.importorskip("pyftpdlib", reason="pyftpdlib not installed (requirements.txt)")
-    running = testbed.run_controller(capture_config(testbed, {"ftp": [21]}))
-    running.wait_role("primary")
+    running = start_controller(testbed, {"ftp": [21]})
     root = tmp_path / "ftp"
     root.mkdir()
     (root / "data.bin").write_bytes(bytes(range(256)) * 400)      # 100 KiB
@@ -157,12 +178,11 @@ def sipp_missing() -> str | None:
 
 @pytest.mark.skipif(sipp_missing() is not None, reason=str(sipp_missing()))
 def test_sip_calls_media_reaches_the_signalling_flows_node(testbed, tmp_path):
-    running = testbed.run_controller(capture_config(testbed, {"sip": [5060]}))
-    running.wait_role("primary")
+    running = start_controller(testbed, {"sip": [5060]})
     calls = 6
     work = tmp_path / "sipp"
-    (work / "pcap").mkdir(parents=True)
-    (work / "pcap" / "g711a.pcap").symlink_to("/usr/share/sip-tester/g711a.pcap")
+    work.mkdir()
+    (work / "pcap").symlink_to("/usr/share/sip-tester")    # uac_pcap plays pcap/g711a.pcap and DTMF
     with TappedLink(testbed.host_interface(TAP_PORT), delay_ms=20) as link:
         link.start(link.server_ns, ["sipp", "-sn", "uas", "-i", SERVER_ADDRESS, "-p", "5060", "-mi", SERVER_ADDRESS,
                                     "-mp", "16000", "-rtp_echo", "-nostdin"],
@@ -187,12 +207,12 @@ def test_sip_calls_media_reaches_the_signalling_flows_node(testbed, tmp_path):
     media = [k for k in udp if 5060 not in (k[3], k[4])]
     assert len(signalling) == calls, f"flows seen: {udp}"
     assert len(media) >= calls, f"no RTP seen for some calls: {media}"
+    status = session_status(running)
     for key in media:
         caller_port = key[3] if key[0] == flow_address(CLIENT_ADDRESS) else key[4]
         call = (caller_port - 20000) // 100
         sig = next(k for k in signalling if 5070 + 2 * call in (k[3], k[4]))
-        assert node_of(flows, key) == signalling[sig], f"call {call}: media {key} left its signalling's node"
-    status = session_status(running)
+        assert node_of(flows, key) == signalling[sig], f"call {call}: media {key} left its signalling's node; {status}"
     assert status["hits"] >= len(media) and status["missed"] == 0
     assert status["ended"] >= calls, "BYE ended every call"
     print(f"\nSIP: {calls} calls, {len(media)} media flows on their signalling's nodes "
