@@ -110,10 +110,13 @@ class SessionInspection(Strict):
     sip: SignallingPorts = []
     rtsp: SignallingPorts = []
     ftp: SignallingPorts = []
+    # An announced entry that no new flow uses for its announcement's start time (SDP offer
+    # 180 s, answer 60 s, RTSP the session timeout, FTP 30 s) expires; at most this long.
+    start_within_max_s: float = Field(default=180.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _distinct(self) -> SessionInspection:
-        ports = [p for p in (*self.sip, *self.rtsp, *self.ftp)]
+        ports = [*self.sip, *self.rtsp, *self.ftp]
         repeated = sorted({p for p in ports if ports.count(p) > 1})
         if repeated:
             raise ValueError(f"a port is read as one protocol; repeated: {repeated}")

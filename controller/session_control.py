@@ -49,6 +49,7 @@ TRACKER_SWEEP_S = 10.0
 class _Waiting:
     announcement: Announcement
     until: float
+    max_ttl_s: float
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _ServiceSessions:
         assert service.sessions is not None
         self.service = service
         self.tracker = SessionTracker(service.sessions.ports())
+        self.max_ttl_s = service.sessions.start_within_max_s
         self.vip = flow_address(service.vip) if service.vip else None
 
     def owns(self, ingress_port: int, packet: Packet) -> bool:
@@ -118,7 +120,7 @@ class SessionControl:
                 self._signalling_backends.popitem(last=False)
         for event in owner.tracker.feed(now, packet.src, packet.dst, packet.protocol, packet.sport, packet.dport,
                                         packet.payload, packet.seq, packet.flags):
-            self._event(event, now)
+            self._event(event, now, owner.max_ttl_s)
 
     def on_idle_timeout(self, notification: p4r.IdleTimeoutNotification) -> None:
         for entry in notification.table_entry:
@@ -136,23 +138,23 @@ class SessionControl:
         else:
             self.table.installed(unpack_key(event.key))
 
-    def _event(self, event: Announcement | SessionEnd, now: float) -> None:
+    def _event(self, event: Announcement | SessionEnd, now: float, max_ttl_s: float) -> None:
         if isinstance(event, SessionEnd):
             self._deletes += self.table.end(event)
             self._waiting = deque(w for w in self._waiting if not _ends(event, w.announcement))
             return
-        if not self._place(event, now):
+        if not self._place(event, now, max_ttl_s):
             if len(self._waiting) < MAX_WAITING:
-                self._waiting.append(_Waiting(event, now + BACKEND_WAIT_S))
+                self._waiting.append(_Waiting(event, now + BACKEND_WAIT_S, max_ttl_s))
             else:
                 self.table.counts.no_backend += 1
 
-    def _place(self, announcement: Announcement, now: float) -> bool:
+    def _place(self, announcement: Announcement, now: float, max_ttl_s: float) -> bool:
         """Entries for the announcement with its signalling flow's backend; False: not known yet."""
         backend = self._backend_of(announcement.signalling)
         if backend is None:
             return False
-        for entry in self.table.announce(entries_for(announcement, backend), now):
+        for entry in self.table.announce(entries_for(announcement, backend, max_ttl_s), now):
             self._writes.append(self.tables.announced_flow(entry))
             self._write_entries.append(entry)
             self._write_since.append(announcement.time)
@@ -178,7 +180,7 @@ class SessionControl:
             return
         for _ in range(len(self._waiting)):
             waiting = self._waiting.popleft()
-            if not self._place(waiting.announcement, now):
+            if not self._place(waiting.announcement, now, waiting.max_ttl_s):
                 if now < waiting.until:
                     self._waiting.append(waiting)
                 else:

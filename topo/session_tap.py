@@ -163,10 +163,11 @@ class TappedLink:
             _run("ip", "-n", ns, "link", "set", "lo", "up")
             _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
             _run("ip", "link", "set", inside, "netns", ns)
-            for run, dev in ((lambda *a: self.run(ns, *a, check=False), inside), (_run, outside)):
-                run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            for where, dev in ((["ip", "netns", "exec", ns], inside), ([], outside)):
+                _run(*where, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
                 # Offloads would hand the tap unsegmented or unchecksummed frames.
-                run("ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off")
+                _run(*where, "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+                     check=False)
             _run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", inside)
             _run("ip", "-n", ns, "link", "set", inside, "up")
             _run("ip", "link", "set", outside, "up")

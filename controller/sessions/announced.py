@@ -110,8 +110,10 @@ def group_of(protocol: Protocol, signalling: FiveTuple, session: str) -> GroupKe
     return GroupKey(protocol, signalling, session_key(session))
 
 
-def entries_for(announcement: Announcement, backend_id: int) -> list[AnnouncedEntry]:
-    """Two entries per announced port: the announced end as destination, then as source."""
+def entries_for(announcement: Announcement, backend_id: int, max_ttl_s: float | None = None) -> list[AnnouncedEntry]:
+    """Two entries per announced port: the announced end as destination, then as source.
+    They expire after the announcement's start time, at most `max_ttl_s`."""
+    ttl = announcement.start_within_s if max_ttl_s is None else min(announcement.start_within_s, max_ttl_s)
     protocol = TCP if announcement.transport == "tcp" else UDP
     address = (flow_address(announcement.address), ADDRESS_MASK)
     peer = (flow_address(announcement.peer), ADDRESS_MASK) if announcement.peer else (0, 0)
@@ -122,6 +124,5 @@ def entries_for(announcement: Announcement, backend_id: int) -> list[AnnouncedEn
         endpoint = (announcement.address, port)
         for match in (Match(peer, address, protocol, (0, 0), (port, PORT_MASK), priority),
                       Match(address, peer, protocol, (port, PORT_MASK), (0, 0), priority)):
-            entries.append(AnnouncedEntry(match, backend_id, group, endpoint, announcement.kind,
-                                          announcement.start_within_s))
+            entries.append(AnnouncedEntry(match, backend_id, group, endpoint, announcement.kind, ttl))
     return entries

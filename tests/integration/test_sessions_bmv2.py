@@ -16,6 +16,7 @@ eight flows all doing so by chance is a 1-in-6,561 event.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,10 @@ import pytest
 from controller.cli import ApiError, fetch_status
 from controller.config import Config
 from controller.p4runtime.encoding import flow_address
+from controller.pcap_frames import read_frames
+from controller.sessions.capture import decode
+from controller.sessions.model import Announcement
+from controller.sessions.tracker import SessionTracker
 from topo.controller_testbed import ControllerProcess, ControllerTestbed, backend_mac, backend_port, missing_reason
 from topo.mininet_support import free_tcp_port
 from topo.session_tap import CLIENT_ADDRESS, SERVER_ADDRESS, TappedLink
@@ -176,6 +181,14 @@ def sipp_missing() -> str | None:
     return None
 
 
+def caller_command(i: int) -> list[str]:
+    """SIPp's built-in uac_pcap: INVITE with SDP, RTP played from g711a.pcap, BYE; call i from
+    SIP port 5070 + 2i and media port 20000 + 100i."""
+    return ["sipp", f"{SERVER_ADDRESS}:5060", "-sn", "uac_pcap", "-i", CLIENT_ADDRESS, "-p", str(5070 + 2 * i),
+            "-mi", CLIENT_ADDRESS, "-mp", str(20000 + 100 * i), "-m", "1", "-nostdin", "-timeout", "60",
+            "-timeout_error"]
+
+
 @pytest.mark.skipif(sipp_missing() is not None, reason=str(sipp_missing()))
 def test_sip_calls_media_reaches_the_signalling_flows_node(testbed, tmp_path):
     running = start_controller(testbed, {"sip": [5060]})
@@ -190,11 +203,8 @@ def test_sip_calls_media_reaches_the_signalling_flows_node(testbed, tmp_path):
         link.wait_listening(link.server_ns, 5060, udp=True)
         # One caller per call, each from its own SIP and media port: each call is its own
         # signalling flow, so the switch spreads them over the nodes.
-        callers = [link.start(link.client_ns, ["sipp", f"{SERVER_ADDRESS}:5060", "-sn", "uac_pcap", "-i", CLIENT_ADDRESS,
-                                               "-p", str(5070 + 2 * i), "-mi", CLIENT_ADDRESS, "-mp", str(20000 + 100 * i),
-                                               "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error"],
-                              cwd=str(work), stdout=(tmp_path / f"uac{i}.log").open("w"),
-                              stderr=subprocess.STDOUT)
+        callers = [link.start(link.client_ns, caller_command(i), cwd=str(work),
+                              stdout=(tmp_path / f"uac{i}.log").open("w"), stderr=subprocess.STDOUT)
                    for i in range(calls)]
         for caller in callers:
             caller.wait(timeout=90)
@@ -217,3 +227,159 @@ def test_sip_calls_media_reaches_the_signalling_flows_node(testbed, tmp_path):
     assert status["ended"] >= calls, "BYE ended every call"
     print(f"\nSIP: {calls} calls, {len(media)} media flows on their signalling's nodes "
           f"({len(set(signalling.values()))} nodes used); entry latency {status['entry_latency_ms']}")
+
+
+# ---- RTSP from the corpus -------------------------------------------------------------------
+
+def corpus_capture(name: str) -> Path:
+    path = Path(os.environ.get("P4DISPATCH_SHARED_DATA", "")) / "pcaps" / name
+    if not path.exists():
+        pytest.skip(f"{path} absent (the shared capture corpus; set P4DISPATCH_SHARED_DATA)")
+    return path
+
+
+def media_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    rtp = bytes([0x80, 0x60]) + bytes(10) + bytes(160)     # an RTP header and 20 ms of payload
+    return bytes(Ether(src="02:00:00:00:aa:01", dst="02:00:00:00:aa:02") / IP(src=src, dst=dst)
+                 / UDP(sport=sport, dport=dport) / rtp)
+
+
+def test_rtsp_corpus_sessions_media_reaches_the_rtsp_connections_node(testbed):
+    """rtsp.pcap holds six RTSP sessions (SETUP, PLAY, TEARDOWN) but not their RTP: each SETUP
+    reply's announced ports get RTP (server -> client) and RTCP (client -> server) sent right
+    after the reply passes the tap, as a player and a server would."""
+    capture = corpus_capture("rtsp.pcap")
+    running = start_controller(testbed, {"rtsp": [554, 8554], "start_within_max_s": 3})
+    assert testbed.wire is not None
+    watcher = SessionTracker({"rtsp": [554, 8554]})    # only to know when a reply announced ports
+    media: list[tuple[tuple, tuple]] = []              # (media flow's ends, signalling 5-tuple)
+    client_ports: dict[tuple, Announcement] = {}       # signalling flow -> its latest client_port
+    previous = None
+    for frame in read_frames(capture):
+        if previous is not None:
+            time.sleep(min(max(frame.timestamp - previous, 0.0), 0.01))   # 250 s compressed
+        previous = frame.timestamp
+        testbed.wire.send(frame.data)
+        packet = decode(frame.data)
+        if packet is None:
+            continue
+        events = watcher.feed(frame.timestamp, packet.src, packet.dst, packet.protocol, packet.sport, packet.dport,
+                              packet.payload, packet.seq, packet.flags)
+        announced = [e for e in events if isinstance(e, Announcement)]
+        client_ports.update({e.signalling: e for e in announced if e.kind == "client_port"})
+        server = next((e for e in announced if e.kind == "server_port"), None)
+        client = client_ports.get(server.signalling) if server is not None else None
+        if server is None or client is None:
+            continue
+        time.sleep(0.03)       # the player's reaction, and the tap's distance from it
+        rtp = media_frame(server.address, client.address, server.port, client.port)
+        rtcp = media_frame(client.address, server.address, client.port + 1, server.port + 1)
+        for _ in range(3):
+            testbed.wire.send(rtp)
+            testbed.wire.send(rtcp)
+        media += [((server.address, server.port, client.address, client.port), server.signalling),
+                  ((client.address, client.port + 1, server.address, server.port + 1), server.signalling)]
+    wait_quiet(testbed)
+    flows = flows_by_node(testbed)
+    assert len(media) >= 12, f"the capture's replies announced {len(media)} media flows"
+
+    def node_of_ends(src: str, sport: int, dst: str, dport: int, protocol: int) -> int:
+        a, b = (flow_address(src), sport), (flow_address(dst), dport)
+        (sa, sp), (da, dp) = sorted((a, b))
+        return node_of(flows, (sa, da, protocol, sp, dp))
+
+    wrong = []
+    for (src, sport, dst, dport), (csrc, cdst, cproto, csport, cdport) in media:
+        signalling_node = node_of_ends(csrc, csport, cdst, cdport, cproto)
+        if node_of_ends(src, sport, dst, dport, 17) != signalling_node:
+            wrong.append((src, sport, dst, dport))
+    status = session_status(running)
+    print(f"\nRTSP (rtsp.pcap): {len(media)} media flows, {len(media) - len(wrong)} on their RTSP "
+          f"connection's node; {status['hits']} hits, {status['missed']} missed, {status['ended']} sessions "
+          f"ended; entry latency {status['entry_latency_ms']}")
+    assert not wrong, f"media flows off their session's node: {wrong}; {status}"
+    assert status["hits"] == len(media)
+    # Every session the capture ends is gone (five connections close, each with what SETUP
+    # announced before the reply named the session and what came after); the last connection
+    # (port 52482) never ends in it: its entries stay until they expire (start_within_max_s,
+    # 3 s here).
+    assert status["ended"] == 10 and status["sessions"] == 2, status
+    deadline = time.monotonic() + 15
+    while session_status(running)["announced_entries"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    status = session_status(running)
+    assert status["announced_entries"] == 0 and status["expired"] >= 1, status
+
+
+# ---- malformed signalling ----------------------------------------------------------------------
+
+def malformed_signalling() -> list[bytes]:
+    """Signalling the parsers must refuse (each kind counted, nothing announced), as frames
+    from 10.9.0.1 to 10.9.0.2."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    ip = Ether(src="02:00:00:00:bb:01", dst="02:00:00:00:bb:02") / IP(src="10.9.0.1", dst="10.9.0.2")
+    head = (b"INVITE sip:bob@10.9.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.9.0.1:5062;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@10.9.0.1>;tag=1\r\nTo: <sip:bob@10.9.0.2>\r\nCall-ID: bad-%d@10.9.0.1\r\n"
+            b"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n")
+    sdp = b"v=0\r\no=- 1 1 IN IP4 10.9.0.1\r\ns=-\r\nc=IN IP4 10.9.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+
+    def sip(i: int, body: bytes, length: int | None = None, extra: bytes = b"") -> bytes:
+        message = (head % i) + extra + b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length) + body
+        return bytes(ip / UDP(sport=5062, dport=5060) / message)
+
+    frames = [
+        sip(1, sdp[:40], length=len(sdp)),                                # cut inside its body
+        sip(2, sdp, extra=b"Subject: caf\xe9 \xff\xfe\r\n"),               # not UTF-8
+        sip(3, sdp.replace(b"c=IN IP4 10.9.0.1", b"c=IN IP4 10.9.0.999")),   # not an address
+        sip(4, sdp.replace(b"m=audio 4000", b"m=audio 4000/2")),            # port with a count
+        sip(5, sdp, length=-5),                                           # a negative length
+        bytes(ip / UDP(sport=5062, dport=5060) / (b"INVITE " + b"A" * 8000)),   # no end of head
+        bytes(ip / UDP(sport=5062, dport=5060) / (bytes(range(256)) * 4)),   # binary noise
+    ]
+    # FTP: a control connection whose 227 reply and PORT command are nonsense.
+    seq = {"c": 100, "s": 900}
+    frames.append(bytes(ip / TCP(sport=40100, dport=21, flags="S", seq=99)))
+    for side, text in (("s", b"220 hi\r\n"), ("c", b"PORT 10,9,0,1,999,1\r\n"), ("s", b"200 ok\r\n"),
+                       ("c", b"PASV\r\n"), ("s", b"227 Entering Passive Mode (10,9,0,2,4,x).\r\n"),
+                       ("c", b"EPRT |9|10.9.0.1|5000|\r\n")):
+        if side == "c":
+            frames.append(bytes(ip / TCP(sport=40100, dport=21, flags="PA", seq=seq["c"]) / text))
+        else:
+            frames.append(bytes(Ether(src="02:00:00:00:bb:02", dst="02:00:00:00:bb:01")
+                                / IP(src="10.9.0.2", dst="10.9.0.1")
+                                / TCP(sport=21, dport=40100, flags="PA", seq=seq["s"]) / text))
+        seq[side] += len(text)
+    # RTSP: a SETUP whose Transport header is garbage.
+    setup = b"SETUP rtsp://10.9.0.2/a RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;client_port=99999-1\r\n\r\n"
+    frames.append(bytes(ip / TCP(sport=40200, dport=554, flags="PA", seq=1) / setup))
+    return frames
+
+
+def test_malformed_signalling_is_counted_installs_nothing_and_both_stay_up(testbed):
+    running = start_controller(testbed, {"sip": [5060], "rtsp": [554, 8554], "ftp": [21]})
+    assert testbed.wire is not None
+    frames = malformed_signalling()
+    fuzz = corpus_capture("fuzz-2006-06-26-2594.pcap")      # a SIP fuzzer's capture
+    frames += [f.data for f in read_frames(fuzz)]
+    for frame in frames:
+        testbed.wire.send(frame)
+        time.sleep(0.002)
+    wait_quiet(testbed)
+    status = session_status(running)
+    errors = status["parse_errors"]
+    print(f"\nmalformed: {len(frames)} frames, {status['signalling_packets']} signalling packets read, "
+          f"parse errors {errors}")
+    assert status["entries_written"] == 0 and status["announced_entries"] == 0, status
+    for kind in ("sip_truncated", "sip_encoding", "sdp_bad_address", "sdp_bad_media", "ftp_bad_port",
+                 "ftp_bad_pasv", "rtsp_bad_transport"):
+        assert errors.get(kind, 0) >= 1, f"{kind} not counted: {errors}"
+    assert status["signalling_packets"] >= len(malformed_signalling())
+    # Both alive: the controller serves, and a new flow still gets through the switch.
+    assert running.process is not None and running.process.poll() is None
+    assert fetch_status(running.api).role == "primary"
+    before = testbed.wire.received()
+    testbed.wire.send(media_frame("10.9.1.1", "10.9.1.2", 7000, 7002))
+    assert testbed.wire.wait_received(before + 1, timeout=5) == before + 1, "the switch forwards no more"
