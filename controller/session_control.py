@@ -32,7 +32,7 @@ from controller.p4runtime.client import WriteError
 from controller.p4runtime.encoding import flow_address
 from controller.sessions.announced import AnnouncedEntry, entries_for
 from controller.sessions.capture import Packet, decode
-from controller.sessions.model import Announcement, FiveTuple, ParseStats, SessionEnd
+from controller.sessions.model import Announcement, FiveTuple, ParseStats, SessionEnd, flow_ends
 from controller.sessions.table import SessionTable
 from controller.sessions.tracker import SessionTracker
 
@@ -113,7 +113,7 @@ class SessionControl:
             self.signalling.not_inspected += 1
             return
         if backend_id:
-            ends = _ends_of(packet.src, packet.dst, packet.protocol, packet.sport, packet.dport)
+            ends = flow_ends((packet.src, packet.dst, packet.protocol, packet.sport, packet.dport))
             self._signalling_backends[ends] = backend_id
             self._signalling_backends.move_to_end(ends)
             if len(self._signalling_backends) > MAX_SIGNALLING_FLOWS:
@@ -162,7 +162,7 @@ class SessionControl:
 
     def _backend_of(self, signalling: FiveTuple) -> int | None:
         src, dst, protocol, sport, dport = signalling
-        known = self._signalling_backends.get(_ends_of(src, dst, protocol, sport, dport))
+        known = self._signalling_backends.get(flow_ends(signalling))
         if known is not None:
             return known
         forward = (flow_address(src), flow_address(dst), protocol, sport, dport)
@@ -254,11 +254,6 @@ class SessionControl:
 
 
 def _ends(end: SessionEnd, announcement: Announcement) -> bool:
-    return (announcement.protocol == end.protocol and announcement.signalling == end.signalling
+    return (announcement.protocol == end.protocol and flow_ends(announcement.signalling) == flow_ends(end.signalling)
             and (not end.session or announcement.session in (end.session, "")))
 
-
-def _ends_of(src: str, dst: str, protocol: int, sport: int, dport: int) -> tuple:
-    """A flow's two ends in one order whichever way a packet goes."""
-    a, b = (src, sport), (dst, dport)
-    return (protocol, *sorted((a, b)))

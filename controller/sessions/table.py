@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from controller.sessions.announced import AnnouncedEntry, GroupKey, Match, group_of
-from controller.sessions.model import SessionEnd
+from controller.sessions.announced import AnnouncedEntry, GroupKey, Match, session_key
+from controller.sessions.model import SessionEnd, flow_ends
 
 SessionState = Literal["announced", "started"]
 
@@ -88,12 +88,12 @@ class SessionTable:
         """The entries of the sessions `end` ends: one session, or with an empty id every
         session of that signalling flow. RTSP's announcements made before the reply named
         the session have an empty id: its TEARDOWN takes those too."""
-        if end.session:
-            keys = [group_of(end.protocol, end.signalling, end.session)]
-            if end.protocol == "rtsp":
-                keys.append(group_of(end.protocol, end.signalling, ""))
-        else:
-            keys = [k for k in self.sessions if k.protocol == end.protocol and k.signalling == end.signalling]
+        # Either orientation: a tracker that met the flow mid-stream (after a take-over) takes
+        # its first sender for the initiator.
+        ends = flow_ends(end.signalling)
+        keys = [k for k in self.sessions if k.protocol == end.protocol and flow_ends(k.signalling) == ends
+                and (not end.session or k.session == session_key(end.session)
+                     or (end.protocol == "rtsp" and k.session == ""))]
         gone: list[AnnouncedEntry] = []
         for key in keys:
             session = self.sessions.pop(key, None)
@@ -186,3 +186,4 @@ def _end_of(match: Match) -> tuple[int, int, int]:
     if match.dst_port[1]:
         return (match.protocol, match.dst_addr[0], match.dst_port[0])
     return (match.protocol, match.src_addr[0], match.src_port[0])
+

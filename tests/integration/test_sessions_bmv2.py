@@ -25,6 +25,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from signalling_frames import ftp_frames
 
 from controller.cli import ApiError, fetch_status
 from controller.config import Config
@@ -383,3 +386,41 @@ def test_malformed_signalling_is_counted_installs_nothing_and_both_stay_up(testb
     before = testbed.wire.received()
     testbed.wire.send(media_frame("10.9.1.1", "10.9.1.2", 7000, 7002))
     assert testbed.wire.wait_received(before + 1, timeout=5) == before + 1, "the switch forwards no more"
+
+
+# ---- controller restart --------------------------------------------------------------------
+
+def test_a_restarted_controller_adopts_the_sessions_and_ends_them(testbed):
+    """The session table is rebuilt from the switch's entries (their metadata): a controller
+    killed while a session is open is replaced by one that knows the session and removes its
+    entries when the control connection closes."""
+    assert testbed.wire is not None
+    first = start_controller(testbed, {"ftp": [21]})
+    frames = ftp_frames("10.5.0.1", "10.5.0.2", pasv_port=50123)
+    for frame in frames[:5]:              # up to the 227 reply
+        testbed.wire.send(frame)
+        time.sleep(0.01)
+    deadline = time.monotonic() + 10
+    while session_status(first)["announced_entries"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    written = session_status(first)
+    assert written["announced_entries"] == 2 and written["sessions"] == 1, written
+    first.kill()                          # SIGKILL: no goodbye
+    second = start_controller(testbed, {"ftp": [21]})
+    adopted = session_status(second)
+    assert adopted["adopted"] == 2 and adopted["sessions"] == 1 and adopted["announced_entries"] == 2, adopted
+    # The data connection the 227 announced, opened now: still the session's node.
+    data = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.5.0.1", dst="10.5.0.2")
+                  / TCP(sport=41000, dport=50123, flags=flags)) for flags in ("S", "A")]
+    for frame in data:
+        testbed.wire.send(frame)
+    for frame in frames[5:]:              # QUIT, 221, FIN: the new tracker meets the flow mid-stream
+        testbed.wire.send(frame)
+        time.sleep(0.01)
+    wait_quiet(testbed)
+    ended = session_status(second)
+    flows = flows_by_node(testbed)
+    control = next(k for k in flows if 21 in (k[3], k[4]))
+    data_key = next(k for k in flows if 50123 in (k[3], k[4]))
+    assert node_of(flows, data_key) == node_of(flows, control)
+    assert ended["hits"] == 1 and ended["ended"] == 1 and ended["announced_entries"] == 0, ended

@@ -11,6 +11,7 @@ from controller_fakes import digest_list
 from finsy.proto import p4r, rpc_code
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
+from signalling_frames import MAC_A, MAC_B, ftp_frames
 
 from controller.config import Config, ConfigError, load_config
 from controller.dataplane.constants import DigestFlag
@@ -38,7 +39,6 @@ needs_p4info = pytest.mark.skipif(not P4INFO.exists(), reason="build/dispatcher.
 
 CLIENT, SERVER = "192.0.2.10", "198.51.100.20"
 SIGNALLING = (CLIENT, SERVER, 17, 5062, 5060)
-MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"   # given: scapy would ARP for them
 
 
 def offer(port: int = 4000, count: int = 2, peer: str | None = None, session: str = "call-1") -> Announcement:
@@ -207,30 +207,6 @@ backends = [{ name = "n0", id = 10, port = 2, mac = "02:00:00:00:00:10" },
 """
 
 
-def ftp_frames(pasv_port: int) -> list[bytes]:
-    """An FTP control conversation, client 192.0.2.10:40000 <-> server 198.51.100.20:21."""
-    c2s = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER)
-    s2c = Ether(src=MAC_A, dst=MAC_B) / IP(src=SERVER, dst=CLIENT)
-    seq = {"c": 1000, "s": 5000}
-    frames = [bytes(c2s / TCP(sport=40000, dport=21, flags="S", seq=999)),
-              bytes(s2c / TCP(sport=21, dport=40000, flags="SA", seq=4999, ack=1000))]
-
-    def say(side: str, text: bytes) -> None:
-        layer = c2s / TCP(sport=40000, dport=21, flags="PA", seq=seq["c"]) if side == "c" else \
-            s2c / TCP(sport=21, dport=40000, flags="PA", seq=seq["s"])
-        frames.append(bytes(layer / text))
-        seq[side] += len(text)
-
-    say("s", b"220 ready\r\n")
-    say("c", b"PASV\r\n")
-    p1, p2 = divmod(pasv_port, 256)
-    say("s", f"227 Entering Passive Mode (198,51,100,20,{p1},{p2}).\r\n".encode())
-    say("c", b"QUIT\r\n")
-    say("s", b"221 bye\r\n")
-    frames.append(bytes(c2s / TCP(sport=40000, dport=21, flags="FA", seq=seq["c"])))
-    return frames
-
-
 @pytest.fixture
 def control():
     if not P4INFO.exists():
@@ -253,7 +229,7 @@ def confirm(flows: FlowManager, k: tuple, backend: int, flags: int = 0) -> None:
 
 def test_pasv_reply_installs_the_data_flow_on_the_control_flows_backend_and_close_removes_it(control):
     sessions, flows, switch = control
-    frames = ftp_frames(pasv_port=50123)
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=50123)
     control_key = flow_key(frames[0], symmetric=True)
     confirm(flows, control_key, backend=11)
     for frame in frames[:5]:                  # up to and with the 227 reply
@@ -277,7 +253,7 @@ def test_pasv_reply_installs_the_data_flow_on_the_control_flows_backend_and_clos
 
 def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(control):
     sessions, flows, switch = control
-    frames = ftp_frames(pasv_port=50200)
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=50200)
     for frame in frames[:5]:
         sessions.on_packet_in(1, frame, now=1.0)
     sessions.flush(switch, now=1.0)
@@ -286,8 +262,7 @@ def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(con
     sessions.flush(switch, now=1.5)
     assert len(switch.announced) == 2 and {e.backend_id for e in sessions.table} == {10}
     # Another announcement whose signalling flow never gets a digest is dropped, counted.
-    other = ftp_frames(pasv_port=50300)
-    other = [f.replace(b"\x9c\x40", b"\x9c\x41") for f in other]   # client port 40000 -> 40001
+    other = ftp_frames(CLIENT, SERVER, pasv_port=50300, client_port=40001)
     for frame in other[:5]:
         sessions.on_packet_in(1, frame, now=2.0)
     sessions.flush(switch, now=2.0 + BACKEND_WAIT_S + 0.1)
@@ -312,7 +287,7 @@ def test_malformed_signalling_is_counted_and_installs_nothing(control):
 
 def test_take_over_adopts_the_switchs_entries_as_sessions(control):
     sessions, flows, switch = control
-    frames = ftp_frames(pasv_port=50400)
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=50400)
     confirm(flows, flow_key(frames[0], symmetric=True), backend=11)
     for frame in frames[:5]:
         sessions.on_packet_in(1, frame, now=1.0)
@@ -330,7 +305,7 @@ def test_take_over_adopts_the_switchs_entries_as_sessions(control):
 
 def test_idle_expiry_deletes_the_entry(control):
     sessions, flows, switch = control
-    frames = ftp_frames(pasv_port=50500)
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=50500)
     confirm(flows, flow_key(frames[0], symmetric=True), backend=10)
     for frame in frames[:5]:
         sessions.on_packet_in(1, frame, now=1.0)
