@@ -242,17 +242,15 @@ def session_families(sessions: SessionStatus) -> Iterator:
                             value=sessions.announced_entries)
     yield GaugeMetricFamily("dispatcher_announcements_waiting",
                             "announcements waiting for their signalling flow's backend", value=sessions.waiting)
-    for name, help_text in (("signalling_packets", "signalling packets cloned to the controller and read"),
-                            ("announcements", "flows announced by signalling"),
-                            ("announced_hits", "flows whose first packet took their session's backend"),
-                            ("announced_expired", "announced entries idle for their start time"),
-                            ("announced_missed", "flows to an announced end decided by the ring (too early, set full)"),
-                            ("sessions_ended", "sessions ended by BYE, TEARDOWN, control close, ..."),
-                            ("announced_table_full", "announced entries not written: table full or refused"),
-                            ("announced_no_backend", "announcements whose signalling flow had no backend in time")):
-        field = {"announced_hits": "hits", "announced_expired": "expired", "sessions_ended": "ended",
-                 "announced_missed": "missed",
-                 "announced_table_full": "table_full", "announced_no_backend": "no_backend"}.get(name, name)
+    for name, field, help_text in (
+            ("signalling_packets", "signalling_packets", "signalling packets cloned to the controller and read"),
+            ("announcements", "announcements", "flows announced by signalling"),
+            ("announced_hits", "hits", "flows whose first packet took their session's backend"),
+            ("announced_missed", "missed", "flows to an announced end decided by the ring (too early, set full)"),
+            ("announced_expired", "expired", "announced entries idle for their start time"),
+            ("sessions_ended", "ended", "sessions ended by BYE, TEARDOWN, control close, ..."),
+            ("announced_table_full", "table_full", "announced entries not written: table full or refused"),
+            ("announced_no_backend", "no_backend", "announcements whose signalling flow had no backend in time")):
         yield CounterMetricFamily(f"dispatcher_{name}", help_text, value=getattr(sessions, field))
     errors = CounterMetricFamily("dispatcher_signalling_parse_errors",
                                  "malformed or over-limit signalling, by kind (nothing installed)", labels=["kind"])

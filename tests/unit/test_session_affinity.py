@@ -219,6 +219,13 @@ def control():
     return SessionControl(config, tables, flows, capacity=100), flows, switch
 
 
+def sorted_key(frame: bytes) -> tuple[int, int, int, int, int]:
+    """The frame's key as a capture service has it (both directions alike)."""
+    found = flow_key(frame, symmetric=True)
+    assert found is not None
+    return found
+
+
 def confirm(flows: FlowManager, k: tuple, backend: int, flags: int = 0) -> None:
     src, dst, protocol, sport, dport = k
     flows.on_digest_list(digest_list([{"src_addr": src, "dst_addr": dst, "protocol": protocol,
@@ -227,18 +234,25 @@ def confirm(flows: FlowManager, k: tuple, backend: int, flags: int = 0) -> None:
     flows.settle()
 
 
-def test_pasv_reply_installs_the_data_flow_on_the_control_flows_backend_and_close_removes_it(control):
-    sessions, flows, switch = control
-    frames = ftp_frames(CLIENT, SERVER, pasv_port=50123)
-    control_key = flow_key(frames[0], symmetric=True)
-    confirm(flows, control_key, backend=11)
-    for frame in frames[:5]:                  # up to and with the 227 reply
+def announce_pasv(control_parts, pasv_port: int, backend: int) -> list[bytes]:
+    """The control connection confirmed on `backend`, then its frames up to the 227 reply
+    read and written; returns all its frames (frames[5:] close the session)."""
+    sessions, flows, switch = control_parts
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=pasv_port)
+    confirm(flows, sorted_key(frames[0]), backend=backend)
+    for frame in frames[:5]:
         sessions.on_packet_in(1, frame, now=1.0)
     sessions.flush(switch, now=1.0)
+    return frames
+
+
+def test_pasv_reply_installs_the_data_flow_on_the_control_flows_backend_and_close_removes_it(control):
+    sessions, flows, switch = control
+    frames = announce_pasv(control, pasv_port=50123, backend=11)
     assert len(switch.announced) == 2
     assert {e.backend_id for e in sessions.table} == {11}
     data = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / TCP(sport=41000, dport=50123)
-    data_key = flow_key(bytes(data), symmetric=True)
+    data_key = sorted_key(bytes(data))
     assert any(m.covers(data_key) for m in switch.announced)
     # The data flow's digest says its backend came from the announcement: a hit.
     confirm(flows, data_key, backend=11, flags=DigestFlag.DIGEST_FLAG_ANNOUNCED)
@@ -258,7 +272,7 @@ def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(con
         sessions.on_packet_in(1, frame, now=1.0)
     sessions.flush(switch, now=1.0)
     assert switch.announced == {} and sessions.waiting == 1
-    confirm(flows, flow_key(frames[0], symmetric=True), backend=10)
+    confirm(flows, sorted_key(frames[0]), backend=10)
     sessions.flush(switch, now=1.5)
     assert len(switch.announced) == 2 and {e.backend_id for e in sessions.table} == {10}
     # Another announcement whose signalling flow never gets a digest is dropped, counted.
@@ -272,7 +286,7 @@ def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(con
 def test_malformed_signalling_is_counted_and_installs_nothing(control):
     sessions, flows, switch = control
     sip = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=SERVER) / UDP(sport=5062, dport=5060)
-    confirm(flows, flow_key(bytes(sip), symmetric=True), backend=10)
+    confirm(flows, sorted_key(bytes(sip)), backend=10)
     bad = [b"INVITE sip:bob@x SIP/2.0\r\nContent-Length: 99999\r\n\r\nv=0", b"\xff\xfe" * 300,
            b"INVITE sip:bob@x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContent-Type: application/sdp\r\n"
            b"Content-Length: 30\r\n\r\nv=0\r\nc=IN IP4 999.1.1.1\r\nm=audio 4000 RTP/AVP 0\r\n"]
@@ -287,11 +301,7 @@ def test_malformed_signalling_is_counted_and_installs_nothing(control):
 
 def test_take_over_adopts_the_switchs_entries_as_sessions(control):
     sessions, flows, switch = control
-    frames = ftp_frames(CLIENT, SERVER, pasv_port=50400)
-    confirm(flows, flow_key(frames[0], symmetric=True), backend=11)
-    for frame in frames[:5]:
-        sessions.on_packet_in(1, frame, now=1.0)
-    sessions.flush(switch, now=1.0)
+    frames = announce_pasv(control, pasv_port=50400, backend=11)
     before = {(e.group, e.match, e.backend_id) for e in sessions.table}
     fresh = SessionControl(load_config_text(CAPTURE_CONFIG), sessions.tables, flows, capacity=100)
     fresh.adopt(switch)
@@ -305,11 +315,7 @@ def test_take_over_adopts_the_switchs_entries_as_sessions(control):
 
 def test_idle_expiry_deletes_the_entry(control):
     sessions, flows, switch = control
-    frames = ftp_frames(CLIENT, SERVER, pasv_port=50500)
-    confirm(flows, flow_key(frames[0], symmetric=True), backend=10)
-    for frame in frames[:5]:
-        sessions.on_packet_in(1, frame, now=1.0)
-    sessions.flush(switch, now=1.0)
+    announce_pasv(control, pasv_port=50500, backend=10)
     note = p4r.IdleTimeoutNotification()
     for entry in list(switch.announced.values()):
         note.table_entry.append(entry)
