@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import select
 import signal
 import socket
@@ -127,6 +128,35 @@ class DelayedTapWire:
             sock.close()
 
 
+def reap_stale_namespaces() -> list[str]:
+    """Delete the namespaces (and so their veths) of earlier runs killed before their clean-up
+    (`st<pid>-cl`, `st<pid>-sv` of a process that is gone): named namespaces outlive it."""
+    listing = _run("ip", "netns", "list", check=False).stdout
+    stale = []
+    for match in re.finditer(r"^(st(\d+)-(?:cl|sv))\b", listing, re.MULTILINE):
+        name, pid = match.group(1), int(match.group(2))
+        if pid != os.getpid() % 100_000 and not any(_pid_alive(p) for p in _pids_ending(pid)):
+            _run("ip", "link", "del", f"st{pid}{name[-2]}w", check=False)
+            _run("ip", "netns", "del", name, check=False)
+            stale.append(name)
+    return stale
+
+
+def _pids_ending(short: int) -> list[int]:
+    """Running pids whose value mod 100,000 is `short` (the prefix keeps five digits)."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) % 100_000 == short]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 @dataclass
 class TappedLink:
     tap_device: str                 # host side of the switch's tap port (root namespace)
@@ -144,6 +174,7 @@ class TappedLink:
         return f"{self.prefix}-sv"
 
     def __enter__(self) -> TappedLink:
+        reap_stale_namespaces()
         self._remove()
         try:
             self._create()
