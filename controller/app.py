@@ -12,7 +12,8 @@ reads (controller/counter_poller.py), the agents' UDP listener and the advisors'
 The parts, each in its own module: take-over and adoption (takeover.py), ring updates
 (ring_updates.py), backend administration (backend_admin.py), reactive mode (reactive.py),
 health and measured load (health_control.py), SA2C admission (admission_writer.py), nd's
-run-time settings (policy_admin.py) and the typed status (status.py, status_builder.py).
+run-time settings (policy_admin.py), session affinity (session_control.py) and the typed
+status (status.py, status_builder.py).
 """
 
 from __future__ import annotations
