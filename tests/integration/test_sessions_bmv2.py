@@ -251,8 +251,8 @@ def media_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
 
 def test_rtsp_corpus_sessions_media_reaches_the_rtsp_connections_node(testbed):
     """rtsp.pcap holds six RTSP sessions (SETUP, PLAY, TEARDOWN) but not their RTP: each SETUP
-    reply's announced ports get RTP (server -> client) and RTCP (client -> server) sent right
-    after the reply passes the tap, as a player and a server would."""
+    reply's announced ports get RTP (server -> client) and RTCP (client -> server) sent 100 ms
+    after the reply passes the tap, as a player and a server would after PLAY."""
     capture = corpus_capture("rtsp.pcap")
     running = start_controller(testbed, {"rtsp": [554, 8554], "start_within_max_s": 3})
     assert testbed.wire is not None
@@ -276,7 +276,9 @@ def test_rtsp_corpus_sessions_media_reaches_the_rtsp_connections_node(testbed):
         client = client_ports.get(server.signalling) if server is not None else None
         if server is None or client is None:
             continue
-        time.sleep(0.03)       # the player's reaction, and the tap's distance from it
+        # A player sends PLAY and waits for its reply before media flows: a round trip at the
+        # least (100 ms here); the capture's own gaps are cut to 10 ms, so this is the margin.
+        time.sleep(0.1)
         rtp = media_frame(server.address, client.address, server.port, client.port)
         rtcp = media_frame(client.address, server.address, client.port + 1, server.port + 1)
         for _ in range(3):
