@@ -8,7 +8,11 @@
   time of the processes listening on the service port, as a share of `service_cpus` CPUs).
   The latter is for hosts that share a machine's /proc/stat, such as Mininet hosts or
   containers without a CPU namespace, where the host figure would be every tenant's;
-* established TCP connections whose local port is the service port;
+* TCP connections in service on the service port (local port): established, and those the
+  server has closed while its data is still on the way (FIN_WAIT1, CLOSING, LAST_ACK) or the
+  client has closed while the server still sends (CLOSE_WAIT). A server that writes a
+  response into its socket buffer and closes has not served it yet: on a full link the
+  backlog lives in those closed-but-sending sockets, not in ESTABLISHED ones;
 * optionally the first number a configured command prints (e.g. a queue length).
 """
 
@@ -26,6 +30,10 @@ from typing import Literal
 import psutil
 
 log = logging.getLogger("agent")
+
+# States of a server-side connection whose response is not yet delivered (see above)
+IN_SERVICE = frozenset({psutil.CONN_ESTABLISHED, psutil.CONN_CLOSE_WAIT, psutil.CONN_FIN_WAIT1,
+                        psutil.CONN_CLOSING, psutil.CONN_LAST_ACK})
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class HostSampler:
                       cpu_percent=host_cpu if self.cpu == "host" else self._service_cpu(connections),
                       memory_percent=psutil.virtual_memory().percent,
                       load_average=os.getloadavg()[0], cpus=self.cpus,
-                      connections=self._established(connections), custom=self._custom())
+                      connections=self._in_service(connections), custom=self._custom())
 
     def _sent(self) -> tuple[int, int]:
         counters = psutil.net_io_counters(pernic=True, nowrap=True)
@@ -96,9 +104,9 @@ class HostSampler:
             log.warning("not allowed to list TCP connections; reporting 0 connections (and 0 service CPU)")
             return []
 
-    def _established(self, connections: list) -> int:
+    def _in_service(self, connections: list) -> int:
         return sum(1 for c in connections
-                   if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.service_port)
+                   if c.status in IN_SERVICE and c.laddr and c.laddr.port == self.service_port)
 
     def _service_cpu(self, connections: list) -> float:
         """CPU % of the processes listening on the service port since the last sample, of

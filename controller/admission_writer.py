@@ -3,14 +3,18 @@ cluster's load from the agents' reports and the switch's counters, SA2C's decisi
 (controller/admission_control.py), and the switch's `admission` entry written only when
 the decision changes it.
 
-Per server the load vector is (each a fraction of what the server can take, NaN where unknown):
+Per server the load vector has the components the service's `load_components` names (each a
+fraction of what the server can take, NaN where unknown; controller/admission_control.py):
 
-    [ CPU utilisation (agent),
-      bytes/s the server sent (agent) / capacity,
-      bytes/s the switch counted / switch-to-served ratio / capacity ]
+    cpu          CPU utilisation (agent)
+    served       bytes/s the server sent (agent) / capacity
+    switch       bytes/s the switch counted / switch-to-served ratio / capacity
+    connections  established connections (agent) / the backend's max_connections
 
-The last is the only one a backend without an agent has (with the configured ratio); where
-an agent reports, the two measures of the same traffic agree and the larger decides.
+`switch` is the only one a backend without an agent has (with the configured ratio); where
+an agent reports, `served` and `switch` measure the same traffic and the larger decides.
+The byte components stop near 1.0 on a full link whatever the excess, so an overload
+controller for bandwidth-bound servers reads `connections` (docs/health.md, Overload).
 
 The table holds an entry only for a service that is not at ADMIT_ALL (its default action
 admits everything): ADMIT_ALL deletes the entry. What the switch holds is read back at each
@@ -22,18 +26,26 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.admission_control import AdmissionControl, AdmissionDecision, cluster_load, server_utilisation
+from controller.admission_control import (
+    AdmissionControl,
+    AdmissionDecision,
+    LoadComponent,
+    cluster_load,
+    new_flow_budget,
+    new_flow_share,
+    server_utilisation,
+)
 from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config
-from controller.dataplane.constants import AdmissionLevel
-from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.dataplane.constants import AdmissionLevel, DropReason
+from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
 from controller.health.monitor import HealthState
 from controller.health_control import HealthControl
 from controller.load_monitor import LoadMonitor
@@ -68,11 +80,21 @@ def entry_update(on_switch: AdmissionEntry | None, decision: AdmissionDecision,
     return None
 
 
-def load_vectors(cpu: NDArray[np.float64], served_rate: NDArray[np.float64], switch_rate: NDArray[np.float64],
-                 ratio: NDArray[np.float64], capacity: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per server (rows): CPU, served bytes/s / capacity, switch bytes/s / ratio / capacity."""
+def load_components(cpu: NDArray[np.float64], served_rate: NDArray[np.float64], switch_rate: NDArray[np.float64],
+                    ratio: NDArray[np.float64], capacity: NDArray[np.float64], connections: NDArray[np.float64],
+                    max_connections: NDArray[np.float64]) -> dict[LoadComponent, NDArray[np.float64]]:
+    """Every component of every server's load vector, by name (NaN where unknown)."""
     capacity = np.maximum(capacity, 1e-12)
-    return np.column_stack([cpu, served_rate / capacity, switch_rate / np.maximum(ratio, 1e-12) / capacity])
+    return {"cpu": cpu,
+            "served": served_rate / capacity,
+            "switch": switch_rate / np.maximum(ratio, 1e-12) / capacity,
+            "connections": connections / max_connections}
+
+
+def load_vectors(components: dict[LoadComponent, NDArray[np.float64]],
+                 names: Sequence[LoadComponent]) -> NDArray[np.float64]:
+    """Per server (rows) the named components (columns), in that order."""
+    return np.column_stack([components[n] for n in names])
 
 
 class AdmissionWriter:
@@ -85,6 +107,16 @@ class AdmissionWriter:
         self.period_s = config.health.period_s
         self.controls = {s.id: AdmissionControl(s.admission) for s in config.services if s.admission is not None}
         self.decisions: dict[int, AdmissionDecision] = {}
+        # Each component's cluster load alone, last period (what made x what it was)
+        self.components: dict[int, dict[str, float]] = {}
+        # For the new-flow budget: each service's admitted new flows (cumulative) at the last period
+        self._new_flows_seen: dict[int, int] = {}
+        self.budgets: dict[int, float] = {}
+        self._refused_seen: int | None = None     # the switch's admission_new drops, cumulative
+        # Programs with the new-flow meter (p4src/v1model/admission.p4) get the budget as its
+        # rate; older ones as a cap on the share of new flows admitted.
+        self.metered = "new_flow_meter" in {m.preamble.name.split(".")[-1] for m in tables.info.p4info.meters}
+        self.meter_rates: dict[int, float | None] = {}     # new flows/s written; None: unlimited
         self.on_switch: dict[int, AdmissionEntry | None] = {}
         self.writes: Counter[int] = Counter()
         self._last: float | None = None
@@ -104,34 +136,101 @@ class AdmissionWriter:
             client.write([self.tables.admission_delete(s) for s in stale])
             log.info("deleted admission entries of services without SA2C: %s", stale)
         self.on_switch = {s: found.get(s) for s in self.controls}
+        self.meter_rates = {}       # not read back: written again at the next period
         self._synced = True
 
-    def turn(self, client, now: float) -> None:
-        """Once per period: a decision per service, written when the switch's entry must change."""
+    def turn(self, client, now: float, drops: Mapping[int, CounterValue] | None = None) -> None:
+        """Once per period: a decision per service, written when the switch's entry must change.
+        `drops`: the switch's drop counters by reason, for the new flows it refused."""
         if not self.controls or (self._last is not None and now - self._last < self.period_s):
             return
         self._last = now
         if not self._synced:
             self.adopt(client)
+        refused = self._refused_since_last(drops)
+        refusing = [sid for sid, d in self.decisions.items() if new_flow_share(d.level, d.drop_prob) < 1]
         for service_id, control in self.controls.items():
             backends = self.pool.of_service(service_id)
             if not backends:
                 continue
-            decision = control.update(self.raw_load(backends, now))
+            raw = self.raw_load(service_id, backends, now)
+            budget, admitted = self._budget(service_id, backends, now)
+            # The switch counts refused new flows per reason, not per service: they are this
+            # service's when no other service was refusing.
+            offered = None
+            if admitted is not None and refused is not None and set(refusing) <= {service_id}:
+                offered = admitted + refused
+            if self.metered:
+                # The switch's new-flow bucket carries the budget: it holds however the SYNs
+                # bunch up within the period, which a share fixed for the period cannot.
+                decision = control.update(raw)
+                self._meter(client, service_id, budget)
+            else:
+                decision = control.update(raw, budget, admitted, offered)
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
 
-    def raw_load(self, backends: Sequence[LiveBackend], now: float) -> float:
-        """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not down."""
+    def _meter(self, client, service_id: int, budget: float | None) -> None:
+        """Set the service's new-flow bucket to the budget (per period) when it moved by 10 %."""
+        rate = None if budget is None else max(budget, 1.0) / self.period_s
+        old = self.meter_rates.get(service_id, "unknown")
+        if old == rate or (rate is not None and isinstance(old, float) and abs(rate - old) < 0.1 * old):
+            return
+        burst = 1 if budget is None else max(1, round(budget / 4))
+        try:
+            client.write([self.tables.new_flow_meter(service_id, rate, burst)])
+        except WriteError as exc:
+            log.warning("service %d: new-flow meter refused (%s)", service_id, exc)
+            self.meter_rates.pop(service_id, None)
+            return
+        self.meter_rates[service_id] = rate
+
+    def raw_load(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> float:
+        """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not
+        down, over the service's load components."""
         samples = [self.health.host_sample(b.id, now) for b in backends]
-        cpu = np.array([math.nan if s is None else s.cpu for s in samples])
-        served = np.array([math.nan if s is None or s.tx_rate is None else s.tx_rate for s in samples])
         ids = np.array([b.id for b in backends], dtype=np.int64)
         capacity = np.array([b.config.capacity for b in backends], dtype=np.float64)
-        vectors = load_vectors(cpu, served, self.monitor.backend_rate[ids],
-                               self.health.visibility_ratios(backends, now), capacity)
+        components = load_components(
+            cpu=np.array([math.nan if s is None else s.cpu for s in samples]),
+            served_rate=np.array([math.nan if s is None or s.tx_rate is None else s.tx_rate for s in samples]),
+            switch_rate=self.monitor.backend_rate[ids],
+            ratio=self.health.visibility_ratios(backends, now),
+            capacity=capacity,
+            connections=np.array([math.nan if s is None else s.connections for s in samples], dtype=np.float64),
+            max_connections=np.array([math.nan if b.config.max_connections is None else b.config.max_connections
+                                      for b in backends], dtype=np.float64))
         up = [self.health.state(b.id) != HealthState.DOWN for b in backends]
-        return cluster_load(server_utilisation(vectors), capacity, up)
+        names = self.controls[service_id].settings.load_components
+        self.components[service_id] = {n: cluster_load(server_utilisation(components[n][:, None]), capacity, up)
+                                       for n in names}
+        return cluster_load(server_utilisation(load_vectors(components, names)), capacity, up)
+
+    def _refused_since_last(self, drops: Mapping[int, CounterValue] | None) -> int | None:
+        if drops is None or DropReason.ADMISSION_NEW not in drops:
+            return None
+        total = drops[DropReason.ADMISSION_NEW].packets
+        last, self._refused_seen = self._refused_seen, total
+        return None if last is None else max(0, total - last)
+
+    def _budget(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> tuple[float | None, int | None]:
+        """The new-flow budget and the new flows admitted since the last period, for a service
+        that reads the connections component and knows every live server's limit and count."""
+        total = int(self.monitor.new_flows_total[[b.id for b in backends]].sum())
+        admitted = total - self._new_flows_seen[service_id] if service_id in self._new_flows_seen else None
+        self._new_flows_seen[service_id] = total
+        control = self.controls[service_id]
+        if "connections" not in control.settings.load_components:
+            return None, admitted
+        up = [b for b in backends if self.health.state(b.id) != HealthState.DOWN]
+        samples = [self.health.host_sample(b.id, now) for b in up]
+        if not up or any(b.config.max_connections is None for b in up) or any(s is None for s in samples):
+            return None, admitted
+        limit = float(sum(b.config.max_connections or 0 for b in up))
+        connections = float(sum(s.connections for s in samples if s is not None))
+        budget = new_flow_budget(limit, connections, admitted, control.t2)
+        self.budgets[service_id] = budget
+        return budget, admitted
 
     def _apply(self, client, service_id: int, decision: AdmissionDecision) -> None:
         kind = entry_update(self.on_switch.get(service_id), decision)

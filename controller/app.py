@@ -228,7 +228,7 @@ class Controller:
         self.health.switch_bytes(reading.backend_traffic)
         self.admin.finish_drains(client, reading.at)
         self.ring_updater.update(client)
-        self.admission.turn(client, reading.at)
+        self.admission.turn(client, reading.at, reading.drops)
         status = self.status_builder.build(self._empty_status(), reading)
         with self._status_lock:
             self._status = status

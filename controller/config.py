@@ -19,7 +19,7 @@ from controller.admission_control import AdmissionSettings
 from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_BACKEND_ID, REACTIVE_BACKEND_ID
 from controller.dispatch_ring import check_ring_size
 from controller.health.config import HealthConfig
-from controller.policies import POLICIES
+from controller.policies import POLICIES, DampingSettings
 from controller.policies.nd import Proportions, check_proportions
 from controller.sessions.model import Protocol as SignallingProtocol
 
@@ -77,6 +77,10 @@ class Backend(Strict):
     address: IpAddress | None = None       # for advisors and IP-in-IP
     capacity_mbps: float = Field(default=1000.0, gt=0, description="service rate, Mbit/s")
     weight: float = Field(default=1.0, ge=0)
+    # Established connections the server serves well at once: SA2C's "connections" load
+    # component (connections / max_connections) is the backlog, which keeps growing in an
+    # overload where the bytes sent stop at capacity. None: the component is unknown here.
+    max_connections: int | None = Field(default=None, gt=0, description="established connections it serves well")
 
     @property
     def capacity(self) -> float:
@@ -97,6 +101,22 @@ class NdSettings(Strict):
         """NetworkDispatcher's keyword arguments."""
         return {"proportions": self.proportions, "smoothing": self.smoothing, "sensitivity": self.sensitivity,
                 "host_limit": self.host_limit, "cooldown_s": self.cooldown_s}
+
+
+class Damping(Strict):
+    """How fb_est's weights are damped (controller/policies/damping.py, docs/policies.md
+    "Herding"): averaged over the time `flows` new flows take to arrive (at most
+    `max_seconds`), with `floor` x that time / max_seconds of new flows spread by capacity.
+    flows = 0: no damping."""
+    flows: float = Field(default=DampingSettings.flows, ge=0, allow_inf_nan=False,
+                         description="new flows to average the policy's target over (0: no damping)")
+    max_seconds: float = Field(default=DampingSettings.max_seconds, gt=0, allow_inf_nan=False,
+                               description="longest averaging time, s")
+    floor: float = Field(default=DampingSettings.floor, ge=0, le=1,
+                         description="share of new flows spread by capacity at the longest averaging")
+
+    def settings(self) -> DampingSettings:
+        return DampingSettings(self.flows, self.max_seconds, self.floor)
 
 
 SignallingPorts = Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=16)]
@@ -159,6 +179,7 @@ class Service(Strict):
     ring_max_change: float = Field(default=0.05, gt=0, le=1,
                                    description="at most this share of the ring's slots change per write")
     ring_size: Annotated[int, AfterValidator(check_ring_size)] = 1024
+    damping: Damping = Damping()
     forwarding: Literal["dsr", "ipip", "capture"] = "dsr"
     tunnel_source: Ipv4Address | None = None   # IP-in-IP outer source
     tunnel_mac: MacAddress | None = None       # IP-in-IP outer source MAC

@@ -68,6 +68,8 @@ class HealthControl:
                                               smoothing=v.smoothing, min_served_bytes=v.min_served_bytes,
                                               min_samples=v.min_samples, stale_after_s=config.health.stale_after_s)
         self.transitions: Counter[tuple[int, HealthState]] = Counter()   # (backend, new state) -> times
+        # Down, in a deleting service, entries kept because the advisors still passed
+        self.entries_kept: set[int] = set()
         self._last_poll: float | None = None
 
     @property
@@ -108,7 +110,20 @@ class HealthControl:
             if (t.old == HealthState.UP) != (t.new == HealthState.UP):
                 changes.availability_changed = True
             if t.new == HealthState.DOWN and self._deletes_entries(t.backend_id):
-                changes.delete_entries.append(t.backend_id)
+                if self.cluster.monitor.advisors_pass(t.backend_id):
+                    # Only the agent is silent or failing while the server answers its advisors:
+                    # no new flows, but its live connections are not cut on that evidence.
+                    self.entries_kept.add(t.backend_id)
+                    log.warning("backend %s is down (%s) but its advisors pass: keeping its flows entries",
+                                self.pool.name_of(t.backend_id), t.reason)
+                else:
+                    changes.delete_entries.append(t.backend_id)
+        for backend_id in sorted(self.entries_kept):
+            if self.state(backend_id) != HealthState.DOWN:
+                self.entries_kept.discard(backend_id)
+            elif not self.cluster.monitor.advisors_pass(backend_id):     # now the server is gone too
+                self.entries_kept.discard(backend_id)
+                changes.delete_entries.append(backend_id)
         return changes
 
     def switch_bytes(self, backend_traffic: Mapping[int, CounterValue]) -> None:
@@ -123,7 +138,8 @@ class HealthControl:
     def down_deleting(self) -> list[int]:
         """Backends down now whose entries go (after a take-over: adopted entries of the dead)."""
         return [b.id for b in self.pool
-                if self.cluster.monitor.state(b.id) == HealthState.DOWN and self._deletes_entries(b.id)]
+                if self.cluster.monitor.state(b.id) == HealthState.DOWN and self._deletes_entries(b.id)
+                and not self.cluster.monitor.advisors_pass(b.id)]
 
     # ---- questions (the policies' view, SA2C, the status) -------------------------------------
 

@@ -47,6 +47,7 @@ class LoadMonitor:
         self.backend_rate = np.zeros(MAX_BACKENDS)       # bytes/s over the last interval
         self.new_flows = np.zeros(MAX_BACKENDS, dtype=np.int64)
         self._new_since_poll = np.zeros(MAX_BACKENDS, dtype=np.int64)
+        self.new_flows_total = np.zeros(MAX_BACKENDS, dtype=np.int64)   # digested new flows since start
         self.interval = 0.0
         self._last_poll: float | None = None
         # Flows installed since the last poll, tracked in one vectorised step at the next
@@ -59,6 +60,7 @@ class LoadMonitor:
     def flow_installed(self, event: InstallEvent) -> None:
         if event.digest is not None:
             self._new_since_poll[event.backend_id] += 1
+            self.new_flows_total[event.backend_id] += 1
             if event.digest.rtt_valid:
                 self.rtts.add(source_prefix(event.digest.src_addr), event.digest.rtt_us / 1e6)
         if self.track_flows and event.slot != SHARED_STATS_SLOT:

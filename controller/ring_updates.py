@@ -43,7 +43,7 @@ def policy_for(service: Service) -> Policy:
         s = service.nd
         return NetworkDispatcher(proportions=s.proportions, smoothing=s.smoothing, sensitivity=s.sensitivity,
                                  host_limit=s.host_limit, cooldown_s=s.cooldown_s)
-    return make_policy(service.policy)
+    return make_policy(service.policy, service.damping.settings())
 
 
 class RingUpdater:

@@ -108,6 +108,7 @@ class AdmissionStatus(_Model):
     c: float
     on_switch: str                    # the entry's level; admit_all when there is none
     writes: int                       # admission entries written since start
+    components: dict[str, float] = {}  # each load component's cluster load alone, last period
 
 
 class NdStatus(_Model):

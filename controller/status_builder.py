@@ -151,7 +151,7 @@ class StatusBuilder:
             level=decision.level.name.lower(), wanted=decision.wanted.name.lower(), drop_prob=decision.drop_prob,
             load=decision.load, raw_load=decision.raw_load, t1=s.t1, t2=decision.t2, t3=decision.t3, c=s.c,
             on_switch="admit_all" if entry is None else entry.level.name.lower(),
-            writes=self.admission.writes[service_id])
+            writes=self.admission.writes[service_id], components=dict(self.admission.components.get(service_id, {})))
 
     def _nd(self, service_id: int) -> NdStatus | None:
         policy = self.rings.policies.get(service_id)

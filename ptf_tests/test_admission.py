@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dispatcher_base import BACKENDS, CLIENT_IP, CLIENT_PORT, VIP, DispatcherTest, tcp_packet
+import time
+
+from dispatcher_base import BACKENDS, CLIENT_IP, CLIENT_PORT, SERVICE_ID, VIP, DispatcherTest, tcp_packet
 
 from controller.dataplane.constants import AdmissionLevel, DropReason
 from controller.p4runtime.encoding import flow_address
@@ -93,3 +95,30 @@ class MidStreamPacketWithoutStateIsEstablished(AdmissionTest):
         got = self.receive(1.0)
         self.assertIsNotNone(got)
         self.assertIn(got[0], BACKENDS.values())
+
+
+class NewFlowMeter(AdmissionTest):
+    """The new-flow bucket at 1 flow/s, burst 3: of 20 SYNs sent at once about 3 get in, at
+    ADMIT_ALL as at DROP_NEW_PROB; established packets are never metered; set back to its
+    default, it admits everything."""
+
+    def burst_of_syns(self, n: int, first_sport: int) -> int:
+        for i in range(n):
+            self.send(CLIENT_PORT, tcp_packet(sport=first_sport + i, flags="S"))
+        passed = 0
+        while self.receive(0.5) is not None:
+            passed += 1
+        return passed
+
+    def runTest(self) -> None:
+        self.client.write([self.tables.new_flow_meter(SERVICE_ID, 1.0, burst=3)])
+        passed = self.burst_of_syns(20, 30000)
+        self.assertTrue(3 <= passed <= 5, f"{passed} of 20 SYNs passed a 1/s bucket of 3")
+        self.assertEqual(self.established_passes(10), 10)
+        self.assertEqual(self.drops(), {DropReason.ADMISSION_NEW: 20 - passed})
+        time.sleep(3.5)                                   # the bucket fills again (3 tokens)
+        self.set_admission(AdmissionLevel.DROP_NEW_PROB, drop_prob=0.0)
+        passed = self.burst_of_syns(20, 31000)
+        self.assertTrue(3 <= passed <= 5, f"{passed} of 20 SYNs passed the bucket at DROP_NEW_PROB")
+        self.client.write([self.tables.new_flow_meter(SERVICE_ID, None)])
+        self.assertEqual(self.burst_of_syns(20, 32000), 20)

@@ -45,6 +45,8 @@ def main() -> int:
     parser.add_argument("--check", choices=("none", "tcp", "http"), default="tcp", help="agents' application check")
     parser.add_argument("--advisor", choices=("none", "tcp", "http"), default="none")
     parser.add_argument("--sa2c", default="{}", help="[services.admission] as JSON (default {}: SA2C's defaults)")
+    parser.add_argument("--max-connections", type=int,
+                        help="each backend's max_connections (SA2C's connections load component)")
     parser.add_argument("--only", choices=("off", "on"), help="one variant only")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_overload")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -56,7 +58,7 @@ def main() -> int:
     options = OverloadOptions(capacities=args.capacities, clients=args.clients, size=args.size, factor=args.factor,
                               duration_s=args.duration, request_timeout_s=args.timeout, period_s=args.period,
                               policy=args.policy, agent_check=args.check, advisor=args.advisor,
-                              admission=json.loads(args.sa2c))
+                              admission=json.loads(args.sa2c), max_connections=args.max_connections)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
                "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from controller.dataplane.constants import FLOW_CACHE_SETS, FLOW_CACHE_WAYS
-from controller.policies import POLICIES, ClusterView, Policy, make_policy
+from controller.policies import POLICIES, ClusterView, DampingSettings, Policy, make_policy
+from controller.policies.damping import NO_DAMPING
 from controller.policies.fixed_split import FixedSplit
 from sim.builtin_workloads import BUILTIN
 from sim.engine import Simulation, SimulationConfig, SimulationResult
-from sim.flow_sizes import CdfError, flow_size_distribution
+from sim.flow_sizes import CdfError, ClippedSizes, FlowSizeDistribution, flow_size_distribution
 from sim.pcap_frames import CaptureError
 from sim.pcap_source import CaptureTrace
 from sim.policy_set import group_same_ring, same_ring_note
@@ -44,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"flow sizes: a built-in model ({', '.join(BUILTIN)}; parameters in "
                              "docs/policies.md), shared:NAME from $P4DISPATCH_SHARED_DATA/flowsize, or a path "
                              "to a .cdf file (default websearch)")
+    source.add_argument("--max-size", type=float, metavar="BYTES",
+                        help="clip every flow size to this (the demo's load client clips objects at 2 MB)")
+    source.add_argument("--fair-share", action="store_true",
+                        help="TCP-like flows: each server's capacity is shared max-min among its flows every "
+                             "interval (a flow's --flow-rate is its ceiling), so a busy server slows its flows "
+                             "down instead of dropping what they send")
     source.add_argument("--heavy-share", type=float, default=0.0,
                         help="share of the load in very large downloads (pathological mix, e.g. 0.5)")
     source.add_argument("--load", type=float, default=0.8, help="offered load / total capacity (default 0.8)")
@@ -89,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"comma-separated, or 'all' (known: {', '.join(POLICIES)}); policies that write "
                           "the same ring on the run's servers are run once, shown as one row")
     run.add_argument("--fixed-shares", metavar="W,...", help="fixed_split's static shares, e.g. 4,1,1")
+    run.add_argument("--damping", default=None, metavar="FLOWS,MAX_S,FLOOR",
+                     help="fb_est's damping (controller/policies/damping.py): average its target over the time "
+                          "FLOWS new flows take (at most MAX_S s), FLOOR of new flows by capacity at the longest; "
+                          "'none' turns it off (default: the controller's, "
+                          f"{DampingSettings.flows:g},{DampingSettings.max_seconds:g},{DampingSettings.floor:g})")
     run.add_argument("--window", type=float, default=1.0, help="balance metric window, s (default 1)")
     run.add_argument("--out", type=Path, default=Path("results/simulate"),
                      help="directory for load CSVs, load.png and summary.csv (default results/simulate)")
@@ -133,9 +146,21 @@ def _switch_models(text: str) -> list[str]:
     return models
 
 
+def _damping(text: str | None) -> DampingSettings | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return NO_DAMPING
+    values = _floats(text, "--damping")
+    if len(values) != 3:
+        raise ValueError(f"--damping: expected FLOWS,MAX_SECONDS,FLOOR or 'none', got {text!r}")
+    return DampingSettings(*values)
+
+
 def _policies(args: argparse.Namespace) -> list[Policy]:
     names = list(POLICIES) if args.policies == "all" else [n.strip() for n in args.policies.split(",") if n.strip()]
-    policies = [make_policy(n) for n in names]
+    damping = _damping(args.damping)
+    policies = [make_policy(n, damping) for n in names]
     if args.fixed_shares:
         shares = _floats(args.fixed_shares, "--fixed-shares")
         policies = [FixedSplit(shares) if p.name == "fixed_split" else p for p in policies]
@@ -173,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--load must be positive, not {args.load}")
     if args.speedup <= 0:
         raise ValueError(f"--speedup must be positive, not {args.speedup}")
+    if args.pcap and (args.fair_share or args.max_size is not None):
+        raise ValueError("--fair-share and --max-size shape generated flows, not captures")
     if args.pcap:
         missing = [str(p) for p in args.pcap if not p.is_file()]
         if missing:
@@ -195,12 +222,19 @@ def _run(args: argparse.Namespace) -> int:
         capacity = (np.array(_floats(args.capacity, "--capacity")) if args.capacity
                     else np.ones(args.servers)) * GBIT
         low, high = _floats(args.flow_rate, "--flow-rate")[:2]
-        spec = WorkloadSpec(cdf=flow_size_distribution(args.workload), offered_rate=args.load * capacity.sum(),
+        sizes: FlowSizeDistribution = flow_size_distribution(args.workload)
+        if args.max_size is not None:
+            if not args.max_size >= 1:
+                raise ValueError(f"--max-size must be at least 1 byte, not {args.max_size}")
+            sizes = ClippedSizes(sizes, args.max_size)
+        spec = WorkloadSpec(cdf=sizes, offered_rate=args.load * capacity.sum(),
                             duration=args.duration, flow_rate=(low * MBIT, high * MBIT),
-                            heavy_share=args.heavy_share, heavy_rate=0.5 * capacity.mean(), seed=args.seed)
+                            heavy_share=args.heavy_share, heavy_rate=0.5 * capacity.mean(), seed=args.seed,
+                            fair_share=args.fair_share)
         make_source = lambda: GeneratedWorkload(spec)   # noqa: E731
         duration = args.duration
-        label = f"{spec.cdf.name}, load {args.load}" + (f", {args.heavy_share:.0%} heavy" if args.heavy_share else "")
+        label = (f"{spec.cdf.name}, load {args.load}" + (f", {args.heavy_share:.0%} heavy" if args.heavy_share else "")
+                 + (", fair share" if args.fair_share else ""))
     config = SimulationConfig(capacity=capacity, buffer_seconds=args.buffer_ms / 1000, ring_size=args.ring_size,
                               poll_interval=args.poll_interval, controller_lag=args.lag,
                               install_delay=args.install_delay, cache_timeout=args.cache_timeout,
@@ -252,4 +286,5 @@ def _simulate(config: SimulationConfig, policy: Policy, source, duration: float,
               disable=quiet or None, leave=False, file=sys.stderr) as bar:
         def progress(now: float) -> None:
             bar.update(max(0.0, min(now, duration) - bar.n))
-        return Simulation(replace(config), policy).run(source, progress)
+        # A fresh copy per run: damped and other stateful policies start every run alike.
+        return Simulation(replace(config), copy.deepcopy(policy)).run(source, progress)

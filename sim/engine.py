@@ -143,6 +143,9 @@ class Simulation:
 
     def run(self, source: TrafficSource, progress: Callable[[float], None] | None = None) -> SimulationResult:
         cfg = self.config
+        attach = getattr(source, "attach", None)
+        if attach is not None:   # sources that share servers fairly ask where flows go
+            attach(self)
         view = ClusterView.idle(cfg.capacity)
         view.configured_weight = self.configured_weight
         view.available = self._available(0.0)
@@ -157,6 +160,21 @@ class Simulation:
         summary.switch = self.switch.name
         summary.churn_cap = cfg.ring_max_change
         return SimulationResult(summary, self.recorder)
+
+    @property
+    def capacity(self) -> NDArray[np.float64]:
+        return self.config.capacity
+
+    def backend_of(self, slots: NDArray[np.int64], key_hash: NDArray[np.uint32], source_hash: NDArray[np.uint32],
+                   new: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """sim.workload.Placement: a known flow's backend; for a new one the ring's entry now
+        (what the switch gives it unless its cache set already holds it)."""
+        ring_hash = source_hash if self.policy.hash_on == "source" else key_hash
+        ring_backend = self.switch.ring[(ring_hash.astype(np.int64) >> 16) & self.switch.mask]
+        known = np.zeros(slots.size, dtype=np.int64)
+        old = ~new & (slots < self.flows.size)
+        known[old] = self.flows.backend[slots[old]]
+        return np.where(new | ~old, ring_backend, known)
 
     def _available(self, now: float) -> NDArray[np.bool_]:
         available = np.ones(self.n, dtype=bool)

@@ -2,6 +2,11 @@
 each flow sending at its own steady rate (so long flows stay on their server for long),
 optionally with a few very large downloads mixed in (the FB_EST paper's wget test).
 
+With `fair_share` the flows behave like TCP behind a bottleneck: each interval, every server's
+capacity is shared max-min among the flows it serves, a flow's own rate being its ceiling, so a
+busy server makes its flows slower (and longer) instead of dropping what they send. The
+engine tells the source where flows go (`attach`); a new flow's server is the ring's choice.
+
 Packets are produced one polling interval at a time, straight into numpy arrays, from the
 flows active in that interval: memory follows active flows, not the trace length.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +38,38 @@ class WorkloadSpec:
     heavy_size: float = 200e6            # bytes per large download
     heavy_rate: float = 0.0              # bytes/s per large download
     seed: int = 1
+    # TCP-like: a server's capacity is shared max-min among its flows each interval (module doc).
+    fair_share: bool = False
+
+
+class Placement(Protocol):
+    """Where flows are served, for fair sharing (the simulation engine implements it)."""
+    capacity: NDArray[np.float64]
+
+    def backend_of(self, slots: NDArray[np.int64], key_hash: NDArray[np.uint32], source_hash: NDArray[np.uint32],
+                   new: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """The server of each flow: its own for known flows, the ring's choice for `new` ones."""
+        ...
+
+
+def max_min_rates(ceiling: NDArray[np.float64], server: NDArray[np.int64],
+                  capacity: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each flow's max-min fair rate on its server: flows below the fair level keep their
+    ceiling, the others share what is left equally."""
+    ceiling = np.asarray(ceiling, dtype=np.float64)
+    rate = ceiling.copy()
+    for s in np.unique(server):
+        on = np.flatnonzero(server == s)
+        order = on[np.argsort(ceiling[on], kind="stable")]
+        c = ceiling[order]
+        # With the k smallest ceilings kept, the rest share what they leave equally.
+        k = np.arange(c.size)
+        level = (capacity[s] - np.concatenate(([0.0], np.cumsum(c)[:-1]))) / (c.size - k)
+        limited = np.flatnonzero(c > level)
+        if limited.size:
+            first = limited[0]
+            rate[order[first:]] = max(level[first], 0.0)
+    return rate
 
 
 class GeneratedWorkload:
@@ -56,6 +94,11 @@ class GeneratedWorkload:
         self._heavy_arrivals = heavy_rate / spec.heavy_size if spec.heavy_share > 0 else 0.0
         if self._heavy_arrivals and spec.heavy_rate <= 0:
             raise ValueError("heavy downloads need a positive rate")
+        self._placement: Placement | None = None
+
+    def attach(self, placement: Placement) -> None:
+        """The engine, before a run: where flows go (used by fair sharing only)."""
+        self._placement = placement
 
     @property
     def flows_per_second(self) -> float:
@@ -68,7 +111,10 @@ class GeneratedWorkload:
         # Active flows, structure of arrays (of several dtypes).
         active: dict[str, NDArray] = {name: np.zeros(0, dtype) for name, dtype in (
             ("slot", np.int64), ("first", np.float64), ("size", np.float64), ("gap", np.float64),
-            ("packets", np.int64))}
+            ("packets", np.int64), ("key", np.uint32), ("source", np.uint32), ("sent", np.int64),
+            ("next", np.float64))}
+        if spec.fair_share and self._placement is None:
+            raise ValueError("fair sharing needs the engine to attach() where flows go")
         t0 = 0.0
         while True:
             t1 = t0 + interval
@@ -77,13 +123,19 @@ class GeneratedWorkload:
                 new_flows, size, rate = new
                 packets = np.ceil(size / PACKET_BYTES).astype(np.int64)
                 for name, values in (("slot", new_flows.slot), ("first", new_flows.first), ("size", size),
-                                     ("gap", PACKET_BYTES / rate), ("packets", packets)):
+                                     ("gap", PACKET_BYTES / rate), ("packets", packets),
+                                     ("key", new_flows.key_hash), ("source", new_flows.source_hash),
+                                     ("sent", np.zeros(size.size, np.int64)),
+                                     ("next", new_flows.first)):
                     active[name] = np.concatenate([active[name], values])
             else:
                 new_flows = empty_new_flows()
             if t0 >= spec.duration and active["slot"].size == 0:
                 return
-            batch, done = self._packets(active, new_flows, t0, t1)
+            if spec.fair_share:
+                batch, done = self._shared_packets(active, new_flows, t0, t1)
+            else:
+                batch, done = self._packets(active, new_flows, t0, t1)
             slots.give_back(active["slot"][done])
             keep = ~done
             for name in active:
@@ -109,6 +161,37 @@ class GeneratedWorkload:
                        source_hash=self._prefix_hash[prefix], source=prefix.astype(np.int64),
                        rtt=rtt, first=first)
         return new, size, rate
+
+    def _shared_packets(self, active: dict[str, NDArray], new_flows: NewFlows, t0: float, t1: float
+                        ) -> tuple[TrafficBatch, NDArray[np.bool_]]:
+        """Fair sharing: this interval's rate of every flow is its max-min share of its server,
+        and its packets follow on from where the last interval left it."""
+        assert self._placement is not None
+        is_new = np.isin(active["slot"], new_flows.slot)
+        server = self._placement.backend_of(active["slot"], active["key"], active["source"], is_new)
+        rate = max_min_rates(PACKET_BYTES / active["gap"], server, self._placement.capacity)
+        gap = PACKET_BYTES / np.maximum(rate, 1e-9)
+        nxt, sent, packets = active["next"], active["sent"], active["packets"]
+        count = np.where(nxt < t1, np.ceil((t1 - nxt) / gap), 0).astype(np.int64)
+        count = np.clip(count, 0, packets - sent)
+        flow = np.repeat(np.arange(nxt.size), count)
+        offsets = np.cumsum(count) - count
+        k = np.arange(flow.size, dtype=np.int64) - np.repeat(offsets, count)   # 0.. within this interval
+        packet_time = nxt[flow] + k * gap[flow]
+        last_bytes = active["size"] - (packets - 1) * PACKET_BYTES
+        packet_bytes = np.where(sent[flow] + k == packets[flow] - 1, last_bytes[flow], float(PACKET_BYTES))
+        sent_now = count > 0
+        last_time = nxt + (count - 1) * gap
+        active["sent"] = sent + count
+        active["next"] = nxt + count * gap
+        done = active["sent"] >= packets
+        batch = TrafficBatch(
+            start=t0, end=t1, new=new_flows, packet_time=packet_time,
+            packet_slot=active["slot"][flow], packet_bytes=packet_bytes,
+            touched_slot=active["slot"][sent_now], touched_last=last_time[sent_now],
+            ended=EndedFlows(slot=active["slot"][done], first=active["first"][done], last=last_time[done],
+                             size=active["size"][done]))
+        return batch, done
 
     @staticmethod
     def _packets(active: dict[str, NDArray], new_flows: NewFlows, t0: float, t1: float

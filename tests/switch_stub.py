@@ -88,6 +88,7 @@ class InMemorySwitch:
     def __init__(self, info: P4InfoIndex) -> None:
         self.info = info
         self.tables: dict[str, dict[tuple, p4r.TableEntry]] = {}
+        self.meters: dict[tuple[str, int], p4r.MeterConfig | None] = {}   # (alias, index) -> config; None: default
         self.writes: list[list[p4r.Update]] = []
         # What the serving loop drains (controller/app.py _drain_stream) and checks.
         self.digests: queue.Queue = queue.Queue()
@@ -144,12 +145,19 @@ class InMemorySwitch:
 
     def updates_to(self, alias: str) -> list[p4r.Update]:
         with self._lock:
-            return [u for batch in self.writes for u in batch
-                    if self.info.table_by_id(u.entity.table_entry.table_id).preamble.alias == alias]
+            return [u for batch in self.writes for u in batch if u.entity.WhichOneof("entity") == "table_entry"
+                    and self.info.table_by_id(u.entity.table_entry.table_id).preamble.alias == alias]
 
     # ---- the switch's answers ------------------------------------------------------------------
 
     def _apply(self, index: int, update: p4r.Update) -> UpdateFailure | None:
+        if update.entity.WhichOneof("entity") == "meter_entry":
+            meter = update.entity.meter_entry
+            alias = next(m.preamble.alias for m in self.info.p4info.meters if m.preamble.id == meter.meter_id)
+            config = p4r.MeterConfig()
+            config.CopyFrom(meter.config)
+            self.meters[(alias, meter.index.index)] = config if meter.HasField("config") else None
+            return None
         entry = update.entity.table_entry
         alias = self.info.table_by_id(entry.table_id).preamble.alias
         match = tuple(sorted(ent.decode_match(self.info, entry).items()))

@@ -10,6 +10,7 @@ configurations) load and can be tested where Mininet is missing.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -62,6 +63,10 @@ class EmulatedCluster:
         from topo.mininet_nodes import TiedHost
 
         setLogLevel("warning")
+        # Importing mininet.log makes every logger created afterwards a MininetLogger (its own
+        # console handler, level "output"): the controller's loggers, created when the demo
+        # starts it, would then drop INFO (ring rewrites) and miss the demo's log file.
+        logging.setLoggerClass(logging.Logger)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A run that crashed before its clean-up leaves veth ends and bridges in the root
         # namespace, and Mininet would fail on the names; but a network of the same names

@@ -65,6 +65,7 @@ class OverloadOptions:
     agent_check: Literal["none", "tcp", "http"] = "tcp"
     advisor: Literal["none", "tcp", "http"] = "none"
     admission: dict[str, Any] | None = None     # SA2C settings when on ({}: the defaults)
+    max_connections: int | None = None          # each backend's connection limit (SA2C's connections component)
 
     @property
     def capacity_rps(self) -> float:
@@ -79,7 +80,8 @@ class OverloadOptions:
                                    advisor_timeout_s=min(0.5, self.period_s), listen_port=free_udp_port())
         return ServerClusterSpec(clients=self.clients, capacities_mbit=self.capacities, policy=self.policy,
                                  grpc_port=free_tcp_port(), thrift_port=free_tcp_port(), health=health,
-                                 admission=(self.admission or {}) if admission else None)
+                                 admission=(self.admission or {}) if admission else None,
+                                 max_connections=self.max_connections)
 
 
 def admission_row(t: float, status: ControllerStatus) -> dict[str, Any]:
@@ -93,7 +95,10 @@ def admission_row(t: float, status: ControllerStatus) -> dict[str, Any]:
         a = service.admission
         if a is not None:
             row.update(level=a.level, wanted=a.wanted, p=round(a.drop_prob, 3), load=round(a.load, 3),
-                       raw_load=round(a.raw_load, 3), t2=round(a.t2, 3), t3=round(a.t3, 3))
+                       raw_load=round(a.raw_load, 3), t2=round(a.t2, 3), t3=round(a.t3, 3),
+                       components={k: round(v, 3) for k, v in a.components.items()})
+        row["connections"] = {b.name: b.health.host.connections if b.health and b.health.host else None
+                              for b in service.backends}
     return row
 
 

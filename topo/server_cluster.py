@@ -118,6 +118,7 @@ class ServerClusterSpec:
     policy: str = "fb_est"
     health: ClusterHealthSpec | None = None     # agents, management path, [health]; None: none
     admission: Mapping[str, Any] | None = field(default=None, hash=False)   # [services.admission]
+    max_connections: int | None = None  # every backend's connection limit (SA2C's connections component)
 
     def __post_init__(self) -> None:
         if not 1 <= self.clients <= MAX_HOSTS or not 1 <= len(self.capacities_mbit) <= MAX_HOSTS:
@@ -198,7 +199,9 @@ def controller_config(spec: ServerClusterSpec, key_file: Path | None = None) -> 
             "port": spec.vip_port, "policy": spec.policy, "ring_size": spec.ring_size, "forwarding": "dsr",
             "backends": [{"name": spec.backend_name(j), "id": spec.backend_id(j), "port": spec.backend_port(j),
                           "mac": spec.backend_mac(j, 0), "address": spec.backend_address(j),
-                          "capacity_mbps": spec.capacities_mbit[j - 1]}
+                          # weighted_round_robin reads `weight`: the operator's weights are the capacities
+                          "capacity_mbps": spec.capacities_mbit[j - 1], "weight": spec.capacities_mbit[j - 1]}
+                         | ({} if spec.max_connections is None else {"max_connections": spec.max_connections})
                          for j in spec.backend_indices()],
         }],
     }

@@ -3,7 +3,8 @@
 `push_pipeline` loads a compiled program over P4Runtime. `dispatcher_updates` turns a
 controller configuration (controller/config.py's Config, as the topologies generate it)
 into the table entries the controller writes at start (services, VIPs, backends, timers,
-digest: controller/switch_setup.py's own list) plus a fixed ring weighted by capacity.
+digest: controller/switch_setup.py's own list) plus the fixed ring weighted round robin
+would write (the backends' configured weights).
 topo/flow_installer.py then plays the flow manager's part during a test. The
 controller itself (controller/app.py) does all this and then keeps adapting; this module
 never does.
@@ -46,12 +47,13 @@ def static_ring(weights: list[float], backend_ids: list[int], size: int) -> list
 def dispatcher_updates(tables: DispatcherTables, config: Config) -> list[p4r.Update]:
     """Everything the dispatcher needs before the first packet, from a validated Config: the
     controller's own start-up entries (controller/switch_setup.py) and a ring per service
-    weighted by capacity, where the controller would run its policy."""
+    by the backends' configured weights (weighted round robin's ring), where the controller
+    would run its policy."""
     pool = BackendPool(config)
     updates = configuration_updates(tables, config, pool)
     for service in config.services:
         backends = pool.of_service(service.id)
-        updates += tables.ring(service.id, static_ring([b.config.capacity * b.config.weight for b in backends],
+        updates += tables.ring(service.id, static_ring([b.config.weight for b in backends],
                                                        [b.id for b in backends], service.ring_size),
                                generation=1)
     return updates

@@ -152,6 +152,11 @@ class DispatcherTables:
             self.info, "admission", {"service_id": service_id}, "set_admission",
             {"level": int(level), "drop_prob": min(0xFFFF, round(drop_prob * 65536))}))
 
+    def new_flow_meter(self, service_id: int, per_second: float | None, burst: int = 1) -> p4r.Update:
+        """The service's new-flow bucket: `per_second` new flows admitted at most (burst `burst`);
+        None: unlimited (the meter's default)."""
+        return ent.update("modify", ent.meter_entry(self.info, "new_flow_meter", service_id, per_second, burst))
+
     def admission_delete(self, service_id: int) -> p4r.Update:
         """No entry is ADMIT_ALL (the table's default action leaves the level there)."""
         return ent.update("delete", ent.table_entry(self.info, "admission", {"service_id": service_id}))

@@ -22,7 +22,7 @@ class HostSample:
     cpu: float                     # utilisation, 0..1
     memory: float                  # 0..1
     run_queue_per_cpu: float       # 1-minute load average / CPUs
-    connections: int               # established to the service port
+    connections: int               # in service on the service port (established or closed, sending)
     custom: float | None           # the configured command's number
     tx_bytes: int                  # cumulative, as reported
     uptime_s: float                # agent's clock (modulo 2**32 ms)

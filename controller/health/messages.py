@@ -33,7 +33,7 @@ Load report, 51 bytes, sent every period after the heartbeat:
     31     2    memory utilisation, 1/100 % (0..10000)
     33     4    1-minute load average (run queue), 1/1000
     37     2    logical CPUs (to normalise the load average)
-    39     4    established TCP connections to the service port
+    39     4    TCP connections in service on the service port (established, or closed with data in flight)
     43     8    a configured command's number (IEEE 754 double; NaN: none)
 
 Authentication (optional): with a shared key, HMAC-SHA256(key, message) truncated to its
@@ -126,7 +126,7 @@ class LoadReport:
     memory_percent: float
     load_average: float        # 1-minute load average
     cpus: int
-    connections: int           # established TCP connections to the service port
+    connections: int           # TCP connections in service on the service port (agent/host_sampler.py)
     custom: float = math.nan   # a configured command's number; NaN when none
 
     kind: ClassVar[MessageKind] = "report"

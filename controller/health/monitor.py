@@ -164,6 +164,12 @@ class HealthMonitor:
         """Only an UP backend (or one nobody watches) may be given new flows."""
         return self.state(backend_id) == HealthState.UP
 
+    def advisors_pass(self, backend_id: int) -> bool:
+        """Whether the backend has advisors and every one passed its latest probe: the server
+        answers, whatever its agent says."""
+        backend = self._backends.get(backend_id)
+        return backend is not None and bool(backend.advisors) and all(a.ok for a in backend.advisors.values())
+
     def forward_metric(self, backend_id: int) -> float:
         """ND's forward metric: the slowest of its advisors' latest response times, s (0: none)."""
         backend = self._backends.get(backend_id)

@@ -100,6 +100,19 @@ def counter_entry(info: P4InfoIndex, counter: str, index: int | None = None) -> 
     return entry
 
 
+def meter_entry(info: P4InfoIndex, meter: str, index: int, rate: float | None = None,
+                burst: int = 1) -> p4r.MeterEntry:
+    """One cell of an indexed meter as a single-rate bucket (committed = peak: `rate` units/s,
+    `burst` units); rate None: the cell's default configuration (every packet GREEN)."""
+    entry = p4r.MeterEntry(meter_id=info.meter(meter).preamble.id)
+    entry.index.index = index
+    if rate is not None:
+        units = max(1, round(rate))
+        entry.config.cir, entry.config.cburst = units, burst
+        entry.config.pir, entry.config.pburst = units, burst
+    return entry
+
+
 def direct_counter_entry(info: P4InfoIndex, table: str) -> p4r.DirectCounterEntry:
     """Every entry's direct counter of a table, in one read."""
     entry = p4r.DirectCounterEntry()
@@ -138,6 +151,7 @@ def entity(message) -> p4r.Entity:
         p4r.TableEntry: "table_entry",
         p4r.CounterEntry: "counter_entry",
         p4r.DirectCounterEntry: "direct_counter_entry",
+        p4r.MeterEntry: "meter_entry",
         p4r.DigestEntry: "digest_entry",
         p4r.PacketReplicationEngineEntry: "packet_replication_engine_entry",
     }[type(message)]

@@ -41,6 +41,7 @@ class P4InfoIndex:
         self._tables = _by_name(p4info.tables)
         self._actions = _by_name(p4info.actions)
         self._counters = _by_name(p4info.counters)
+        self._meters = _by_name(p4info.meters)
         self._direct_counters = _by_name(p4info.direct_counters)
         self._digests = _by_name(p4info.digests)
         self._packet_metadata = {m.preamble.name: m for m in p4info.controller_packet_metadata}
@@ -84,6 +85,9 @@ class P4InfoIndex:
 
     def counter(self, name: str) -> p4i.Counter:
         return self._get(self._counters, "counter", name)
+
+    def meter(self, name: str) -> p4i.Meter:
+        return self._get(self._meters, "meter", name)
 
     def direct_counter(self, name: str) -> p4i.DirectCounter:
         return self._get(self._direct_counters, "direct counter", name)

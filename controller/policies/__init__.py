@@ -1,6 +1,7 @@
 """Dispatch policies: one module each, all behind policies.base.Policy.
 
-`make_policy(name)` builds one by its name (as the CLI and the simulator spell it).
+`make_policy(name)` builds one by its name (as the CLI and the simulator spell it); `damping`
+is for the policies that damp their weights (fb_est; damping.py), the others ignore it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from controller.policies.base import ClusterView, NoServerAvailable, Policy
+from controller.policies.damping import DampingSettings
 from controller.policies.fb_est import FbEst
 from controller.policies.fb_least import FbLeast
 from controller.policies.fixed_split import FixedSplit
@@ -25,11 +27,15 @@ POLICIES: dict[str, Callable[[], Policy]] = {
 }
 
 
-def make_policy(name: str) -> Policy:
-    try:
-        return POLICIES[name]()
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}") from None
+DAMPED = {FbEst.name}   # the policies that take `damping`
 
 
-__all__ = ["ClusterView", "NoServerAvailable", "Policy", "POLICIES", "make_policy"]
+def make_policy(name: str, damping: DampingSettings | None = None) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+    if name == FbEst.name:
+        return FbEst(damping)
+    return POLICIES[name]()
+
+
+__all__ = ["ClusterView", "DampingSettings", "NoServerAvailable", "Policy", "POLICIES", "DAMPED", "make_policy"]

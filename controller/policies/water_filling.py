@@ -38,3 +38,37 @@ def water_fill(headroom: ArrayLike, incoming: float, eligible: ArrayLike | None 
                 return amounts
     best = room == room.max()
     return best / best.sum()
+
+
+def level_fill(capacity: ArrayLike, load: ArrayLike, incoming: float,
+               eligible: ArrayLike | None = None) -> NDArray[np.float64]:
+    """Amount of `incoming` each server takes so the eligible servers end at one utilisation.
+
+    water_fill levels spare bytes/s; this levels load / capacity: server i takes
+    max(0, L * capacity_i - load_i), with the level L chosen so the amounts sum to `incoming`.
+    On equal capacities it is water_fill on capacity - load. Little incoming goes to the least
+    utilised servers; much of it is spread in proportion to capacity. With incoming <= 0 the
+    least utilised servers share in proportion to capacity (weights sum to 1), so an idle
+    cluster gets a capacity-proportional split, not everything on the biggest server.
+    """
+    cap = np.asarray(capacity, dtype=np.float64)
+    used = np.asarray(load, dtype=np.float64)
+    n = len(cap)
+    able = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    able = able & (cap > 0) & np.isfinite(used)
+    if not able.any():
+        return np.zeros(n)
+    utilisation = np.where(able, used / np.where(able, cap, 1.0), np.inf)
+    if incoming > 0:
+        # Ascending utilisation; with the k least utilised filled to level L:
+        # sum_{i<k} (L c_i - load_i) = incoming, so L = (incoming + sum load) / sum c.
+        order = np.argsort(utilisation, kind="stable")[:int(able.sum())]
+        levels = (incoming + np.cumsum(used[order])) / np.cumsum(cap[order])
+        # The right k is the first whose level does not reach the next server's utilisation.
+        following = np.append(utilisation[order][1:], np.inf)
+        k = int(np.flatnonzero(levels <= following)[0])
+        amounts = np.where(able, np.maximum(levels[k] * cap - used, 0.0), 0.0)
+        if amounts.sum() > 0:
+            return amounts
+    least = able & (utilisation <= utilisation[able].min())
+    return np.where(least, cap, 0.0) / cap[least].sum()

@@ -2,6 +2,7 @@
 its application check, the heartbeat flags it chooses, its command line and signals."""
 
 import ast
+import contextlib
 import math
 import signal
 import socket
@@ -79,6 +80,41 @@ def test_established_connections_to_the_service_port():
         finally:
             for s in clients + accepted:
                 s.close()
+
+
+
+def test_a_closed_connection_whose_response_is_still_unsent_is_in_service():
+    """A server that writes a response and closes (as HTTP/1.0 servers do) still serves it
+    while the data waits for the client: FIN_WAIT1 with data queued counts, until delivered."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        sampler = HostSampler(service_port=port)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)    # a slow reader
+        client.connect(("127.0.0.1", port))
+        accepted = server.accept()[0]
+        try:
+            accepted.setblocking(False)
+            sent = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sent += accepted.send(b"x" * 65536)
+            accepted.close()                     # response written, socket closed, data still queued
+            assert sampler.sample().connections == 1
+            received = 0
+            while received < sent:               # the client reads it all: delivered, no longer in service
+                chunk = client.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+            deadline = time.monotonic() + 5
+            while sampler.sample().connections and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sampler.sample().connections == 0
+        finally:
+            client.close()
 
 
 SPINNER = """

@@ -13,6 +13,7 @@ from controller.admission_control import (
     cluster_load,
     level_for,
     needs_write,
+    new_flow_budget,
     server_utilisation,
 )
 from controller.dataplane.constants import AdmissionLevel as L
@@ -123,3 +124,45 @@ def test_settings_must_be_ordered():
         AdmissionSettings(smoothing=0)
     with pytest.raises(ValidationError):
         AdmissionSettings(unknown=1)
+
+
+def test_reopening_is_gradual_and_closing_immediate():
+    """After refusing every new flow, the admitted share climbs by reopen_step per period
+    (refused clients' SYN retries would all get in at once otherwise); it falls at once."""
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0, reopen_step=0.25))
+    assert control.update(0.85).level == L.ESTABLISHED_ONLY            # a = 0
+    steps = [control.update(0.1) for _ in range(5)]                    # SA2C alone would say ADMIT_ALL
+    assert [d.wanted for d in steps] == [L.ADMIT_ALL] * 5
+    assert [d.level for d in steps] == [L.DROP_NEW_PROB] * 3 + [L.ADMIT_ALL] * 2
+    assert [d.drop_prob for d in steps[:3]] == pytest.approx([0.75, 0.5, 0.25])
+    assert control.update(0.75).level == L.DROP_NEW_PROB and control.admitted == pytest.approx(0.5)
+    assert control.update(0.95).level == L.DEGRADE_ESTABLISHED          # closes at once
+    assert control.update(0.1).drop_prob == pytest.approx(0.75)        # SA2C says admit all; reopening from 0
+
+
+def test_without_reopen_step_sa2c_reopens_at_once():
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0))
+    control.update(0.85)
+    assert control.update(0.1).level == L.ADMIT_ALL
+
+
+def test_the_budget_caps_the_share_by_the_offered_new_flows():
+    """A herd of retries: 30 admitted last period at a = 0.5 means 60 offered; a budget of 15
+    admits a quarter of them. The budget never raises the share SA2C or reopen_step allow."""
+    control = AdmissionControl(AdmissionSettings(smoothing=1.0))
+    control.admitted = 0.5
+    d = control.update(0.5, budget=15, admitted_last=30)
+    assert d.wanted == L.ADMIT_ALL and d.level == L.DROP_NEW_PROB and d.drop_prob == pytest.approx(0.75)
+    d = control.update(0.5, budget=0, admitted_last=10)
+    assert d.level == L.ESTABLISHED_ONLY and control.admitted == 0
+    d = control.update(0.5, budget=100, admitted_last=0)     # nothing offered known: SA2C decides
+    assert d.level == L.ADMIT_ALL
+    d = control.update(0.75, budget=1000, admitted_last=5)
+    assert d.level == L.DROP_NEW_PROB and d.drop_prob == pytest.approx(0.5)
+
+
+def test_new_flow_budget_is_the_room_under_the_window_less_what_is_on_the_way():
+    assert new_flow_budget(limit=60, connections=40, admitted_last=None, fill=0.8) == pytest.approx(8)
+    # 5 admitted last period that the reports may not count yet
+    assert new_flow_budget(limit=60, connections=40, admitted_last=5, fill=0.8) == pytest.approx(3)
+    assert new_flow_budget(limit=60, connections=70, admitted_last=0, fill=0.8) == 0

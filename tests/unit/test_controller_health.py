@@ -326,3 +326,29 @@ def _admission(s: Served) -> tuple[AdmissionLevel, int] | None:
     if not entries:
         return None
     return AdmissionLevel(entries[0]["level"]), entries[0]["drop_prob"]
+
+
+def test_a_silent_agent_does_not_cut_the_connections_of_a_server_that_answers_its_advisor(tmp_path, monkeypatch):
+    """The agent dies, the server does not: down (no new flows) on the missed heartbeats, but
+    its entries stay while its advisor passes; they go when the advisor fails too."""
+    cfg = Config.model_validate({
+        "health": {"period_s": 0.1, "listen_port": 0, "agents": [{"backend": "web"}],
+                   "advisors": [{"service": "s1", "kind": "tcp", "timeout_s": 0.05}]},
+        "services": [{"name": "s1", "id": 1, "mode": "vip", "vip": "10.0.0.1", "port": 80,
+                      "backends": [{"name": "web", "id": 10, "port": 1, "mac": "02:00:00:00:00:01",
+                                    "address": "10.0.2.10"}]}]})
+    controller = Controller(cfg, program(tmp_path))
+    health = controller.health
+    monitor = health.cluster.monitor
+    # The advisor's results are the test's, not real probes of an address nobody has
+    monkeypatch.setattr(health.cluster.advisors, "run_due", lambda now: None)
+    (advisor,) = health.plan.advisor_names[10]
+    start = health.snapshot(0)[10].since
+    monitor.advisor_result(10, advisor, True, start + 0.05, response_time=0.001)
+    changes = health.poll(start + 1.0)                      # no heartbeat for 10 periods
+    assert changes is not None and [t.new for t in changes.transitions] == [HealthState.DOWN]
+    assert changes.delete_entries == [] and health.entries_kept == {10}
+    assert health.down_deleting() == []                    # a take-over keeps them too
+    monitor.advisor_result(10, advisor, False, start + 1.05, detail="connection refused")
+    changes = health.poll(start + 1.1)                      # now the server is gone as well
+    assert changes is not None and changes.delete_entries == [10] and health.entries_kept == set()

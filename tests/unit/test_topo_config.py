@@ -25,6 +25,8 @@ def test_server_cluster_config_is_valid_and_matches_the_plan(clients, capacities
     assert (service.mode, service.vip, service.port, service.forwarding) == ("vip", "10.0.0.100", 80, "dsr")
     assert [b.name for b in service.backends] == [f"web{j}" for j in range(1, len(capacities) + 1)]
     assert [b.capacity_mbps for b in service.backends] == list(capacities)
+    # weighted_round_robin in the demo weighs by capacity, as an operator would configure it
+    assert [b.weight for b in service.backends] == list(capacities)
     client_ports = [spec.client_port(i) for i in spec.client_indices()]
     backend_ports = [b.port for b in service.backends]
     # Every host on its own switch port, none the CPU port.
@@ -73,7 +75,7 @@ def test_capture_cluster_config_is_valid_and_matches_the_plan():
 
 @pytest.mark.skipif(not (BUILD_DIR / "dispatcher.p4info.txtpb").exists(),
                     reason="build/dispatcher.p4info.txtpb not built")
-def test_static_configuration_weights_the_ring_by_capacity():
+def test_static_configuration_weights_the_ring_by_configured_weight():
     from controller.dataplane.dispatcher_tables import DispatcherTables
     from controller.p4runtime import P4InfoIndex
     from controller.p4runtime import entities as ent
