@@ -12,7 +12,8 @@ reads (controller/counter_poller.py), the agents' UDP listener and the advisors'
 The parts, each in its own module: take-over and adoption (takeover.py), ring updates
 (ring_updates.py), backend administration (backend_admin.py), reactive mode (reactive.py),
 health and measured load (health_control.py), SA2C admission (admission_writer.py), nd's
-run-time settings (policy_admin.py) and the typed status (status.py, status_builder.py).
+run-time settings (policy_admin.py), session affinity (session_control.py) and the typed
+status (status.py, status_builder.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from controller.policy_admin import NdChange, apply_nd_change
 from controller.reactive import ReactiveDispatch
 from controller.ring_updates import RingUpdater
 from controller.service_ring import ServiceRing
+from controller.session_control import SessionControl
 from controller.status import ControllerStatus, Role, RunCounts
 from controller.status_builder import StatusBuilder
 from controller.takeover import TakeOver, wait_primary
@@ -77,13 +79,15 @@ class Controller:
         self.counts = RunCounts()
         self.admin = BackendAdmin(self.pool, self.flows, self.ring_updater, self.tables, config.timers)
         self.reactive = ReactiveDispatch(self.pool, self.rings, self.flows, self.tables, self.counts)
+        self.sessions = SessionControl(config, self.tables, self.flows,
+                                       capacity=self.info.table("announced_flows").size)
         self.take_over = TakeOver(config, self.program, self.info, self.tables, self.pool, self.flows,
-                                  self.ring_updater, self.counts)
+                                  self.ring_updater, self.counts, self.sessions)
         self.health_enforcer = HealthEnforcer(self.health, self.ring_updater, self.flows)
         self.admission = AdmissionWriter(config, self.tables, self.pool, self.monitor, self.health)
         self.status_builder = StatusBuilder(config, self.pool, self.flows, self.monitor, self.ring_updater,
                                             self.health, self.health_enforcer, self.admission, self.counts,
-                                            self.started)
+                                            self.started, self.sessions)
         self.role: Role = "connecting"
         self._commands: queue.Queue[tuple[Callable[[P4RuntimeClient], Any], Future]] = queue.Queue()
         self._status = self._empty_status()
@@ -171,6 +175,8 @@ class Controller:
         """One turn of the serving loop: stream, commands, health, writes, and the newest counter
         reading when one came."""
         self._drain_stream(client)
+        # Announced entries first: each is a race with its flow's first packet.
+        self.sessions.flush(client)
         self._run_commands(client)
         self.health_enforcer.turn(client, time.monotonic())
         self.flows.flush()
@@ -192,16 +198,24 @@ class Controller:
             taken += len(digest_list.data)
         while True:
             try:
-                self.flows.on_idle_timeout(client.idle_timeouts.get_nowait())
+                notification = client.idle_timeouts.get_nowait()
             except queue.Empty:
                 break
+            self.flows.on_idle_timeout(notification)
+            self.sessions.on_idle_timeout(notification)
         while True:
             try:
                 packet = client.packet_ins.get_nowait()
             except queue.Empty:
                 break
-            if self.tables.packet_in_fields(packet).get("reason") == PacketInReason.REACTIVE:
+            fields = self.tables.packet_in_fields(packet)
+            if fields.get("reason") == PacketInReason.REACTIVE:
                 self.reactive.handle(client, packet.payload)
+            elif fields.get("reason") == PacketInReason.SIGNALLING:
+                self.sessions.on_packet_in(fields.get("ingress_port", 0), packet.payload, fields.get("backend_id", 0))
+                # Written at once: each announced entry races its flow's first packet, and a
+                # burst of signalling must not hold the first announcements back.
+                self.sessions.flush(client)
         while True:
             try:
                 error = client.stream_errors.get_nowait()

@@ -220,6 +220,11 @@ def status_table(status: ControllerStatus) -> Table:
         dropped = sum(h.dropped.values())
         caption += (f" · health on {h.listening}: {h.messages.get('heartbeat', 0)} heartbeats, "
                     f"{h.messages.get('report', 0)} reports, {dropped} dropped")
+    if status.sessions is not None:
+        se = status.sessions
+        caption += (f" · sessions {se.sessions} ({se.by_state.get('started', 0)} started), "
+                    f"{se.announced_entries} announced entries, {se.hits} hits, {se.expired} expired, "
+                    f"{se.ended} ended, {sum(se.parse_errors.values())} parse errors")
     for service in status.services:
         a = service.admission
         if a is not None:

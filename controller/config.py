@@ -21,6 +21,7 @@ from controller.dispatch_ring import check_ring_size
 from controller.health.config import HealthConfig
 from controller.policies import POLICIES, DampingSettings
 from controller.policies.nd import Proportions, check_proportions
+from controller.sessions.model import Protocol as SignallingProtocol
 
 PROTOCOLS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
 MAX_SWITCH_PORT = 510  # bit<9>, less the CPU port range
@@ -118,6 +119,44 @@ class Damping(Strict):
         return DampingSettings(self.flows, self.max_seconds, self.floor)
 
 
+SignallingPorts = Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=16)]
+
+
+class SessionInspection(Strict):
+    """Which signalling of a service the controller reads (docs/sessions.md): the ports of
+    each protocol. The switch clones these ports' packets to the controller, which learns
+    the flows they announce and sends them to the signalling flow's backend. SIP is read
+    over UDP and TCP, RTSP and FTP over TCP. An empty list: that protocol is not read."""
+    sip: SignallingPorts = []
+    rtsp: SignallingPorts = []
+    ftp: SignallingPorts = []
+    # An announced entry that no new flow uses for its announcement's start time (SDP offer
+    # 180 s, answer 60 s, RTSP the session timeout, FTP 30 s) expires; at most this long.
+    start_within_max_s: float = Field(default=180.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SessionInspection:
+        ports = [*self.sip, *self.rtsp, *self.ftp]
+        repeated = sorted({p for p in ports if ports.count(p) > 1})
+        if repeated:
+            raise ValueError(f"a port is read as one protocol; repeated: {repeated}")
+        if not ports:
+            raise ValueError("name the ports of at least one protocol (sip, rtsp, ftp)")
+        return self
+
+    def ports(self) -> dict[SignallingProtocol, list[int]]:
+        """protocol -> ports, for controller.sessions.SessionTracker."""
+        named: tuple[tuple[SignallingProtocol, list[int]], ...] = (("sip", self.sip), ("rtsp", self.rtsp),
+                                                                   ("ftp", self.ftp))
+        return {name: list(ports) for name, ports in named if ports}
+
+    def clone_keys(self) -> list[tuple[int, int]]:
+        """(IP protocol, port) of every `signalling` table entry these need."""
+        keys = [(IP_PROTO_UDP, p) for p in self.sip] + [(IP_PROTO_TCP, p) for p in self.sip]
+        keys += [(IP_PROTO_TCP, p) for p in (*self.rtsp, *self.ftp)]
+        return keys
+
+
 class Service(Strict):
     name: str = Field(min_length=1)
     id: int = Field(ge=1, le=65535)
@@ -154,6 +193,8 @@ class Service(Strict):
     nd: NdSettings | None = None
     # SA2C admission control for this service; None: off, the switch admits everything.
     admission: AdmissionSettings | None = None
+    # Signalling read for session affinity (issue 13); None: this service's is not read.
+    sessions: SessionInspection | None = None
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -173,6 +214,9 @@ class Service(Strict):
                              "would lose its tap port)")
         if self.nd is not None and self.policy != "nd":
             raise ValueError(f"`nd` settings are for policy \"nd\", and this service's policy is {self.policy!r}")
+        if self.sessions is not None and self.dispatch == "reactive":
+            raise ValueError("`sessions` need ring dispatch (a reactive service decides every first "
+                             "packet in the controller)")
         if self.forwarding == "ipip":
             if self.tunnel_source is None or self.tunnel_mac is None:
                 raise ValueError("ipip forwarding needs `tunnel_source` and `tunnel_mac`")
@@ -287,6 +331,15 @@ class Config(Strict):
             duplicates = sorted({v for v in values if values.count(v) > 1})
             if duplicates:
                 raise ValueError(f"each {what} must be used once; repeated: {duplicates}")
+        # The switch clones by (protocol, port), whichever service the packet is for; two
+        # services reading one port as different protocols could not both be right.
+        read_as: dict[int, SignallingProtocol] = {}
+        for service in self.services:
+            for protocol, ports in (service.sessions.ports() if service.sessions else {}).items():
+                for port in ports:
+                    if read_as.setdefault(port, protocol) != protocol:
+                        raise ValueError(f"signalling port {port} is read as {read_as[port]} by one "
+                                         f"service and as {protocol} by another")
         self.health.plan(self.services)     # agents' and advisors' names exist (ValueError says which)
         return self
 

@@ -182,11 +182,28 @@ class FlowManager:
         while self._expired and limit > 0:
             for entry in islice(self._expired[0], limit):
                 limit -= 1
+                if not self.tables.is_flow(entry):
+                    continue     # another table's (announced_flows: the session control's)
                 key = self.tables.packed_flow_key_of(entry)
                 if key in self.table:
                     self._deletes.add(key)
             if limit > 0:   # that notification ran out before the slice did
                 self._expired.popleft()
+
+    def backend_of(self, key: tuple[int, int, int, int, int]) -> int | None:
+        """The backend the switch chose for a flow: its entry's, or its digest's while the
+        entry is being written (None: no digest of it has come)."""
+        packed = pack_key(key)
+        installed = self.table.get(packed)
+        if installed is not None:
+            return installed[0]
+        for waiting in (self._inserts, self._overflow):
+            if packed in waiting:
+                return waiting[packed].digest.backend_id
+        flight = self._in_flight
+        if flight is not None and flight.kind == "insert" and packed in self._in_flight_keys:
+            return flight.pending[flight.keys.index(packed)].digest.backend_id
+        return None
 
     def remove_backend_flows(self, backend_id: int) -> int:
         """Delete every entry of a removed backend (its flows have nowhere left to go)."""

@@ -16,7 +16,15 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from controller.dataplane.constants import AdmissionLevel
-from controller.status import HEALTH_STATES, LOAD_SOURCES, ROLES, ControllerStatus, HealthSummary, ServiceStatus
+from controller.status import (
+    HEALTH_STATES,
+    LOAD_SOURCES,
+    ROLES,
+    ControllerStatus,
+    HealthSummary,
+    ServiceStatus,
+    SessionStatus,
+)
 
 
 class ControllerCollector(Collector):
@@ -115,6 +123,8 @@ class ControllerCollector(Collector):
         if status.health is not None:
             yield from health_message_families(status.health)
         yield from admission_families(status.services)
+        if status.sessions is not None:
+            yield from session_families(status.sessions)
 
 
 def backend_health_families(services: list[ServiceStatus]) -> Iterator:
@@ -219,6 +229,34 @@ def admission_families(services: list[ServiceStatus]) -> Iterator:
             threshold.add_metric([name, t], value)
         writes.add_metric([name], a.writes)
     yield from (level, wanted, prob, load, threshold, writes)
+
+
+def session_families(sessions: SessionStatus) -> Iterator:
+    """Session affinity (docs/sessions.md)."""
+    by_state = GaugeMetricFamily("dispatcher_sessions", "sessions with announced entries, by state",
+                                 labels=["state"])
+    for state, count in sessions.by_state.items():
+        by_state.add_metric([state], count)
+    yield by_state
+    yield GaugeMetricFamily("dispatcher_announced_entries", "announced_flows entries on the switch",
+                            value=sessions.announced_entries)
+    yield GaugeMetricFamily("dispatcher_announcements_waiting",
+                            "announcements waiting for their signalling flow's backend", value=sessions.waiting)
+    for name, field, help_text in (
+            ("signalling_packets", "signalling_packets", "signalling packets cloned to the controller and read"),
+            ("announcements", "announcements", "flows announced by signalling"),
+            ("announced_hits", "hits", "flows whose first packet took their session's backend"),
+            ("announced_missed", "missed", "flows to an announced end decided by the ring (too early, set full)"),
+            ("announced_expired", "expired", "announced entries idle for their start time"),
+            ("sessions_ended", "ended", "sessions ended by BYE, TEARDOWN, control close, ..."),
+            ("announced_table_full", "table_full", "announced entries not written: table full or refused"),
+            ("announced_no_backend", "no_backend", "announcements whose signalling flow had no backend in time")):
+        yield CounterMetricFamily(f"dispatcher_{name}", help_text, value=getattr(sessions, field))
+    errors = CounterMetricFamily("dispatcher_signalling_parse_errors",
+                                 "malformed or over-limit signalling, by kind (nothing installed)", labels=["kind"])
+    for kind, count in sorted(sessions.parse_errors.items()):
+        errors.add_metric([kind], count)
+    yield errors
 
 
 def make_registry(status: Callable[[], ControllerStatus]) -> CollectorRegistry:

@@ -182,6 +182,32 @@ class FlowStatus(_Model):
     install_latency_seconds: HistogramSnapshot | None = None
 
 
+class SessionStatus(_Model):
+    """Session affinity (issue 13, docs/sessions.md): the session table and what happened."""
+    sessions: int                     # sessions with announced entries on the switch
+    by_state: dict[str, int]          # announced (no flow started yet), started
+    announced_entries: int            # announced_flows entries now (two per announced port)
+    capacity: int                     # the table's size
+    waiting: int                      # announcements waiting for their signalling flow's backend
+    signalling_packets: int           # signalling packet-ins read
+    not_inspected: int                # cloned, but no service reads that port there (or not TCP/UDP)
+    announcements: int
+    entries_written: int
+    reannounced: int
+    hits: int                         # flows whose first packet took a session's backend
+    expired: int                      # entries idle for their start time
+    ended: int                        # sessions ended (BYE, TEARDOWN, control close, ...)
+    entries_ended: int
+    table_full: int
+    no_backend: int                   # announcements whose signalling flow's backend never came
+    adopted: int
+    unreadable: int
+    missed: int = 0                   # flows to an announced end that the ring decided (too early, set full)
+    entry_latency_ms: LatencyQuantiles | None = None   # announcement read -> entries on the switch
+    parse_errors: dict[str, int] = {}   # by kind (controller/sessions/model.py ParseStats)
+    parse_notes: dict[str, int] = {}
+
+
 class ControllerCounts(_Model):
     reconnects: int = 0
     pipeline_pushes: int = 0
@@ -210,6 +236,7 @@ class ControllerStatus(_Model):
     ring_generation: int = 0                        # the newest generation written to any ring
     health: HealthSummary | None = None
     services: list[ServiceStatus] = []
+    sessions: SessionStatus | None = None          # None: no service reads signalling
 
 
 @dataclass

@@ -17,6 +17,7 @@ from controller.load_monitor import LoadMonitor
 from controller.policies.nd import NetworkDispatcher
 from controller.policy_admin import nd_settings
 from controller.ring_updates import RingUpdater
+from controller.session_control import SessionControl
 from controller.status import (
     AdmissionStatus,
     AdvisorHealth,
@@ -32,6 +33,7 @@ from controller.status import (
     RateTracker,
     RunCounts,
     ServiceStatus,
+    SessionStatus,
     latency_quantiles,
     port_status,
 )
@@ -40,7 +42,7 @@ from controller.status import (
 class StatusBuilder:
     def __init__(self, config: Config, pool: BackendPool, flows: FlowManager, monitor: LoadMonitor,
                  rings: RingUpdater, health: HealthControl, enforcer: HealthEnforcer, admission: AdmissionWriter,
-                 counts: RunCounts, started: float) -> None:
+                 counts: RunCounts, started: float, sessions: SessionControl | None = None) -> None:
         self.config = config
         self.pool = pool
         self.flows = flows
@@ -51,6 +53,7 @@ class StatusBuilder:
         self.admission = admission
         self.counts = counts
         self.started = started
+        self.sessions = sessions
         self._rates = RateTracker()
 
     def build(self, base: ControllerStatus, reading: CounterReading) -> ControllerStatus:
@@ -79,7 +82,20 @@ class StatusBuilder:
             "uptime_s": now - self.started, "flows": flows, "controller": self.counts.snapshot(),
             "ports": port_status(reading.ports), "drops": drops_by_reason(reading.drops),
             "events": events_by_name(reading.events), "ring_generation": self.rings.generation,
-            "health": self._health_summary(now), "services": services})
+            "health": self._health_summary(now), "services": services, "sessions": self._sessions()})
+
+    def _sessions(self) -> SessionStatus | None:
+        control = self.sessions
+        if control is None or not control.enabled:
+            return None
+        parse = control.parse_stats()
+        by_state = {str(state): count for state, count in control.table.by_state().items()}
+        return SessionStatus(sessions=len(control.table.sessions), by_state=by_state,
+                             announced_entries=len(control.table), capacity=control.table.capacity,
+                             waiting=control.waiting, signalling_packets=control.signalling.packets,
+                             not_inspected=control.signalling.not_inspected, **vars(control.table.counts),
+                             entry_latency_ms=latency_quantiles(control.entry_latency),
+                             parse_errors=dict(parse.errors), parse_notes=dict(parse.notes))
 
     # ---- per backend ---------------------------------------------------------------------
 

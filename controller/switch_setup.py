@@ -77,9 +77,17 @@ def configuration_updates(tables: DispatcherTables, config: Config, pool: Backen
     for b in pool:   # TNA truncates capture copies by mirror session; nothing on BMv2
         if b.service.forwarding == "capture":
             updates += tables.capture_truncation(b.config.id, b.config.port, b.service.truncate_bytes)
+    updates += signalling_updates(tables, config)
     if any(s.dispatch == "reactive" for s in pool.services.values()):
         updates.append(tables.backend_punt(REACTIVE_BACKEND_ID))
     return updates
+
+
+def signalling_updates(tables: DispatcherTables, config: Config) -> list[p4r.Update]:
+    """The `signalling` clone entries the services' `sessions` settings need (once per
+    protocol and port, whichever services share it)."""
+    keys = sorted({key for s in config.services if s.sessions is not None for key in s.sessions.clone_keys()})
+    return [update for protocol, port in keys for update in tables.signalling_port(protocol, port)]
 
 
 def write_idempotent(client: P4RuntimeClient, updates: Sequence[p4r.Update]) -> None:

@@ -21,6 +21,7 @@ from controller.p4runtime import P4InfoIndex, P4RuntimeClient
 from controller.p4runtime import entities as ent
 from controller.p4runtime.targets import Program
 from controller.ring_updates import RingUpdater
+from controller.session_control import SessionControl
 from controller.status import RunCounts
 from controller.switch_setup import configuration_updates, write_idempotent
 
@@ -44,7 +45,7 @@ def wait_primary(client: P4RuntimeClient, stop: threading.Event, meanwhile: Call
 class TakeOver:
     def __init__(self, config: Config, program: Program, info: P4InfoIndex,
                  tables: DispatcherTables, pool: BackendPool, flows: FlowManager,
-                 rings: RingUpdater, counts: RunCounts) -> None:
+                 rings: RingUpdater, counts: RunCounts, sessions: SessionControl) -> None:
         self.config = config
         self.program = program
         self.cookie = program.cookie()
@@ -54,6 +55,7 @@ class TakeOver:
         self.flows = flows
         self.rings = rings
         self.counts = counts
+        self.sessions = sessions
 
     def __call__(self, client: P4RuntimeClient) -> None:
         self.flows.writer = client
@@ -71,8 +73,10 @@ class TakeOver:
                 client.write(restore)
                 self.counts.restored_flows += len(restore)
                 log.info("restored %d flows entries the switch had lost", len(restore))
+            self.sessions.restore(client)
         else:
             self._adopt(client)
+            self.sessions.adopt(client)
         self.rings.update(client, force=True)
 
     def _adopt(self, client: P4RuntimeClient) -> None:

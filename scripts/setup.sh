@@ -24,7 +24,7 @@ done
 say() { printf 'setup: %s\n' "$*"; }
 
 # ---- 1. system packages --------------------------------------------------------------
-apt_packages=(python3-venv tshark tcpdump tcpreplay iproute2 ethtool mininet ngrep)
+apt_packages=(python3-venv tshark tcpdump tcpreplay iproute2 ethtool mininet ngrep sip-tester)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${apt_packages[@]}"; do

@@ -80,6 +80,8 @@ class DispatchEvent(IntEnum):
     EVENT_GENERATION_APPLIED = 10
     EVENT_ENTRY_ACTIVATED = 11
     EVENT_ENTRY_STALE = 12
+    EVENT_ANNOUNCED_HIT = 13
+    EVENT_ANNOUNCED_UNUSED = 14
 
 
 class DigestFlag(IntEnum):
@@ -88,6 +90,7 @@ class DigestFlag(IntEnum):
     DIGEST_FLAG_RTT_VALID = 0x04
     DIGEST_FLAG_SYMMETRIC = 0x08
     DIGEST_FLAG_STALE_ENTRY = 0x10
+    DIGEST_FLAG_ANNOUNCED = 0x20
 
 
 # The enums the compiled program publishes in P4Info (checked at start by check_enums).

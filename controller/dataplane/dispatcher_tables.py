@@ -19,6 +19,7 @@ from controller.p4runtime.client import P4RuntimeClient
 from controller.p4runtime.encoding import decode_int, encode_int, flow_address, ipv4_to_int, mac_to_int
 from controller.p4runtime.p4info import P4InfoIndex
 from controller.p4runtime.targets import BMV2, Target, merge_event_counters
+from controller.sessions.announced import AnnouncedEntry, BadMetadata, Match, entry_from_switch
 
 FLOW_KEY_FIELDS = ("src_addr", "dst_addr", "protocol", "src_port", "dst_port")
 FLOW_KEY_BYTES = (16, 16, 1, 2, 2)   # their widths: flow_table.pack_key's layout
@@ -76,6 +77,7 @@ class DispatcherTables:
         self.info = info
         self.target = target   # the CPU port; everything else is a P4Info name
         self._flows = _FlowsTableIds(info)
+        self._announced_table_id = info.table("announced_flows").preamble.id
 
     # ---- services -------------------------------------------------------------
 
@@ -191,6 +193,41 @@ class DispatcherTables:
                 "clone_to_cpu", priority=9)),
         ]
 
+    def announced_flow(self, entry: AnnouncedEntry) -> p4r.Update:
+        """An `announced_flows` insert: expires after `entry.ttl_s` without a new flow matching;
+        its metadata names its session (read back at take-over)."""
+        message = ent.table_entry(
+            self.info, "announced_flows", entry.match.fields(), "set_announced_backend",
+            {"backend_id": entry.backend_id}, priority=entry.match.priority,
+            idle_timeout_ns=max(1, round(entry.ttl_s * 1e9)))
+        message.metadata = entry.metadata()
+        return ent.update("insert", message)
+
+    def announced_delete(self, match: Match) -> p4r.Update:
+        return ent.update("delete", ent.table_entry(self.info, "announced_flows", match.fields(),
+                                                    priority=match.priority))
+
+    def is_announced_flow(self, entry: p4r.TableEntry) -> bool:
+        return entry.table_id == self._announced_table_id
+
+    def announced_match_of(self, entry: p4r.TableEntry) -> Match:
+        fields = ent.decode_ternary(self.info, entry)
+        return Match(fields["src_addr"], fields["dst_addr"], fields["protocol"][0], fields["src_port"],
+                     fields["dst_port"], entry.priority)
+
+    def read_announced(self, client: P4RuntimeClient) -> tuple[list[AnnouncedEntry], list[Match]]:
+        """The switch's `announced_flows` entries, and the matches of those whose metadata
+        this controller cannot read (to delete: nothing would ever end them)."""
+        entries, unreadable = [], []
+        for entity in client.read([ent.entity(ent.table_entry(self.info, "announced_flows"))]):
+            match = self.announced_match_of(entity.table_entry)
+            _, params = ent.decode_action(self.info, entity.table_entry)
+            try:
+                entries.append(entry_from_switch(match, params["backend_id"], entity.table_entry.metadata))
+            except BadMetadata:
+                unreadable.append(match)
+        return entries, unreadable
+
     def drop_copy(self, reason: DropReason, kind: str = "insert") -> p4r.Update:
         """Packets dropped for `reason` also go to the controller (packet-in reason DROPPED)."""
         return ent.update(kind, ent.table_entry(self.info, "drop_copies", {"reason": int(reason)},
@@ -244,6 +281,9 @@ class DispatcherTables:
         for field, value in zip(update.entity.table_entry.match, key):
             field.exact.value = _canonical(value)
         return update
+
+    def is_flow(self, entry: p4r.TableEntry) -> bool:
+        return entry.table_id == self._flows.table_id
 
     def packed_flow_key_of(self, entry: p4r.TableEntry) -> bytes:
         """flow_table.pack_key(flow_key_of(entry)), straight from the match bytes (the hot

@@ -65,6 +65,11 @@ class FlowDigest:
         """The key's `flows` entry names another backend than this (newer) flow has."""
         return bool(self.flags & DigestFlag.DIGEST_FLAG_STALE_ENTRY)
 
+    @property
+    def is_announced(self) -> bool:
+        """The flow's backend came from `announced_flows`: a session's signalling named it."""
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_ANNOUNCED)
+
 
 class MalformedDigest(ValueError):
     """A digest whose data does not have flow_digest_t's shape."""

@@ -175,6 +175,21 @@ def decode_match(info: P4InfoIndex, entry: p4r.TableEntry) -> dict[str, int]:
     return {names[fm.field_id]: decode_int(fm.exact.value) for fm in entry.match if fm.HasField("exact")}
 
 
+def decode_ternary(info: P4InfoIndex, entry: p4r.TableEntry) -> dict[str, tuple[int, int]]:
+    """Every match field of a read-back entry as (value, mask), by name: exact ones with a
+    full mask, ternary ones as written, fields left out (don't care) as (0, 0)."""
+    table = info.table_by_id(entry.table_id)
+    fields = {f.id: f for f in table.match_fields}
+    decoded = {f.name: (0, 0) for f in table.match_fields}
+    for fm in entry.match:
+        field = fields[fm.field_id]
+        if fm.HasField("exact"):
+            decoded[field.name] = (decode_int(fm.exact.value), (1 << field.bitwidth) - 1)
+        elif fm.HasField("ternary"):
+            decoded[field.name] = (decode_int(fm.ternary.value), decode_int(fm.ternary.mask))
+    return decoded
+
+
 def decode_action(info: P4InfoIndex, entry: p4r.TableEntry) -> tuple[str, dict[str, int]]:
     act = info.action_by_id(entry.action.action.action_id)
     names = {p.id: p.name for p in act.params}

@@ -25,6 +25,12 @@ FiveTuple = tuple[str, str, int, int, int]
 TCP, UDP = 6, 17
 
 
+def flow_ends(flow: FiveTuple) -> tuple:
+    """A flow's protocol and two ends in one order, whichever way it is written."""
+    src, dst, protocol, sport, dport = flow
+    return (protocol, *sorted(((src, sport), (dst, dport))))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Hard bounds: nothing a peer sends makes the tracker keep more than these."""

@@ -109,6 +109,8 @@ const bit<8> EVENT_GENERATION_HELD = 9;     // a stateless decision kept a ring 
 const bit<8> EVENT_GENERATION_APPLIED = 10; // a ring entry took a new generation for stateless flows
 const bit<8> EVENT_ENTRY_ACTIVATED = 11;    // a `flows` entry's first hit agreed with the flow's state
 const bit<8> EVENT_ENTRY_STALE = 12;        // ... did not (an earlier flow's entry): not used, digested
+const bit<8> EVENT_ANNOUNCED_HIT = 13;      // a new flow's first packet took an announced flow's backend
+const bit<8> EVENT_ANNOUNCED_UNUSED = 14;   // matched announced_flows but decided by the ring (set full, or ring entry held)
 const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------
@@ -117,6 +119,7 @@ const bit<8> DIGEST_FLAG_COLLISION = 0x02; // flow is not cached; its backend ca
 const bit<8> DIGEST_FLAG_RTT_VALID = 0x04; // rtt_us is a real SYN -> ACK sample
 const bit<8> DIGEST_FLAG_SYMMETRIC = 0x08; // capture mode: key is the sorted 5-tuple
 const bit<8> DIGEST_FLAG_STALE_ENTRY = 0x10; // the key's entry names another backend: rewrite it
+const bit<8> DIGEST_FLAG_ANNOUNCED = 0x20;   // the flow's backend came from announced_flows (a session's)
 
 // The digest's cache_slot for a flow that has no cache way (stateless).
 const bit<32> NO_CACHE_SLOT = 0xFFFFFFFF;

@@ -12,6 +12,8 @@ header packet_in_t {
     bit<7> _pad;
     PacketInReason reason;
     DropReason drop_reason;   // with reason DROPPED: why the packet was dropped
+    backend_id_t backend_id;  // the backend this packet was sent to (0: none), e.g. a signalling
+                              // flow's: the controller needs it before the flow's digest comes
 }
 
 // Prepended by the controller to every packet-out: the port to send it from, or, with

@@ -18,6 +18,15 @@
 #define DISPATCH_RING_TABLE_SIZE 65536  // summed over all services
 #define BACKENDS_TABLE_SIZE 1024
 #define SIGNALLING_TABLE_SIZE 64
+// Filled by the controller from the signalling it parses (SIP/SDP, RTSP, FTP): two ternary
+// entries per announced port (the announced end as source and as destination), kept until
+// they go idle for the announcement's start time or the session ends. Ternary lookups
+// scan their entries on BMv2, and the table is consulted only for a flow's first packet,
+// so it stays small: 2,048 entries are 1,024 announced ports (about 250 calls with RTP and
+// RTCP in both directions, or 1,000 pending FTP data connections) at once.
+#ifndef ANNOUNCED_FLOWS_TABLE_SIZE
+#define ANNOUNCED_FLOWS_TABLE_SIZE 2048
+#endif
 
 // Flow cache: FLOW_CACHE_SETS sets (a power of two, indexed by the low bits of the flow
 // hash) of FLOW_CACHE_WAYS ways. Sized for 100,000 new flows/s with a 1 s cache timeout

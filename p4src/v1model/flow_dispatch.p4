@@ -12,6 +12,10 @@
 //      A decision at a ring entry takes the entry's newest generation unless a stateless
 //      flow used that entry less than cache_timeout_us ago: then the entry's applied
 //      (older) backend, which that flow still depends on.
+//      A NEW flow that matches `announced_flows` (a flow a session's signalling announced)
+//      takes the session's backend instead of the ring's, unless its ring entry is held by
+//      a stateless flow (that flow may be this one, met again now that its set has room).
+//      Either way it is cached, so the announced entry never decides a packet twice.
 //   3. Admission may refuse the packet (admission.p4) before any flow state is written.
 //   4. The flow is confirmed (TCP: the caller's first ACK; otherwise its first packet):
 //      one digest carries its key, backend and SYN->ACK RTT. Until its entry appears,
@@ -39,6 +43,7 @@ control FlowDispatch(inout headers_t hdr,
     register<time_us_t>(FLOW_CACHE_SIZE) cache_last_seen_us;
     register<time_us_t>(FLOW_CACHE_SIZE) cache_syn_us;      // caller's last SYN, 0: none
     register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;   // last digest sent, 0: not confirmed
+    register<bit<1>>(FLOW_CACHE_SIZE) cache_announced;      // backend from announced_flows (digest flag)
 
     // Per `flows` statistics slot: the id of the entry activated there (docs/consistency.md).
     register<bit<48>>(FLOW_STATS_SIZE) entry_activated;
@@ -121,6 +126,34 @@ control FlowDispatch(inout headers_t hdr,
         size = DISPATCH_RING_TABLE_SIZE;
     }
 
+    backend_id_t announced_backend = 0;
+
+    action set_announced_backend(backend_id_t backend_id) {
+        announced_backend = backend_id;
+    }
+
+    // Filled by the controller from the signalling it parses (controller/sessions/): the
+    // flows a session announced, before their first packet, with the backend of the
+    // session's signalling flow. One end is often unknown (an SDP offer, FTP's PASV: the
+    // client's port), so the key is ternary; each announced port is written twice, as
+    // source and as destination (either end of a flow may be the announced one, and a
+    // capture service's key is sorted). Consulted only by a flow's first packet (no entry,
+    // no cache way); the flow's digest then makes its exact `flows` entry as usual. Entries
+    // idle for the announcement's start time expire (docs/sessions.md).
+    table announced_flows {
+        key = {
+            meta.flow.src_addr : ternary @name("src_addr");
+            meta.flow.dst_addr : ternary @name("dst_addr");
+            meta.flow.protocol : exact @name("protocol");
+            meta.flow.src_port : ternary @name("src_port");
+            meta.flow.dst_port : ternary @name("dst_port");
+        }
+        actions = { set_announced_backend; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = ANNOUNCED_FLOWS_TABLE_SIZE;
+        support_timeout = true;
+    }
+
     // One way of the flow's set: a live way with this exact key is a hit; the first way
     // that is empty or expired is where a new flow would go.
     action probe_way(bit<32> index) {
@@ -195,15 +228,37 @@ control FlowDispatch(inout headers_t hdr,
         // A decision without flow state: the ring entry, held at its applied generation
         // while a stateless flow depends on it (docs/consistency.md).
         bit<32> ring_index = meta.ring_base + (bit<32>)meta.ring_slot;
+        bool held = false;
         if (meta.flow_state == FLOW_STATE_NEW || stateless) {
+            time_us_t stateless_seen;
+            ring_stateless_seen_us.read(stateless_seen, ring_index);
+            held = stateless_seen != 0 && meta.now_us - stateless_seen < meta.cache_timeout_us;
+        }
+
+        // An announced flow's first packet: the session's backend. Only for a flow that gets
+        // a cache way (so no later packet of it asks again) and whose ring entry no stateless
+        // flow holds: a packet with no entry, no way and no such stamp has no earlier packet
+        // within cache_timeout_us, so it starts a flow and any backend is its first
+        // (docs/sessions.md has the argument).
+        bool announced = false;
+        if (meta.flow_state == FLOW_STATE_NEW || meta.flow_state == FLOW_STATE_COLLISION) {
+            if (announced_flows.apply().hit) {
+                if (meta.flow_state == FLOW_STATE_NEW && !held) {
+                    announced = true;
+                    meta.backend_id = announced_backend;
+                    meta.has_backend = true;
+                    dispatch_events.count((bit<32>)EVENT_ANNOUNCED_HIT);
+                } else {
+                    dispatch_events.count((bit<32>)EVENT_ANNOUNCED_UNUSED);
+                }
+            }
+        }
+
+        if ((meta.flow_state == FLOW_STATE_NEW && !announced) || stateless) {
             dispatch_ring.apply();
             if (ring_hit) {
                 bit<32> applied_generation;
-                time_us_t stateless_seen;
                 ring_applied_generation.read(applied_generation, ring_index);
-                ring_stateless_seen_us.read(stateless_seen, ring_index);
-                bool held = stateless_seen != 0 &&
-                            meta.now_us - stateless_seen < meta.cache_timeout_us;
                 if (applied_generation != ring_generation && held) {
                     ring_applied_backend.read(meta.backend_id, ring_index);
                     dispatch_events.count((bit<32>)EVENT_GENERATION_HELD);
@@ -268,8 +323,12 @@ control FlowDispatch(inout headers_t hdr,
             cache_last_seen_us.write(free_index, meta.now_us);
             cache_syn_us.write(free_index, caller_syn ? meta.now_us : 48w0);
             cache_digest_us.write(free_index, confirms ? meta.now_us : 48w0);
+            cache_announced.write(free_index, announced ? 1w1 : 1w0);
             meta.digest.cache_slot = free_index;
             send_digest = confirms;
+            if (announced) {
+                meta.digest.flags = DIGEST_FLAG_ANNOUNCED;
+            }
         } else if (meta.flow_state == FLOW_STATE_CACHED) {
             time_us_t syn_us;
             time_us_t digest_us;
@@ -280,19 +339,24 @@ control FlowDispatch(inout headers_t hdr,
             if (caller_syn) {
                 cache_syn_us.write(hit_index, meta.now_us);
             }
+            bit<1> was_announced;
+            cache_announced.read(was_announced, hit_index);
+            if (was_announced == 1) {
+                meta.digest.flags = DIGEST_FLAG_ANNOUNCED;
+            }
             if (digest_us == 0) {
                 if (confirms) {
                     send_digest = true;
                     if (syn_us != 0) {
                         rtt_us = meta.now_us - syn_us;
-                        meta.digest.flags = DIGEST_FLAG_RTT_VALID;
+                        meta.digest.flags = meta.digest.flags | DIGEST_FLAG_RTT_VALID;
                     }
                     cache_digest_us.write(hit_index, meta.now_us);
                 }
             } else if (meta.now_us - digest_us >= meta.digest_retry_us) {
                 // Confirmed long ago and still no entry: the digest (or the write) was lost.
                 send_digest = true;
-                meta.digest.flags = DIGEST_FLAG_RETRY;
+                meta.digest.flags = meta.digest.flags | DIGEST_FLAG_RETRY;
                 dispatch_events.count((bit<32>)EVENT_DIGEST_RETRY);
                 cache_digest_us.write(hit_index, meta.now_us);
             }

@@ -47,4 +47,6 @@ struct local_metadata_t {
     PacketInReason cpu_reason;
     @field_list(CLONE_FIELD_LIST_CPU)
     DropReason cpu_drop_reason;
+    @field_list(CLONE_FIELD_LIST_CPU)
+    backend_id_t cpu_backend_id;
 }

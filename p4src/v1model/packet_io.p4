@@ -30,6 +30,7 @@ control PacketInEgress(inout headers_t hdr,
             hdr.packet_in._pad = 0;
             hdr.packet_in.reason = meta.cpu_reason;
             hdr.packet_in.drop_reason = meta.cpu_drop_reason;
+            hdr.packet_in.backend_id = meta.cpu_backend_id;
         }
     }
 }

@@ -10,6 +10,10 @@ control Signalling(in headers_t hdr,
 
     action clone_to_cpu() {
         meta.cpu_ingress_port = standard_metadata.ingress_port;
+        // Where the switch sent the packet: the signalling flow's backend, which its
+        // announced flows will get (a UDP flow's first packet is its digest's too, and
+        // digests come in lists, up to ~100 ms later on BMv2).
+        meta.cpu_backend_id = meta.has_backend ? meta.backend_id : 16w0;
         meta.cpu_reason = PacketInReason.SIGNALLING;
         clone_preserving_field_list(CloneType.I2E, CPU_CLONE_SESSION_ID, CLONE_FIELD_LIST_CPU);
     }

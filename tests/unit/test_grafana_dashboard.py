@@ -141,10 +141,12 @@ DROPPED_VIP_PORT = 7
 
 
 def config_with_health_and_admission() -> Config:
-    """The sample, with an agent on web1 (UDP on loopback, any free port) and SA2C on web."""
+    """The sample, with an agent on web1 (UDP on loopback, any free port), SA2C on web and
+    signalling read on the capture service."""
     data = tomllib.loads(CONFIG.read_text())
     data["health"] |= {"listen_port": 0, "agents": [{"backend": "web1"}]}
     data["services"][0]["admission"] = {"smoothing": 1.0}
+    data["services"][1]["sessions"] = {"sip": [5060]}     # session affinity's metrics
     return Config.model_validate(data)
 
 
