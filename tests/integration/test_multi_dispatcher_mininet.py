@@ -149,6 +149,7 @@ def test_a_killed_dispatcher_under_load_then_restarted(cluster, switches):
     cluster.start_http_servers()
     running = cluster.start_clients(rate=20, duration=9, max_bytes=200_000)
     time.sleep(3)
+    decided_by_1 = installed_by(cluster, switches[1])
     switches.pop(1).close()
     cluster.kill_dispatcher(1)
     killed = time.monotonic()
@@ -159,6 +160,13 @@ def test_a_killed_dispatcher_under_load_then_restarted(cluster, switches):
     switches[1] = program(cluster, 1)
     cluster.set_ecmp_members([1, 2])
     where = served_once(cluster, cluster.finish_clients(running, timeout=90))
+    # Connections disp1 had decided and that sent packets after the kill: disp2 decided them
+    # again (no state of disp1's there), with the same static ring, so the same backend.
+    moved = {c: b for c, b in installed_by(cluster, switches[2]).items() if c in decided_by_1}
+    assert all(decided_by_1[c] == b for c, b in moved.items())
+    print(f"\nkill: {len(where)} connections served once, 0 failed; disp1 had decided {len(decided_by_1)} "
+          f"before the kill, {len(moved)} of them re-decided by disp2 afterwards (same backend); "
+          f"group changed {moved_in * 1e3:.0f} ms after the kill")
     assert len(where) >= 200
     assert moved_in < 1.0
     assert cluster.dispatcher(1).alive() and cluster.dispatcher(2).alive()
