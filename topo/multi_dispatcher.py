@@ -53,6 +53,12 @@ ROUTER_CLIENT_PORT_BASE = 100       # client i on the router's eth<100+i>; dispa
 GROUP_ID = 100                      # the next-hop group; members are next hops 1..N
 RESILIENT_BUCKETS = 64
 MAX_DISPATCHERS = 8
+IFNAMSIZ = 15                       # Linux interface names: at most 15 characters
+
+
+def per_process_prefix() -> str:
+    """Switch names of this process's own (`m<pid>d1`, ...), as topo/bmv2_testbed.py does."""
+    return f"m{os.getpid() % 100_000}d"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ class MultiDispatcherSpec(ServerClusterSpec):
     switch) and one (gRPC, thrift) port pair per switch."""
     dispatchers: int = 2
     switch_ports: tuple[tuple[int, int], ...] = ()    # (grpc, thrift) per dispatcher; () -> 9559+k-1, 9090+k-1
+    # The switches' ports are veth ends in the root namespace, named after the switch
+    # (`<name>-eth<port>`): a prefix of the run's own (per_process_prefix()) keeps two runs,
+    # or this one and a demo, from meeting on a name. Hosts' interfaces are in their own
+    # namespaces and need none.
+    switch_prefix: str = "disp"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +87,10 @@ class MultiDispatcherSpec(ServerClusterSpec):
             raise ValueError("several dispatchers run the dispatcher program only")
         if self.health is not None:
             raise ValueError("health (agents, management path) is not built for several dispatchers yet")
+        longest = f"{self.dispatcher_name(self.dispatchers)}-eth{self.backend_port(self.backends)}"
+        if len(longest) > IFNAMSIZ:
+            raise ValueError(f"switch prefix {self.switch_prefix!r}: interface names like {longest!r} must fit "
+                             f"Linux's {IFNAMSIZ} characters")
 
     # ---- switches ------------------------------------------------------------------------
 
@@ -83,7 +98,7 @@ class MultiDispatcherSpec(ServerClusterSpec):
         return range(1, self.dispatchers + 1)
 
     def dispatcher_name(self, k: int) -> str:
-        return f"disp{k}"
+        return f"{self.switch_prefix}{k}"
 
     def all_switch_ports(self) -> list[tuple[int, int]]:
         if self.switch_ports:
@@ -267,6 +282,11 @@ class MultiDispatcherCluster(ServerCluster):
                 if port in by_port:
                     counts[by_port[port]] += 1
         return counts
+
+    @property
+    def switch(self):
+        """The first dispatcher (what single-switch helpers such as connect() address)."""
+        return self.dispatcher(1)
 
     def dispatcher(self, k: int):
         """Dispatcher k's Mininet node (a topo.mininet_bmv2.Bmv2P4RuntimeSwitch)."""

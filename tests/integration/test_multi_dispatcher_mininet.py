@@ -22,7 +22,7 @@ from controller.p4runtime import P4RuntimeClient
 from controller.p4runtime.encoding import address_from_flow
 from topo.flow_installer import FlowInstaller
 from topo.mininet_support import free_tcp_port, links_named_after, missing_mininet_reason
-from topo.multi_dispatcher import MultiDispatcherCluster, MultiDispatcherSpec
+from topo.multi_dispatcher import MultiDispatcherCluster, MultiDispatcherSpec, per_process_prefix
 from topo.server_cluster import ClientRun, read_connection_log
 from topo.static_pipeline import dispatcher_updates
 from workload.connections import count_connections
@@ -59,6 +59,7 @@ def cluster(request, tmp_path: Path) -> Iterator[MultiDispatcherCluster]:
         pytest.skip(reason)
     dispatchers = getattr(request, "param", 2)
     spec = MultiDispatcherSpec(dispatchers=dispatchers, clients=2, capacities_mbit=(20.0, 10.0, 5.0),
+                               switch_prefix=per_process_prefix(),
                                switch_ports=tuple((free_tcp_port(), free_tcp_port()) for _ in range(dispatchers)))
     running = MultiDispatcherCluster(spec, tmp_path)
     try:

@@ -8,7 +8,12 @@ import pytest
 
 from controller.config import Config
 from controller.dataplane.constants import CPU_PORT
-from topo.multi_dispatcher import ROUTER_CLIENT_PORT_BASE, MultiDispatcherSpec, nexthop_group_command
+from topo.multi_dispatcher import (
+    ROUTER_CLIENT_PORT_BASE,
+    MultiDispatcherSpec,
+    nexthop_group_command,
+    per_process_prefix,
+)
 from topo.server_cluster import VIP_MAC, controller_config
 
 
@@ -54,7 +59,16 @@ def test_every_switch_has_ports_of_its_own():
         MultiDispatcherSpec(dispatchers=2, switch_ports=((6001, 7001), (6001, 7002)))
 
 
-@pytest.mark.parametrize("bad", [{"dispatchers": 0}, {"dispatchers": 9}, {"program": "minimal_forward"}])
+def test_switch_names_of_the_process_own_fit_interface_names():
+    spec = MultiDispatcherSpec(dispatchers=8, capacities_mbit=(1.0,) * 40, switch_prefix=per_process_prefix())
+    names = [spec.dispatcher_name(k) for k in spec.dispatcher_indices()]
+    assert len(set(names)) == 8 and all(n.startswith(per_process_prefix()) for n in names)
+    assert all(len(f"{n}-eth{spec.backend_port(40)}") <= 15 for n in names)
+    assert MultiDispatcherSpec().dispatcher_name(2) == "disp2"
+
+
+@pytest.mark.parametrize("bad", [{"dispatchers": 0}, {"dispatchers": 9}, {"program": "minimal_forward"},
+                                 {"switch_prefix": "averylongprefix"}])
 def test_specs_it_cannot_build_are_refused(bad):
     with pytest.raises(ValueError):
         MultiDispatcherSpec(**bad)
