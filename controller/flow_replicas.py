@@ -12,7 +12,7 @@ when a flow may go; the flow manager and a SwitchSet do the writing.
 * A flow goes (every entry of it, in one round) once every switch holding one has reported
   it idle, each report no older than `idle_window_s` (BMv2 repeats its notification while
   an expired entry stays, so a report that old means the entry was hit since).
-* A switch that comes back holds nothing: every recorded flow's replica is due there.
+* A switch that comes back holds nothing: every replicated flow's replica is due there.
 """
 
 from __future__ import annotations
@@ -115,8 +115,10 @@ class FlowReplicas:
                 del self.flows[key]
 
     def switch_joined(self, switch: str) -> list[bytes]:
-        """Back (syncing): every recorded flow's replica is due there; the caller writes them
-        (id 0) and calls replicated() for each."""
+        """Back (syncing): the replica of every flow whose home entry is activated is due
+        there; the caller writes them (id 0) and calls replicated() for each. The others get
+        theirs with everyone else's when their home activates (a home entry that never
+        activates is an earlier flow's, and no switch may trust it)."""
         if switch not in self.in_service:
             self.in_service.append(switch)
-        return list(self.flows)
+        return [key for key, placed in self.flows.items() if placed.activated]

@@ -48,11 +48,15 @@ def test_a_lost_switch_and_its_return():
     replicas.on_digest("a", K, 10)
     replicas.replicated(K, replicas.on_activated("a", K))
     replicas.on_digest("a", b"pending", 11)               # home entry on a, never activated
+    replicas.on_digest("b", b"waiting", 12)               # home entry on b, not activated yet
     replicas.switch_lost("a")
     assert replicas.in_service == ["b"]
     assert b"pending" not in replicas.flows               # it had no entry left anywhere
     assert replicas.is_replicated(K)                       # b holds the replica
-    assert replicas.switch_joined("a") == [K]             # all of it is due on the returning switch
+    # Due on the returning switch: what was replicated; "waiting" gets its replica there
+    # with the others when b activates it.
+    assert replicas.switch_joined("a") == [K]
     assert not replicas.is_replicated(K)
     replicas.replicated(K, ["a"])
     assert replicas.is_replicated(K)
+    assert replicas.on_activated("b", b"waiting") == ["a"]
