@@ -330,17 +330,22 @@ class ServerCluster(EmulatedCluster):
     def controller_config(self) -> dict:
         return controller_config(self.spec, self.key_file if self.spec.health is not None else None)
 
+    def configure_client(self, i: int) -> None:
+        """Client i: its address on the return path, the VIP out of eth0 to `vip_mac_for_client`."""
+        s = self.spec
+        host = self.host(s.client_name(i))
+        eth0, eth1 = f"{host.name}-eth0", f"{host.name}-eth1"
+        set_sysctls(host, {"net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
+                           f"net.ipv4.conf.{eth0}.rp_filter": 0, f"net.ipv4.conf.{eth1}.rp_filter": 0})
+        checked_cmd(host, f"ip addr add {s.client_address(i)}/{RETURN_PREFIX_LEN} dev {eth1}")
+        checked_cmd(host, f"ip route add {s.vip}/32 dev {eth0} src {s.client_address(i)}")
+        checked_cmd(host, f"ip neigh replace {s.vip} lladdr {s.vip_mac_for_client(i)} "
+                          f"dev {eth0} nud permanent")
+
     def configure_hosts(self) -> None:
         s = self.spec
         for i in s.client_indices():
-            host = self.host(s.client_name(i))
-            eth0, eth1 = f"{host.name}-eth0", f"{host.name}-eth1"
-            set_sysctls(host, {"net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
-                               f"net.ipv4.conf.{eth0}.rp_filter": 0, f"net.ipv4.conf.{eth1}.rp_filter": 0})
-            checked_cmd(host, f"ip addr add {s.client_address(i)}/{RETURN_PREFIX_LEN} dev {eth1}")
-            checked_cmd(host, f"ip route add {s.vip}/32 dev {eth0} src {s.client_address(i)}")
-            checked_cmd(host, f"ip neigh replace {s.vip} lladdr {s.vip_mac_for_client(i)} "
-                              f"dev {eth0} nud permanent")
+            self.configure_client(i)
         for j in s.backend_indices():
             host = self.host(s.backend_name(j))
             eth0, eth1 = f"{host.name}-eth0", f"{host.name}-eth1"
