@@ -55,6 +55,7 @@ control BackendForward(inout tna_headers_t hdr,
         hdr.packet_in._pad = 0;
         hdr.packet_in.reason = PacketInReason.REACTIVE;
         hdr.packet_in.drop_reason = DropReason.NONE;
+        hdr.packet_in.backend_id = 0;   // reactive: no backend decided yet
     }
 
     action no_backend() {

@@ -25,6 +25,11 @@ def _action_names(info: P4InfoIndex, table) -> list[str]:
     return sorted(by_id[ref.id].preamble.alias for ref in table.action_refs)
 
 
+# Tables of the BMv2 program that the TNA program does not have yet, each named in
+# docs/tna.md's "What is left": issue 13's announced flows came after the TNA port.
+NOT_YET_ON_TNA = {"announced_flows"}
+
+
 def _packet_headers(info: P4InfoIndex) -> dict[str, list[tuple[str, int]]]:
     return {m.preamble.name: [(x.name, x.bitwidth) for x in m.metadata]
             for m in info.p4info.controller_packet_metadata}
@@ -42,7 +47,11 @@ def test_tna_tables_and_packet_headers_have_the_controllers_names(tmp_path):
             pytest.skip("p4test wrote no P4Info for the TNA program")
     tofino = P4InfoIndex.load(path)
     bmv2 = P4InfoIndex.load(build_program("dispatcher").p4info)
+    missing = {t.preamble.alias for t in bmv2.p4info.tables} - {t.preamble.alias for t in tofino.p4info.tables}
+    assert missing == NOT_YET_ON_TNA, f"tables the TNA program lacks: {sorted(missing)}"
     for table in bmv2.p4info.tables:
+        if table.preamble.alias in NOT_YET_ON_TNA:
+            continue
         ours = tofino.table(table.preamble.alias)
         assert [(f.name, f.bitwidth, f.match_type) for f in ours.match_fields] == \
                [(f.name, f.bitwidth, f.match_type) for f in table.match_fields], table.preamble.alias
