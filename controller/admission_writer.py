@@ -46,6 +46,7 @@ from controller.backend_pool import BackendPool, LiveBackend
 from controller.config import Config
 from controller.dataplane.constants import AdmissionLevel, DropReason
 from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
+from controller.health.host_metrics import HostSample
 from controller.health.monitor import HealthState
 from controller.health_control import HealthControl
 from controller.load_monitor import LoadMonitor
@@ -153,19 +154,20 @@ class AdmissionWriter:
             backends = self.pool.of_service(service_id)
             if not backends:
                 continue
-            raw = self.raw_load(service_id, backends, now)
-            budget, admitted = self._budget(service_id, backends, now)
-            # The switch counts refused new flows per reason, not per service: they are this
-            # service's when no other service was refusing.
-            offered = None
-            if admitted is not None and refused is not None and set(refusing) <= {service_id}:
-                offered = admitted + refused
+            samples = [self.health.host_sample(b.id, now) for b in backends]   # read once, used twice
+            raw = self.raw_load(service_id, backends, samples, now)
+            budget, admitted = self._budget(service_id, backends, samples)
             if self.metered:
                 # The switch's new-flow bucket carries the budget: it holds however the SYNs
                 # bunch up within the period, which a share fixed for the period cannot.
                 decision = control.update(raw)
                 self._meter(client, service_id, budget)
             else:
+                # The switch counts refused new flows per reason, not per service: they are
+                # this service's when no other service was refusing.
+                offered = None
+                if admitted is not None and refused is not None and set(refusing) <= {service_id}:
+                    offered = admitted + refused
                 decision = control.update(raw, budget, admitted, offered)
             self.decisions[service_id] = decision
             self._apply(client, service_id, decision)
@@ -185,10 +187,10 @@ class AdmissionWriter:
             return
         self.meter_rates[service_id] = rate
 
-    def raw_load(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> float:
+    def raw_load(self, service_id: int, backends: Sequence[LiveBackend], samples: Sequence[HostSample | None],
+                 now: float) -> float:
         """This period's cluster load x: capacity-weighted bottleneck utilisation of the servers not
-        down, over the service's load components."""
-        samples = [self.health.host_sample(b.id, now) for b in backends]
+        down, over the service's load components (`samples`: each backend's latest host report)."""
         ids = np.array([b.id for b in backends], dtype=np.int64)
         capacity = np.array([b.config.capacity for b in backends], dtype=np.float64)
         components = load_components(
@@ -213,7 +215,8 @@ class AdmissionWriter:
         last, self._refused_seen = self._refused_seen, total
         return None if last is None else max(0, total - last)
 
-    def _budget(self, service_id: int, backends: Sequence[LiveBackend], now: float) -> tuple[float | None, int | None]:
+    def _budget(self, service_id: int, backends: Sequence[LiveBackend],
+                samples: Sequence[HostSample | None]) -> tuple[float | None, int | None]:
         """The new-flow budget and the new flows admitted since the last period, for a service
         that reads the connections component and knows every live server's limit and count."""
         total = int(self.monitor.new_flows_total[[b.id for b in backends]].sum())
@@ -222,12 +225,11 @@ class AdmissionWriter:
         control = self.controls[service_id]
         if "connections" not in control.settings.load_components:
             return None, admitted
-        up = [b for b in backends if self.health.state(b.id) != HealthState.DOWN]
-        samples = [self.health.host_sample(b.id, now) for b in up]
-        if not up or any(b.config.max_connections is None for b in up) or any(s is None for s in samples):
+        live = [(b, s) for b, s in zip(backends, samples) if self.health.state(b.id) != HealthState.DOWN]
+        if not live or any(b.config.max_connections is None or s is None for b, s in live):
             return None, admitted
-        limit = float(sum(b.config.max_connections or 0 for b in up))
-        connections = float(sum(s.connections for s in samples if s is not None))
+        limit = float(sum(b.config.max_connections or 0 for b, _ in live))
+        connections = float(sum(s.connections for _, s in live if s is not None))
         budget = new_flow_budget(limit, connections, admitted, control.t2)
         self.budgets[service_id] = budget
         return budget, admitted

@@ -253,7 +253,6 @@ def test_with_the_meter_the_budget_is_the_switchs_new_flow_rate(tmp_path, monkey
     assert (meter.cir, meter.pir, meter.cburst) == (16, 16, 2)        # budget 0.8 x 20 - 8 = 8 per 0.5 s
     meter_writes = len(switch.writes)
     reported["connections"] = 8
-    controller.monitor.new_flows_total[10] += 0
     writer.turn(switch, now=100.5)                                      # same budget: nothing written
     assert len(switch.writes) == meter_writes
     controller.monitor.new_flows_total[10] += 30                        # a herd got in: 30 admitted
