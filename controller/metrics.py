@@ -248,6 +248,8 @@ def session_families(sessions: SessionStatus) -> Iterator:
             ("announced_hits", "hits", "flows whose first packet took their session's backend"),
             ("announced_missed", "missed", "flows to an announced end decided by the ring (too early, set full)"),
             ("announced_expired", "expired", "announced entries idle for their start time"),
+            ("announced_contested", "contested",
+             "announced entries not written or withdrawn: sessions on different backends announced one match"),
             ("sessions_ended", "ended", "sessions ended by BYE, TEARDOWN, control close, ..."),
             ("announced_table_full", "table_full", "announced entries not written: table full or refused"),
             ("announced_no_backend", "no_backend", "announcements whose signalling flow had no backend in time")):

@@ -154,11 +154,23 @@ class SessionControl:
         backend = self._backend_of(announcement.signalling)
         if backend is None:
             return False
-        for entry in self.table.announce(entries_for(announcement, backend, max_ttl_s), now):
+        placed = self.table.announce(entries_for(announcement, backend, max_ttl_s), now)
+        for entry in placed.write:
             self._writes.append(self.tables.announced_flow(entry))
             self._write_entries.append(entry)
             self._write_since.append(announcement.time)
+        for entry in placed.withdraw:
+            self._withdraw(entry)
         return True
+
+    def _withdraw(self, entry: AnnouncedEntry) -> None:
+        """Delete a written entry; one still waiting to be written is just not written (a batch's
+        updates may be applied in any order, so its insert and delete must not meet there)."""
+        pending = next((i for i, e in enumerate(self._write_entries) if e is entry), None)
+        if pending is None:
+            self._deletes.append(entry)
+            return
+        del self._writes[pending], self._write_entries[pending], self._write_since[pending]
 
     def _backend_of(self, signalling: FiveTuple) -> int | None:
         src, dst, protocol, sport, dport = signalling

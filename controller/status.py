@@ -203,6 +203,7 @@ class SessionStatus(_Model):
     adopted: int
     unreadable: int
     missed: int = 0                   # flows to an announced end that the ring decided (too early, set full)
+    contested: int = 0                # announced matches shared by sessions on different backends: not written
     entry_latency_ms: LatencyQuantiles | None = None   # announcement read -> entries on the switch
     parse_errors: dict[str, int] = {}   # by kind (controller/sessions/model.py ParseStats)
     parse_notes: dict[str, int] = {}

@@ -138,6 +138,7 @@ def summarise(results: list[RequestResult], elapsed: float, offered_rate: float)
         "bytes": sum(r.bytes for r in ok),
         "latency_p50_s": percentile(latencies, 50),
         "latency_p99_s": percentile(latencies, 99),
+        "lag_p50_s": percentile([r.lag for r in results], 50),
         "max_lag_s": max((r.lag for r in results), default=0.0),
     }
 

@@ -7,7 +7,8 @@ written twice, the announced end as destination and as source: either end of a f
 the announced one, and a capture service sorts a flow's two ends before it looks anything
 up (both directions of a connection have one key), so which one comes first is not known
 until the flow exists. The other end's address is matched when the signalling names it
-(`Announcement.peer`); its port never is.
+(`Announcement.peer`), and its port too when that is named (`peer_port`: an SDP answer is
+paired with its offer), which makes the entry one flow's and no other session's.
 
 Each entry carries, in the P4Runtime entry's `metadata` bytes (stored and returned by the
 switch, never looked at by the data plane), which session it belongs to, so a controller
@@ -25,6 +26,7 @@ from controller.sessions.model import TCP, UDP, Announcement, FiveTuple, Protoco
 
 ADDRESS_MASK = (1 << 128) - 1
 PORT_MASK = 0xFFFF
+PRIORITY_BOTH_ENDS = 30      # both addresses and both ports: one flow, no other session's
 PRIORITY_WITH_PEER = 20      # a match naming both addresses wins over one naming one
 PRIORITY_ONE_END = 10
 MAX_SESSION_ID = 128         # longer ids (SIP Call-IDs may be long) are kept as a digest
@@ -119,10 +121,18 @@ def entries_for(announcement: Announcement, backend_id: int, max_ttl_s: float | 
     peer = (flow_address(announcement.peer), ADDRESS_MASK) if announcement.peer else (0, 0)
     priority = PRIORITY_WITH_PEER if announcement.peer else PRIORITY_ONE_END
     group = group_of(announcement.protocol, announcement.signalling, announcement.session)
+    both_ends = announcement.peer is not None and announcement.peer_port is not None
+    if both_ends:
+        priority = PRIORITY_BOTH_ENDS
     entries = []
-    for port in range(announcement.port, min(announcement.port + announcement.port_count, PORT_MASK + 1)):
+    for offset in range(announcement.port_count):
+        port = announcement.port + offset
+        peer_port = (announcement.peer_port or 0) + offset
+        if port > PORT_MASK or peer_port > PORT_MASK:
+            break
+        other_port = (peer_port, PORT_MASK) if both_ends else (0, 0)
         endpoint = (announcement.address, port)
-        for match in (Match(peer, address, protocol, (0, 0), (port, PORT_MASK), priority),
-                      Match(address, peer, protocol, (port, PORT_MASK), (0, 0), priority)):
+        for match in (Match(peer, address, protocol, other_port, (port, PORT_MASK), priority),
+                      Match(address, peer, protocol, (port, PORT_MASK), other_port, priority)):
             entries.append(AnnouncedEntry(match, backend_id, group, endpoint, announcement.kind, ttl))
     return entries

@@ -65,6 +65,7 @@ class Announcement:
     media: str = ""       # audio, video, ... (SDP m=), "data" (FTP)
     start_within_s: float = 60.0   # expiry hint: drop the announced entry if no packet comes by then
     time: float = 0.0
+    peer_port: int | None = None   # the other end's port, when the signalling names it (an SDP answer)
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -76,7 +77,7 @@ class Announcement:
                 "address": self.address, "port": self.port, "port_count": self.port_count,
                 "transport": self.transport, "announcer": self.announcer, "kind": self.kind,
                 "peer": self.peer, "media": self.media, "start_within_s": self.start_within_s,
-                "time": self.time}
+                "time": self.time, "peer_port": self.peer_port}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class SessionCounts:
     announcements: int = 0      # announcements turned into entries (or found already there)
     entries_written: int = 0
     reannounced: int = 0        # an entry already there (retransmission, re-INVITE)
+    contested: int = 0          # entries not written or withdrawn: another live session, on another
+                                # backend, announced the same match (a media server's shared port)
     hits: int = 0               # flows whose first packet took an announced entry's backend
     missed: int = 0             # flows to an announced endpoint decided by the ring: they started
                                 # before their entry was written, or found their cache set full
@@ -47,12 +49,31 @@ class SessionCounts:
     unreadable: int = 0         # entries on the switch with metadata this controller did not write
 
 
+@dataclass
+class Announced:
+    """What an announcement changes on the switch."""
+    write: list[AnnouncedEntry] = field(default_factory=list)
+    withdraw: list[AnnouncedEntry] = field(default_factory=list)   # entries found contested
+
+
 class SessionTable:
+    """Invariant: no two live sessions on different backends both have an entry with one match.
+
+    Two sessions may announce the same end: a media server that answers every call from one
+    port (SIPp's uas does), an FTP server reusing a passive port. Entries with one match are one
+    entry on the switch, and two matches that differ in peer only can tie in priority, so an
+    entry shared by sessions on different backends would send a flow to whichever session the
+    switch picks. Such a match is *contested*: its entry is withdrawn and not written again
+    until the longest start time of the sessions that announced it has passed. The flows are
+    then decided by the ends the sessions do not share (each call's own port), or by the ring.
+    """
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.sessions: dict[GroupKey, Session] = {}
         self.entries: dict[Match, AnnouncedEntry] = {}
         self.counts = SessionCounts()
+        self._contested: dict[Match, float] = {}     # contested match -> until when
         # (IP protocol, 128-bit address, port) of every announced end -> its entries, so a
         # new flow is checked against the table in two lookups, not a scan.
         self._ends: dict[tuple[int, int, int], set[Match]] = {}
@@ -62,20 +83,40 @@ class SessionTable:
 
     # ---- changes; each returns the entries to write or delete -------------------------
 
-    def announce(self, entries: Iterable[AnnouncedEntry], now: float) -> list[AnnouncedEntry]:
-        """New entries (those not there yet, as room allows); the session is made if new."""
+    def announce(self, entries: Iterable[AnnouncedEntry], now: float) -> Announced:
+        """New entries to write (those not there yet, as room allows; the session is made if
+        new), and entries to withdraw because this announcement contests them."""
         self.counts.announcements += 1
-        new = []
+        done = Announced()
         for entry in entries:
-            if entry.match in self.entries:
-                self.counts.reannounced += 1
+            match = entry.match
+            until = self._contested.get(match)
+            if until is not None and until > now:
+                self._contested[match] = max(until, now + entry.ttl_s)
+                self.counts.contested += 1
+                continue
+            self._contested.pop(match, None)
+            existing = self.entries.get(match)
+            if existing is not None and existing.backend_id == entry.backend_id:
+                self.counts.reannounced += 1     # a retransmission, or a second session on the same backend
+                continue
+            if existing is not None:
+                self._drop(match)
+                done.withdraw.append(existing)
+                self._contest(match, now + max(existing.ttl_s, entry.ttl_s))
+                self.counts.contested += 2
                 continue
             if len(self.entries) >= self.capacity:
                 self.counts.table_full += 1
                 continue
             self._add(entry, now)
-            new.append(entry)
-        return new
+            done.write.append(entry)
+        return done
+
+    def _contest(self, match: Match, until: float) -> None:
+        self._contested[match] = until
+        if len(self._contested) > self.capacity:     # bounded: the oldest records go first
+            del self._contested[next(iter(self._contested))]
 
     def written(self, count: int) -> None:
         self.counts.entries_written += count

@@ -29,7 +29,7 @@ from controller.sessions.model import (
     Side,
 )
 from controller.sessions.rtsp import RtspMessage, parse_rtsp
-from controller.sessions.sip import SipMessage, parse_sip
+from controller.sessions.sip import SdpMedia, SipMessage, parse_sip
 from controller.sessions.tcp import TcpReassembler
 
 DEFAULT_PORTS: dict[Protocol, tuple[int, ...]] = {"sip": (5060,), "rtsp": (554, 8554), "ftp": (21,)}
@@ -56,6 +56,12 @@ class _Flow:
     last_seen: float = 0.0
 
 
+@dataclass
+class _Call:
+    answered: bool = False                                   # a 2xx to an INVITE seen
+    offer: list[SdpMedia] = field(default_factory=list)     # the last request's SDP media
+
+
 class SessionTracker:
     def __init__(self, ports: Mapping[Protocol, Iterable[int]] | None = None, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -65,7 +71,7 @@ class SessionTracker:
             for port in numbers:
                 self.port_protocol[int(port)] = protocol
         self.flows: OrderedDict[tuple, _Flow] = OrderedDict()
-        self.calls: OrderedDict[str, bool] = OrderedDict()    # SIP Call-ID -> answered (2xx seen)
+        self.calls: OrderedDict[str, _Call] = OrderedDict()    # by SIP Call-ID
 
     # ---- packets in ---------------------------------------------------------------------
 
@@ -173,28 +179,41 @@ class SessionTracker:
         src, dst = flow.signalling[0], flow.signalling[1]
         return (src, dst) if side == "initiator" else (dst, src)
 
-    def _remember_call(self, call_id: str, answered: bool) -> None:
-        self.calls[call_id] = self.calls.get(call_id, False) or answered
+    def _call(self, call_id: str) -> _Call:
+        call = self.calls.setdefault(call_id, _Call())
         self.calls.move_to_end(call_id)
         if len(self.calls) > self.limits.max_calls:
             self.calls.popitem(last=False)
+        return call
 
     def _sip(self, flow: _Flow, side: Side, message: SipMessage, time: float) -> list[Event]:
         events: list[Event] = []
         offer = message.method is not None
         kind = "sdp-offer" if offer else "sdp-answer"
-        for m in message.media:
-            events.append(Announcement("sip", flow.signalling, message.call_id, m.address, m.port, m.transport,
-                                       side, kind, None, m.port_count, m.media, START_WITHIN_S[kind], time))
+        known = self.calls.get(message.call_id)
+        for i, m in enumerate(message.media):
+            # An answer's m-line i answers the offer's m-line i (RFC 3264): its media flow is
+            # between those two ends, so it is announced with both, which no other call shares.
+            paired = known.offer[i] if known and not offer and i < len(known.offer) else None
+            if paired is not None and paired.transport == m.transport:
+                events.append(Announcement("sip", flow.signalling, message.call_id, m.address, m.port, m.transport,
+                                           side, kind, paired.address, min(m.port_count, paired.port_count),
+                                           m.media, START_WITHIN_S[kind], time, peer_port=paired.port))
+            else:
+                events.append(Announcement("sip", flow.signalling, message.call_id, m.address, m.port, m.transport,
+                                           side, kind, None, m.port_count, m.media, START_WITHIN_S[kind], time))
         if message.method in ("BYE", "CANCEL"):
             events.append(SessionEnd("sip", flow.signalling, message.call_id, message.method.lower(), time))
             self.calls.pop(message.call_id, None)
-        elif message.method == "INVITE":
-            self._remember_call(message.call_id, False)
+            return events
+        if offer and message.media:
+            self._call(message.call_id).offer = message.media
+        if message.method == "INVITE":
+            self._call(message.call_id)
         elif message.status is not None and message.cseq_method == "INVITE":
             if 200 <= message.status < 300:
-                self._remember_call(message.call_id, True)
-            elif message.status >= 300 and message.call_id in self.calls and not self.calls[message.call_id]:
+                self._call(message.call_id).answered = True
+            elif message.status >= 300 and known is not None and not known.answered:
                 # The first INVITE failed: its offer will never flow. A failed re-INVITE keeps the call.
                 events.append(SessionEnd("sip", flow.signalling, message.call_id, "rejected", time))
                 del self.calls[message.call_id]

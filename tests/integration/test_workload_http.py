@@ -114,7 +114,11 @@ def test_load_generator_against_the_server(server):
     summary = summarise(results, time.perf_counter() - started, 400.0)
     assert summary["failed"] == 0, summary["errors"]
     assert summary["requests"] == 600 and summary["bytes"] == sum(sizes)
-    assert summary["max_lag_s"] < 0.25, "the generator fell behind its schedule"
+    # Open loop: requests start on schedule, not when earlier ones finish. One pause of the
+    # event loop (a loaded CI machine) makes the requests due in it late, but the lag must not
+    # build up; a closed-loop generator would fall seconds behind here.
+    assert summary["lag_p50_s"] < 0.02, "most requests did not start on schedule"
+    assert summary["max_lag_s"] < 1.0, "the generator fell behind its schedule"
     assert summary["latency_p50_s"] <= summary["latency_p99_s"] < 5
     seen = Counter(r["client"] for r in log_lines(stream, 600))
     assert all(seen[r.local] == 1 for r in results)

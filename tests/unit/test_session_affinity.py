@@ -22,6 +22,7 @@ from controller.p4runtime import P4InfoIndex
 from controller.p4runtime.client import UpdateFailure, WriteError
 from controller.session_control import BACKEND_WAIT_S, SessionControl
 from controller.sessions.announced import (
+    PRIORITY_BOTH_ENDS,
     PRIORITY_ONE_END,
     PRIORITY_WITH_PEER,
     BadMetadata,
@@ -87,6 +88,21 @@ def test_a_known_peer_is_matched_and_wins_priority():
     assert not any(e.match.covers(key("203.0.113.9", CLIENT, 30000, 4000)) for e in entries)
 
 
+def test_an_answer_paired_with_its_offer_covers_that_flow_only_and_wins():
+    """A media server answering every call from one port: each call's answer entry names the
+    call's own offer port too, so no two calls' entries cover one flow."""
+    answer = Announcement("sip", SIGNALLING, "call-1", SERVER, 16000, "udp", "responder", "sdp-answer", CLIENT,
+                          port_count=2, peer_port=4000)
+    entries = entries_for(answer, backend_id=12)
+    assert len(entries) == 4 and {e.match.priority for e in entries} == {PRIORITY_BOTH_ENDS}
+    assert PRIORITY_BOTH_ENDS > PRIORITY_WITH_PEER
+    covers = lambda k: any(e.match.covers(k) for e in entries)  # noqa: E731
+    assert covers(key(CLIENT, SERVER, 4000, 16000)) and covers(key(SERVER, CLIENT, 16000, 4000))
+    assert covers(key(CLIENT, SERVER, 4001, 16001))                     # RTCP with RTCP
+    assert not covers(key(CLIENT, SERVER, 4100, 16000))                 # another call's media
+    assert not covers(key(CLIENT, SERVER, 4001, 16000))
+
+
 def test_capture_keys_are_covered_whichever_end_sorts_first():
     # flow_key(symmetric=True) puts the lower (address, port) first: for one peer the announced
     # end comes first, for the other second; one of the two entries matches each.
@@ -115,13 +131,13 @@ def test_metadata_round_trips_and_long_ids_are_digested():
 
 def test_session_table_dedupes_fills_ends_and_expires():
     table = SessionTable(capacity=6)
-    first = table.announce(entries_for(offer(), 11), now=0.0)
+    first = table.announce(entries_for(offer(), 11), now=0.0).write
     assert len(first) == 4 and len(table) == 4
-    assert table.announce(entries_for(offer(), 11), now=1.0) == []          # retransmitted INVITE
+    assert table.announce(entries_for(offer(), 11), now=1.0).write == []    # retransmitted INVITE
     assert table.counts.reannounced == 4
     answer = Announcement("sip", SIGNALLING, "call-1", SERVER, 6000, "udp", "responder", "sdp-answer", None,
                           port_count=2)
-    assert len(table.announce(entries_for(answer, 11), now=1.0)) == 2      # room for two more only
+    assert len(table.announce(entries_for(answer, 11), now=1.0).write) == 2  # room for two more only
     assert table.counts.table_full == 2
     assert table.by_state() == {"announced": 1, "started": 0}
     assert table.hit(key(SERVER, CLIENT, 6000, 4000)) is not None
@@ -145,6 +161,34 @@ def test_rtsp_teardown_also_ends_what_setup_announced_before_the_session_id():
     assert len(table.end(SessionEnd("rtsp", sig, "ABC", "teardown"))) == 8
     assert len(table) == 2                                  # session XYZ stays
     assert len(table.end(SessionEnd("rtsp", sig, "", "close"))) == 2
+
+
+def test_an_end_two_sessions_on_different_backends_announce_decides_neither():
+    """A media server answering every call from one port (SIPp's uas): its answer's entry would
+    send each call's media to whichever call announced first. Withdrawn, so each call's own
+    port decides its media; a session on the same backend shares the entry harmlessly."""
+    table = SessionTable(capacity=100)
+
+    def call(n: int, backend: int, now: float):
+        sig = (CLIENT, SERVER, 17, 5070 + 2 * n, 5060)
+        own = Announcement("sip", sig, f"call-{n}", CLIENT, 20000 + 100 * n, "udp", "initiator", "sdp-offer",
+                           SERVER, start_within_s=60.0)
+        shared = Announcement("sip", sig, f"call-{n}", SERVER, 16000, "udp", "responder", "sdp-answer", CLIENT,
+                              start_within_s=60.0)
+        return table.announce(entries_for(own, backend), now), table.announce(entries_for(shared, backend), now)
+
+    (_, shared0), (_, shared1) = call(0, 10, 0.0), call(1, 10, 0.1)
+    assert len(shared0.write) == 2 and shared1.write == [] and table.counts.reannounced == 2
+    _, shared2 = call(2, 11, 0.2)
+    assert shared2.write == [] and shared2.withdraw == shared0.write and table.counts.contested == 4
+    media = key(CLIENT, SERVER, 20200, 16000)
+    entry = table.covering(media)
+    assert entry is not None and entry.backend_id == 11 and entry.group.session == "call-2"
+    assert table.covering(key(SERVER, CLIENT, 16000, 20000)).group.session == "call-0"
+    _, shared3 = call(3, 10, 30.0)                  # still contested: not written again
+    assert shared3.write == [] and shared3.withdraw == []
+    _, later = call(4, 12, 91.0)                    # every contesting session's start time is over
+    assert len(later.write) == 2
 
 
 # ---- SessionControl: packet-ins to writes ----------------------------------------------------
@@ -263,6 +307,32 @@ def test_pasv_reply_installs_the_data_flow_on_the_control_flows_backend_and_clos
     assert switch.announced == {} and len(sessions.table) == 0
     assert sessions.table.counts.ended == 1
     assert data_key in switch.flows, "the started flow keeps its exact entry"
+
+
+def test_a_contested_entry_is_deleted_from_the_switch_or_never_written(control):
+    """Two FTP sessions from one client on different backends name the same passive port
+    (a server reusing it): the written entry is deleted; announced within one flush, neither
+    is written."""
+    sessions, flows, switch = control
+
+    def session(client_port: int, backend: int, now: float) -> None:
+        frames = ftp_frames(CLIENT, SERVER, pasv_port=50300, client_port=client_port)
+        confirm(flows, sorted_key(frames[0]), backend=backend)
+        for frame in frames[:5]:
+            sessions.on_packet_in(1, frame, now=now)
+
+    session(40001, backend=10, now=1.0)
+    sessions.flush(switch, now=1.0)
+    assert len(switch.announced) == 2
+    session(40002, backend=11, now=1.1)
+    sessions.flush(switch, now=1.1)
+    assert switch.announced == {} and len(sessions.table) == 0 and sessions.table.counts.contested == 4
+    assert sessions.table.counts.entries_written == 2
+
+    session(40003, backend=10, now=500.0)       # long after: the port is no longer contested
+    session(40004, backend=11, now=500.0)
+    sessions.flush(switch, now=500.0)
+    assert switch.announced == {} and sessions.table.counts.entries_written == 2, "an insert met its delete"
 
 
 def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(control):

@@ -52,7 +52,10 @@ def test_sip_call_over_udp_offer_answer_reinvite_bye():
     assert announced(offer) == [(A, 30000, "sdp-offer")]
     assert offer[0].signalling == (A, B, 17, 5060, 5060) and offer[0].session == "call-1"
     assert offer[0].port_count == 2 and offer[0].announcer == "initiator"
-    assert announced(udp(B, A, sip("SIP/2.0 200 OK", body=sdp(B, 40000)))) == [(B, 40000, "sdp-answer")]
+    answer = udp(B, A, sip("SIP/2.0 200 OK", body=sdp(B, 40000)))
+    assert announced(answer) == [(B, 40000, "sdp-answer")]
+    # Paired with the offer's m-line: the answer names both ends of its media flow.
+    assert (answer[0].peer, answer[0].peer_port, answer[0].port_count) == (A, 30000, 2)
     assert udp(A, B, sip("ACK sip:b@y SIP/2.0", cseq="1 ACK")) == []
     reinvite = udp(A, B, sip("INVITE sip:b@y SIP/2.0", cseq="2 INVITE", body=sdp(A, 30002)))
     assert announced(reinvite) == [(A, 30002, "sdp-offer")]
