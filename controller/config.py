@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from controller.admission_control import AdmissionSettings
 from controller.dataplane.constants import IP_PROTO_TCP, IP_PROTO_UDP, MAX_BACKEND_ID, REACTIVE_BACKEND_ID
@@ -157,6 +157,29 @@ class SessionInspection(Strict):
         return keys
 
 
+def _port_range(value: object) -> object:
+    """16000, "16000" or "16000-16999" -> (low, high); anything else is left to the type check."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, str):
+        low, dash, high = value.partition("-")
+        try:
+            return (int(low), int(high if dash else low))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a port or a range of ports such as \"16000-16999\"") from None
+    return value
+
+
+def _ordered(ports: tuple[int, int]) -> tuple[int, int]:
+    if ports[0] > ports[1]:
+        raise ValueError(f"the range {ports[0]}-{ports[1]} ends before it starts")
+    return ports
+
+
+PortRange = Annotated[tuple[Annotated[int, Field(ge=1, le=65535)], Annotated[int, Field(ge=1, le=65535)]],
+                      BeforeValidator(_port_range), AfterValidator(_ordered)]
+
+
 class Service(Strict):
     name: str = Field(min_length=1)
     id: int = Field(ge=1, le=65535)
@@ -195,6 +218,10 @@ class Service(Strict):
     admission: AdmissionSettings | None = None
     # Signalling read for session affinity (issue 13); None: this service's is not read.
     sessions: SessionInspection | None = None
+    # A VIP service's other ports that its sessions announce flows to (RTP media, FTP
+    # passive data, FTP's port 20), e.g. ["16000-16999", 20]: flows to them are this
+    # service's, sent to their session's backend (or by the ring when none announced them).
+    session_ports: list[PortRange] = Field(default=[], max_length=16)
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -214,6 +241,9 @@ class Service(Strict):
                              "would lose its tap port)")
         if self.nd is not None and self.policy != "nd":
             raise ValueError(f"`nd` settings are for policy \"nd\", and this service's policy is {self.policy!r}")
+        if self.session_ports and (self.mode != "vip" or self.sessions is None):
+            raise ValueError("`session_ports` are for a vip service with `sessions` (a capture "
+                             "service takes every port of its tap)")
         if self.sessions is not None and self.dispatch == "reactive":
             raise ValueError("`sessions` need ring dispatch (a reactive service decides every first "
                              "packet in the controller)")
@@ -340,6 +370,12 @@ class Config(Strict):
                     if read_as.setdefault(port, protocol) != protocol:
                         raise ValueError(f"signalling port {port} is read as {read_as[port]} by one "
                                          f"service and as {protocol} by another")
+        # A VIP's session port ranges decide a flow's service: two that overlap could not both.
+        ranges = sorted((s.vip, s.protocol, low, high, s.name) for s in self.services for low, high in s.session_ports)
+        for a, b in zip(ranges, ranges[1:]):
+            if a[:2] == b[:2] and b[2] <= a[3]:
+                raise ValueError(f"session_ports {a[2]}-{a[3]} ({a[4]}) and {b[2]}-{b[3]} ({b[4]}) overlap "
+                                 f"on {a[1]} {a[0]}")
         self.health.plan(self.services)     # agents' and advisors' names exist (ValueError says which)
         return self
 

@@ -51,6 +51,8 @@ def service_updates(tables: DispatcherTables, service: Service, ring_base: int) 
         assert service.vip is not None and service.port is not None
         return [tables.vip_service(service.vip, service.protocol_number, service.port,
                                    service.id, service.ring_size, ring_base),
+                *(tables.vip_service_ports(service.vip, service.protocol_number, low, high, service.id,
+                                           service.ring_size, ring_base) for low, high in service.session_ports),
                 tables.vip(service.vip)]
     return [tables.capture_port(port, service.id, service.ring_size, ring_base) for port in service.tap_ports]
 

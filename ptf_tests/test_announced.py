@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import time
 
-from dispatcher_base import BACKENDS, CLIENT_IP, CLIENT_PORT, RING_SIZE, TAP_PORT, VIP, DispatcherTest, tcp_packet
+from dispatcher_base import (
+    BACKENDS,
+    CLIENT_IP,
+    CLIENT_PORT,
+    RING_SIZE,
+    SERVICE_ID,
+    TAP_PORT,
+    VIP,
+    DispatcherTest,
+    tcp_packet,
+    udp_packet,
+)
 from test_consistency import FILLER_PORTS, OneSetTest, ring_slot
 
-from controller.dataplane.constants import DispatchEvent
+from controller.dataplane.constants import DispatchEvent, DropReason
 from controller.p4runtime.encoding import flow_address
 from controller.sessions.announced import ADDRESS_MASK, PORT_MASK, AnnouncedEntry, GroupKey, Match
 
@@ -126,3 +137,31 @@ class StatelessFlowMeetingAFreeWayIgnoresALaterAnnouncement(OneSetTest):
         # gets the announced backend.
         fresh = next(p for p in range(sport + 1, sport + 1000) if ring_slot(p) != ring_slot(sport))
         self.assertEqual(self.send_and_port(CLIENT_PORT, tcp_packet(sport=fresh, flags="S")), BACKENDS[12])
+
+
+class VipSessionPortsAreTheServicesAndFollowTheirAnnouncements(DispatcherTest):
+    """A VIP service's `session_ports` (RTP media): a flow to one of them is the service's,
+    to its session's backend when announced (an SDP offer names the client's end), else by
+    the ring; a VIP port in no range is still dropped. The exact entry the digest brings
+    then decides the flow, so it keeps its backend after the announcement has gone."""
+
+    def runTest(self) -> None:
+        self.setup_vip_service(protocol=17, port=5060, ring=[10] * RING_SIZE)
+        self.client.write([self.tables.vip_service_ports(VIP, 17, 16000, 16999, SERVICE_ID, RING_SIZE)])
+        self.set_timers(cache_timeout_us=30_000_000, digest_retry_us=10_000_000)
+        offer = Match((flow_address(CLIENT_IP), ADDRESS_MASK), (0, 0), 17, (20000, PORT_MASK), (0, 0), 10)
+        entry = AnnouncedEntry(offer, 12, GROUP, (CLIENT_IP, 20000), "sdp-offer", 60.0)
+        self.client.write([self.tables.announced_flow(entry)])
+        media = udp_packet(sport=20000, dport=16000)
+        self.assertEqual(self.send_and_port(CLIENT_PORT, media), BACKENDS[12])
+        digest = self.digests()[0]
+        self.assertTrue(digest.is_announced, digest)
+        self.client.write([self.tables.announced_delete(offer),
+                           self.tables.flow(digest.key, backend_id=12, stats_slot=5, entry_id=1)])
+        self.assertEqual(self.send_and_port(CLIENT_PORT, media), BACKENDS[12], "moved when the announcement went")
+        # Not announced: the ring's. Outside the ranges: dropped as before.
+        self.assertEqual(self.send_and_port(CLIENT_PORT, udp_packet(sport=20010, dport=16999)), BACKENDS[10])
+        self.send(CLIENT_PORT, udp_packet(sport=20010, dport=17000))
+        self.send(CLIENT_PORT, tcp_packet(sport=20010, dport=16000))     # the range is UDP's only
+        self.expect_nothing()
+        self.assertEqual(self.drops(), {DropReason.VIP_PORT_UNCONFIGURED: 2})

@@ -90,6 +90,17 @@ class DispatcherTables:
             "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size),
                                 "ring_base": ring_base}))
 
+    def vip_service_ports(self, vip: str, protocol: int, low: int, high: int, service_id: int,
+                          ring_size: int, ring_base: int = 0, kind: str = "insert") -> p4r.Update:
+        """A range of the VIP's ports whose flows belong to the service (its sessions'
+        media and data ports). The ranges of one VIP and protocol never overlap (the
+        configuration checks), so one priority serves them all."""
+        return ent.update(kind, ent.table_entry(
+            self.info, "service_port_ranges",
+            {"vip": flow_address(vip), "protocol": protocol, "port": ent.Range(low, high)},
+            "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size),
+                                "ring_base": ring_base}, priority=1))
+
     def vip(self, vip: str, kind: str = "insert") -> p4r.Update:
         """Marks an address as a VIP, so its ports without a service are dropped, not leaked."""
         return ent.update(kind, ent.table_entry(self.info, "vips", {"vip": flow_address(vip)},

@@ -11,8 +11,8 @@ from finsy.proto import p4r
 from controller.p4runtime.encoding import decode_int, encode_int
 from controller.p4runtime.p4info import P4InfoIndex
 
-# A match value: exact -> int; ternary -> (value, mask); lpm -> (value, prefix_len) via Lpm.
-MatchValue = Union[int, tuple[int, int], "Lpm"]
+# A match value: exact -> int; ternary -> (value, mask); lpm -> Lpm; range -> Range.
+MatchValue = Union[int, tuple[int, int], "Lpm", "Range"]
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,23 @@ class Lpm:
     prefix_len: int
 
 
+@dataclass(frozen=True)
+class Range:
+    low: int
+    high: int       # inclusive
+
+
 def _field_match(info: P4InfoIndex, table, name: str, value: MatchValue) -> p4r.FieldMatch | None:
     field = info.match_field(table, name)
     width = field.bitwidth
     kind = field.match_type
     fm = p4r.FieldMatch(field_id=field.id)
     if kind == field.EXACT:
-        if isinstance(value, (tuple, Lpm)):
+        if isinstance(value, (tuple, Lpm, Range)):
             raise _mismatch(table, name, "an exact", value)
         fm.exact.value = encode_int(int(value), width)
     elif kind == field.TERNARY:
-        if isinstance(value, Lpm):
+        if isinstance(value, (Lpm, Range)):
             raise _mismatch(table, name, "a ternary", value)
         val, mask = value if isinstance(value, tuple) else (value, (1 << width) - 1)
         if mask == 0:
@@ -39,13 +45,20 @@ def _field_match(info: P4InfoIndex, table, name: str, value: MatchValue) -> p4r.
         fm.ternary.value = encode_int(val & mask, width)
         fm.ternary.mask = encode_int(mask, width)
     elif kind == field.LPM:
-        if isinstance(value, tuple):
+        if isinstance(value, (tuple, Range)):
             raise _mismatch(table, name, "an LPM", value)
         lpm = value if isinstance(value, Lpm) else Lpm(int(value), width)
         if lpm.prefix_len == 0:
             return None
         fm.lpm.value = encode_int(lpm.value, width)
         fm.lpm.prefix_len = lpm.prefix_len
+    elif kind == field.RANGE:
+        if not isinstance(value, Range):
+            raise _mismatch(table, name, "a range", value)
+        if value.low == 0 and value.high == (1 << width) - 1:
+            return None  # the whole range: left out, as for a don't-care ternary
+        fm.range.low = encode_int(value.low, width)
+        fm.range.high = encode_int(value.high, width)
     else:
         raise ValueError(f"match kind {kind} of {table.preamble.name}.{name} is not supported")
     return fm

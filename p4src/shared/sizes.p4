@@ -4,6 +4,7 @@
 
 #define PORT_COUNT 512              // bit<9> port numbers
 #define SERVICES_TABLE_SIZE 1024
+#define SERVICE_PORT_RANGES_TABLE_SIZE 256   // port ranges of VIP services' sessions
 #define VIPS_TABLE_SIZE 256
 #define CAPTURE_PORTS_TABLE_SIZE 64
 #define L2_TABLE_SIZE 4096

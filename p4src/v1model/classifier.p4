@@ -42,6 +42,22 @@ control Classifier(inout headers_t hdr,
         size = SERVICES_TABLE_SIZE;
     }
 
+    // Filled by the controller: a VIP service's `session_ports` (issue 13), the ranges of
+    // the VIP's ports its sessions announce flows to (RTP media, FTP data). Their flows
+    // belong to the service, so they are dispatched like its own: to the backend an
+    // `announced_flows` entry names, else by the ring. Kept apart from `services` so that
+    // table stays exact; consulted only when `services` misses.
+    table service_port_ranges {
+        key = {
+            meta.flow.dst_addr : exact @name("vip");
+            meta.flow.protocol : exact @name("protocol");
+            meta.flow.dst_port : range @name("port");
+        }
+        actions = { set_vip_service; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = SERVICE_PORT_RANGES_TABLE_SIZE;
+    }
+
     action mark_vip() {
         meta.is_vip = true;
     }
@@ -84,6 +100,9 @@ control Classifier(inout headers_t hdr,
             bool service_hit = false;
             if (!meta.is_ip_fragment) {
                 service_hit = services.apply().hit;
+                if (!service_hit) {
+                    service_hit = service_port_ranges.apply().hit;
+                }
             }
             if (!service_hit) {
                 if (vips.apply().hit) {

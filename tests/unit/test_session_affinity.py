@@ -32,7 +32,7 @@ from controller.sessions.announced import (
 )
 from controller.sessions.model import Announcement, SessionEnd
 from controller.sessions.table import SessionTable
-from controller.switch_setup import signalling_updates
+from controller.switch_setup import service_updates, signalling_updates
 from topo.toolchain import BUILD_DIR
 
 P4INFO = BUILD_DIR / "dispatcher.p4info.txtpb"
@@ -407,6 +407,49 @@ def test_sessions_configuration_is_checked():
     with pytest.raises(ConfigError, match="sessions"):
         load_config_text(CAPTURE_CONFIG.replace("sessions = { ftp = [21], sip = [5060] }",
                                                 "sessions = { ftp = [0] }"))
+
+
+SIP_VIP_CONFIG = """
+[[services]]
+name = "sip"
+id = 2
+mode = "vip"
+vip = "10.0.0.100"
+protocol = "udp"
+port = 5060
+sessions = { sip = [5060] }
+session_ports = ["16000-16999", 20, "30000"]
+backends = [{ name = "s0", id = 20, port = 2, mac = "02:00:00:00:00:20" }]
+"""
+
+
+def test_session_ports_are_checked():
+    config = load_config_text(SIP_VIP_CONFIG)
+    assert config.services[0].session_ports == [(16000, 16999), (20, 20), (30000, 30000)]
+    for bad, says in (('["16999-16000"]', "ends before it starts"), ('["rtp"]', "not a port or a range"),
+                      ("[70000]", "less than or equal to 65535")):
+        with pytest.raises(ConfigError, match=says):
+            load_config_text(SIP_VIP_CONFIG.replace('["16000-16999", 20, "30000"]', bad))
+    with pytest.raises(ConfigError, match="for a vip service with `sessions`"):
+        load_config_text(SIP_VIP_CONFIG.replace("sessions = { sip = [5060] }\n", ""))
+    second = SIP_VIP_CONFIG.replace('name = "sip"', 'name = "sip2"').replace("id = 2", "id = 3").replace(
+        "port = 5060", "port = 5062").replace("sip = [5060]", "sip = [5062]").replace(
+        '["16000-16999", 20, "30000"]', '["16900-17100"]').replace('"s0", id = 20', '"s1", id = 21')
+    with pytest.raises(ConfigError, match="16000-16999 \\(sip\\) and 16900-17100 \\(sip2\\) overlap"):
+        load_config_text(SIP_VIP_CONFIG + second)
+
+
+@needs_p4info
+def test_session_ports_are_written_as_ranges_of_the_service():
+    tables = DispatcherTables(P4InfoIndex.load(P4INFO))
+    service = load_config_text(SIP_VIP_CONFIG).services[0]
+    ranges_id = tables.info.table("service_port_ranges").preamble.id
+    written = [u.entity.table_entry for u in service_updates(tables, service, ring_base=0)
+               if u.entity.table_entry.table_id == ranges_id]
+    ports = sorted((int.from_bytes(e.match[-1].range.low, "big"), int.from_bytes(e.match[-1].range.high, "big"))
+                   for e in written)
+    assert ports == [(20, 20), (16000, 16999), (30000, 30000)]
+    assert all(e.priority > 0 and e.action.action.params[0].value == b"\x02" for e in written)
 
 
 @needs_p4info
