@@ -105,12 +105,15 @@ class EmbeddedController:
 
 
 @contextmanager
-def controlled(cluster, api_port: int, timers: dict[str, Any] | None = None) -> Iterator[EmbeddedController]:
-    """The cluster up and the controller serving it as primary; both stopped on exit."""
+def controlled(cluster, api_port: int, timers: dict[str, Any] | None = None,
+               service: dict[str, Any] | None = None) -> Iterator[EmbeddedController]:
+    """The cluster up and the controller serving it as primary; both stopped on exit.
+    `service`: settings of the (first) service to change, e.g. its protocol and sessions."""
     with cluster:
         config = cluster.controller_config()
         config["api"] = {"address": "127.0.0.1", "port": api_port}
         config["timers"].update(timers or {})
+        config["services"][0].update(service or {})
         with EmbeddedController(Config.model_validate(config)) as embedded:
             embedded.wait_primary()
             yield embedded

@@ -1,0 +1,125 @@
+"""Session affinity on a VIP service in Mininet (issue 13, server mode): SIP servers (SIPp
+`uas`, RTP echoed) on three backends behind BMv2 and the real controller, direct server
+return, and SIPp placing 200 calls with RTP from a client. The switch sees the clients' side
+only: each INVITE's SDP offer names the caller's media port, the controller sends the flows
+from that port to the INVITE's backend, and the VIP's media ports are the service's
+(`session_ports`). Checked on the wire: every backend's link is captured (tcpdump), and
+tshark reads which INVITEs and which RTP streams reached it.
+
+Needs root, Mininet, the P4 toolchain, SIPp and tshark; skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from topo.cluster_demo import controlled
+from topo.mininet_support import free_tcp_port, missing_mininet_reason
+from topo.server_cluster import ServerCluster, ServerClusterSpec
+
+SIP_PORT = 5060
+MEDIA_PORT = 16000          # every server's RTP port (uas -rtp_echo answers every call from it)
+CALLER_MEDIA = 20000        # SIPp gives each call its own port from here
+CALLS = 200
+RING_MS = 300
+
+
+def missing() -> str | None:
+    reason = missing_mininet_reason()
+    if reason:
+        return reason
+    for tool, package in (("sipp", "sip-tester"), ("tshark", "tshark"), ("tcpdump", "tcpdump")):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (Debian package {package}; scripts/setup.sh installs it)"
+    if not Path("/usr/share/sip-tester/g711a.pcap").exists():
+        return "SIPp's g711a.pcap not found under /usr/share/sip-tester"
+    return None
+
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+def tshark_fields(pcap: Path, display_filter: str, *fields: str) -> list[list[str]]:
+    args = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={SIP_PORT},sip", "-Y", display_filter,
+            "-T", "fields", "-E", "separator=|"] + [a for f in fields for a in ("-e", f)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [line.split("|") for line in out.splitlines() if line.strip()]
+
+
+def ringing_uas_scenario(path: Path, ring_ms: int) -> Path:
+    """SIPp's built-in `uas` with `ring_ms` of ringing between 180 and 200 OK. The built-in one
+    answers at once, so the caller's RTP would follow its INVITE by a LAN round trip; a call
+    is answered after it rings (a person in seconds, an auto-attendant in a few hundred ms),
+    and the announcement has that long to reach the switch (docs/sessions.md)."""
+    # `sipp -sd` prints the scenario and exits 99 (it is not a run).
+    built_in = subprocess.run(["sipp", "-sd", "uas"], capture_output=True, text=True).stdout
+    answer = '<send retrans="500">'
+    if built_in.count(answer) != 1:
+        raise AssertionError("SIPp's built-in uas scenario changed: no single 200 OK send to delay")
+    path.write_text(built_in.replace(answer, f'<pause milliseconds="{ring_ms}"/>\n  {answer}'))
+    return path
+
+
+def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
+    spec = ServerClusterSpec(clients=1, capacities_mbit=(100.0, 100.0, 100.0), shape_backends=False,
+                             vip_port=SIP_PORT, policy="round_robin", grpc_port=free_tcp_port(),
+                             thrift_port=free_tcp_port())
+    cluster = ServerCluster(spec, tmp_path)
+    work = tmp_path / "sipp"
+    work.mkdir()
+    (work / "pcap").symlink_to("/usr/share/sip-tester")     # uac_pcap plays pcap/g711a.pcap
+    scenario = ringing_uas_scenario(work / "uas_ringing.xml", RING_MS)
+    service = {"name": "sip", "protocol": "udp", "sessions": {"sip": [SIP_PORT]},
+               "session_ports": [f"{MEDIA_PORT}-{MEDIA_PORT + 99}"]}
+    with controlled(cluster, free_tcp_port(), timers={"flow_idle_timeout_s": 30.0}, service=service) as embedded:
+        captures: dict[str, Path] = {}
+        tcpdumps = []
+        for j in spec.backend_indices():
+            name = spec.backend_name(j)
+            host = cluster.host(name)
+            captures[name] = tmp_path / f"{name}.pcap"
+            tcpdumps.append(cluster.processes.start(
+                host, ["tcpdump", "-i", f"{name}-eth0", "-n", "-U", "-w", str(captures[name]),
+                       f"udp and dst host {spec.vip}"], f"tcpdump {name}", output=tmp_path / f"{name}-tcpdump.out"))
+            cluster.processes.start(host, ["sipp", "-sf", str(scenario), "-i", spec.vip, "-p", str(SIP_PORT), "-mi", spec.vip,
+                                           "-mp", str(MEDIA_PORT), "-rtp_echo", "-nostdin", "-max_socket", "1000"],
+                                    f"sipp uas {name}", output=tmp_path / f"{name}-uas.out", cwd=str(work))
+        client = cluster.host(spec.client_name(1))
+        caller = spec.client_address(1)
+        # -t un: one socket (so one source port, one signalling flow) per call, which the
+        # switch spreads over the servers; each call's RTP from its own port. At most 30 calls
+        # at once: 1,000 RTP packets/s, which BMv2 on two shared cores forwards without loss.
+        uac = cluster.run_in(client, ["sipp", f"{spec.vip}:{SIP_PORT}", "-sn", "uac_pcap", "-i", caller,
+                                      "-p", "5070", "-t", "un", "-max_socket", "1000", "-mi", caller,
+                                      "-mp", str(CALLER_MEDIA), "-m", str(CALLS), "-r", "8", "-l", "30",
+                                      "-nostdin", "-timeout", "150", "-timeout_error"],
+                             "sipp uac", timeout=180, cwd=str(work))
+        for proc in tcpdumps:
+            cluster.processes.stop(proc)
+        counts = embedded.controller.sessions.table.counts
+    assert uac.returncode == 0, f"SIPp's calls failed: {uac.stdout[-3000:]}"
+
+    invites: dict[str, set[int]] = {}      # backend -> the caller media ports its INVITEs offered
+    media: dict[int, set[str]] = defaultdict(set)    # caller media port -> backends its RTP reached
+    for name, pcap in captures.items():
+        invites[name] = {int(port) for _, port in tshark_fields(pcap, 'sip.Method == "INVITE"', "sip.Call-ID",
+                                                                  "sdp.media.port") if port}
+        for (port,) in tshark_fields(pcap, f"udp.dstport == {MEDIA_PORT}", "udp.srcport"):
+            media[int(port)].add(name)
+    offered = [p for ports in invites.values() for p in ports]
+    assert len(offered) == CALLS == len(set(offered)), f"{len(offered)} INVITEs seen, {len(set(offered))} distinct"
+    assert len(media) == CALLS, f"RTP of {len(media)} calls seen on the backends"
+    assert all(len(ports) >= CALLS // 6 for ports in invites.values()), \
+        f"the switch did not spread the calls: {[len(v) for v in invites.values()]}"
+    print(f"\nsession counts: {counts}")
+    wrong = {port: sorted(reached) for port, reached in media.items()
+             if reached != {next(n for n, ports in invites.items() if port in ports)}}
+    assert not wrong, f"{len(wrong)} calls' RTP reached another backend than their INVITE: {wrong}"
+    assert counts.missed == 0 and counts.hits >= CALLS, counts
+    print(f"\nSIP server mode: {CALLS} calls over {[len(v) for v in invites.values()]} servers, RTP of every "
+          f"call on its INVITE's server; {counts.hits} hits, {counts.missed} missed, {counts.ended} ended")
