@@ -120,6 +120,8 @@ class SessionControl:
                 self._signalling_backends.popitem(last=False)
         for event in owner.tracker.feed(now, packet.src, packet.dst, packet.protocol, packet.sport, packet.dport,
                                         packet.payload, packet.seq, packet.flags):
+            if isinstance(event, Announcement) and event.port_count == 0 and owner.service.mode == "capture":
+                continue    # a tap sees the replies that name the ports (227/229): those are announced
             self._event(event, now, owner.max_ttl_s)
 
     def on_idle_timeout(self, notification: p4r.IdleTimeoutNotification) -> None:

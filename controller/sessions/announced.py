@@ -121,6 +121,13 @@ def entries_for(announcement: Announcement, backend_id: int, max_ttl_s: float | 
     peer = (flow_address(announcement.peer), ADDRESS_MASK) if announcement.peer else (0, 0)
     priority = PRIORITY_WITH_PEER if announcement.peer else PRIORITY_ONE_END
     group = group_of(announcement.protocol, announcement.signalling, announcement.session)
+    if announcement.port_count == 0:
+        # Any port of the address, from the peer only: one entry, the peer's flows towards the
+        # announced end (a VIP service's keys are not sorted; capture services do not use this).
+        if announcement.peer is None:
+            return []
+        match = Match(peer, address, protocol, (0, 0), (0, 0), PRIORITY_WITH_PEER)
+        return [AnnouncedEntry(match, backend_id, group, (announcement.address, 0), announcement.kind, ttl)]
     both_ends = announcement.peer is not None and announcement.peer_port is not None
     if both_ends:
         priority = PRIORITY_BOTH_ENDS

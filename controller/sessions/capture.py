@@ -95,7 +95,8 @@ def analyse(path: str | Path, ports: Mapping[Protocol, Iterable[int]] | None = N
             for event in tracker.feed(frame.timestamp, packet.src, packet.dst, packet.protocol, packet.sport,
                                       packet.dport, packet.payload, packet.seq, packet.flags):
                 if isinstance(event, Announcement):
-                    report.announcements.append(event)
+                    if event.port_count:     # a control connection's "any port" names no endpoint
+                        report.announcements.append(event)
                 else:
                     report.ends.append(event)
     except CaptureError as exc:

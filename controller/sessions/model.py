@@ -50,7 +50,9 @@ class Limits:
 @dataclass(frozen=True)
 class Announcement:
     """A flow announced by signalling: it will go to `address`:`port` (and the next
-    `port_count` - 1 ports: RTCP beside RTP, an RTSP port pair)."""
+    `port_count` - 1 ports: RTCP beside RTP, an RTSP port pair). `port_count` 0: to any
+    port of `address`, from `peer` (an FTP control connection's data connections, for a
+    switch that never sees the server's replies)."""
 
     protocol: Protocol
     signalling: FiveTuple
@@ -59,7 +61,8 @@ class Announcement:
     port: int
     transport: Transport
     announcer: Side       # which end of the signalling flow announced it
-    kind: str             # sdp-offer/sdp-answer (sip), client_port/server_port/port (rtsp), port/eprt/pasv/epsv (ftp)
+    kind: str             # sdp-offer/sdp-answer (sip), client_port/server_port/port (rtsp),
+                          # port/eprt/pasv/epsv/control (ftp)
     peer: str | None      # the address expected at the other end of the announced flow, if known
     port_count: int = 1
     media: str = ""       # audio, video, ... (SDP m=), "data" (FTP)

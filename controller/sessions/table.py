@@ -172,7 +172,8 @@ class SessionTable:
     def covering(self, key: tuple[int, int, int, int, int]) -> AnnouncedEntry | None:
         """The entry a flow key matches (highest priority first), or None."""
         src, dst, protocol, sport, dport = key
-        candidates = self._ends.get((protocol, src, sport), set()) | self._ends.get((protocol, dst, dport), set())
+        candidates = (self._ends.get((protocol, src, sport), set()) | self._ends.get((protocol, dst, dport), set())
+                      | self._ends.get((protocol, dst, ANY_PORT), set()))
         matching = [m for m in candidates if m.covers(key)]
         if not matching:
             return None
@@ -222,9 +223,14 @@ class SessionTable:
         return entry
 
 
+ANY_PORT = 0     # the end of an entry that matches no port: its destination address, any port
+
+
 def _end_of(match: Match) -> tuple[int, int, int]:
-    """The announced end of an entry: the side whose port is matched."""
+    """The announced end of an entry: the side whose port is matched (neither: the destination)."""
     if match.dst_port[1]:
         return (match.protocol, match.dst_addr[0], match.dst_port[0])
-    return (match.protocol, match.src_addr[0], match.src_port[0])
+    if match.src_port[1]:
+        return (match.protocol, match.src_addr[0], match.src_port[0])
+    return (match.protocol, match.dst_addr[0], ANY_PORT)
 

@@ -36,7 +36,8 @@ DEFAULT_PORTS: dict[Protocol, tuple[int, ...]] = {"sip": (5060,), "rtsp": (554, 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 # How long an announced entry waits for its first packet (a hint for the session table).
-START_WITHIN_S = {"sdp-offer": 180.0, "sdp-answer": 60.0, "rtsp": 60.0, "ftp": 30.0}
+START_WITHIN_S = {"sdp-offer": 180.0, "sdp-answer": 60.0, "rtsp": 60.0, "ftp": 30.0,
+                  "ftp-control": 600.0}   # idle between transfers; capped by start_within_max_s
 
 
 @dataclass
@@ -89,6 +90,7 @@ class SessionTracker:
         kind = self.protocol_of(protocol, sport, dport)
         if kind is None:
             return []
+        events_at_start: list[Event] = []
         key = (protocol, *sorted(((src, sport), (dst, dport))))
         flow = self.flows.get(key)
         if flow is None:
@@ -99,9 +101,11 @@ class SessionTracker:
             if len(self.flows) > self.limits.max_flows:
                 self.stats.error("flows_limit")
                 self.flows.popitem(last=False)
+            if kind == "ftp":
+                events_at_start = [self._ftp_control(flow, time)]
         flow.last_seen = time
         side: Side = "initiator" if (src, sport) == (flow.signalling[0], flow.signalling[3]) else "responder"
-        events: list[Event] = []
+        events: list[Event] = events_at_start
         direction = flow.directions[side]
         if direction.reassembler is not None and seq is not None:
             data, gap = direction.reassembler.feed(seq, payload, syn=bool(flags & TCP_SYN))
@@ -259,6 +263,18 @@ class SessionTracker:
                 events.append(Announcement("rtsp", flow.signalling, session, address, low, t.lower, announcer, kind,
                                            peer, high - low + 1, "", expiry, time))
         return events
+
+    @staticmethod
+    def _ftp_control(flow: _Flow, time: float) -> Announcement:
+        """An FTP control connection announces, from its start, the client's connections to
+        its server (any port) for as long as it lives. A switch in front of servers that answer
+        directly (DSR) sees PASV but never the 227 naming the port, and the data connection
+        follows the 227 by a LAN round trip, sooner than any controller writes an entry; the
+        login exchange gives this one several round trips. (A tap sees the 227: capture
+        services do not use this one.) The PORT/EPRT/227/229 announcements come on top."""
+        client, server = flow.signalling[0], flow.signalling[1]
+        return Announcement("ftp", flow.signalling, "", server, 0, "tcp", "initiator", "control", client, 0, "data",
+                            START_WITHIN_S["ftp-control"], time)
 
     def _ftp(self, flow: _Flow, side: Side, raw: bytes, time: float) -> list[Event]:
         sender, receiver = self._ends(flow, side)

@@ -11,9 +11,12 @@ Needs root, Mininet, the P4 toolchain, SIPp and tshark; skips with the reason ot
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ import pytest
 from topo.cluster_demo import controlled
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
 from topo.server_cluster import ServerCluster, ServerClusterSpec
+from topo.toolchain import REPO
 
 SIP_PORT = 5060
 MEDIA_PORT = 16000          # every server's RTP port (uas -rtp_echo answers every call from it)
@@ -86,7 +90,8 @@ def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
             tcpdumps.append(cluster.processes.start(
                 host, ["tcpdump", "-i", f"{name}-eth0", "-n", "-U", "-w", str(captures[name]),
                        f"udp and dst host {spec.vip}"], f"tcpdump {name}", output=tmp_path / f"{name}-tcpdump.out"))
-            cluster.processes.start(host, ["sipp", "-sf", str(scenario), "-i", spec.vip, "-p", str(SIP_PORT), "-mi", spec.vip,
+            cluster.processes.start(host, ["sipp", "-sf", str(scenario), "-i", spec.vip, "-p", str(SIP_PORT),
+                                           "-mi", spec.vip,
                                            "-mp", str(MEDIA_PORT), "-rtp_echo", "-nostdin", "-max_socket", "1000"],
                                     f"sipp uas {name}", output=tmp_path / f"{name}-uas.out", cwd=str(work))
         client = cluster.host(spec.client_name(1))
@@ -123,3 +128,85 @@ def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
     assert counts.missed == 0 and counts.hits >= CALLS, counts
     print(f"\nSIP server mode: {CALLS} calls over {[len(v) for v in invites.values()]} servers, RTP of every "
           f"call on its INVITE's server; {counts.hits} hits, {counts.missed} missed, {counts.ended} ended")
+
+
+# ---- FTP: ftplib against pyftpdlib on every backend ---------------------------------------------
+
+FTP_SESSIONS_PER_CLIENT = 4
+PASSIVE_PORTS = (50000, 50099)
+ACTIVE_SOURCE_PORTS = (40000, 40999)     # the servers' ephemeral ports: pyftpdlib's PORT data connections
+
+
+def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_path):
+    """Three clients, four FTP sessions each in turn (3 passive + 1 active transfers each), to
+    pyftpdlib on three backends. With DSR the switch sees the client's PASV and PORT, never
+    the server's 227: a passive data connection follows its session because the client's next
+    connection to the VIP does (`pasv-request`), an active one because PORT named the client's
+    port. A data connection on the wrong server finds no listener (RST) or no connection, so
+    a complete transfer already says it reached its session's server; the backends' links say
+    which server each SYN reached."""
+    pytest.importorskip("pyftpdlib", reason="pyftpdlib not installed (requirements.txt)")
+    spec = ServerClusterSpec(clients=3, capacities_mbit=(100.0, 100.0, 100.0), shape_backends=False,
+                             vip_port=21, policy="round_robin", grpc_port=free_tcp_port(), thrift_port=free_tcp_port())
+    cluster = ServerCluster(spec, tmp_path)
+    root = tmp_path / "ftp"
+    root.mkdir()
+    (root / "data.bin").write_bytes(bytes(range(256)) * 400)      # 100 KiB
+    service = {"name": "ftp", "sessions": {"ftp": [21]},
+               "session_ports": [f"{low}-{high}" for low, high in (ACTIVE_SOURCE_PORTS, PASSIVE_PORTS)]}
+    with controlled(cluster, free_tcp_port(), timers={"flow_idle_timeout_s": 30.0}, service=service) as embedded:
+        captures: dict[str, Path] = {}
+        tcpdumps = []
+        for j in spec.backend_indices():
+            name = spec.backend_name(j)
+            host = cluster.host(name)
+            host.cmd(f"sysctl -w net.ipv4.ip_local_port_range='{ACTIVE_SOURCE_PORTS[0]} {ACTIVE_SOURCE_PORTS[1]}'")
+            captures[name] = tmp_path / f"{name}.pcap"
+            tcpdumps.append(cluster.processes.start(
+                host, ["tcpdump", "-i", f"{name}-eth0", "-n", "-U", "-w", str(captures[name]),
+                       f"tcp[tcpflags] & tcp-syn != 0 and dst host {spec.vip}"], f"tcpdump {name}",
+                output=tmp_path / f"{name}-tcpdump.out"))
+            cluster.processes.start(host, [sys.executable, "-m", "pyftpdlib", "-i", spec.vip, "-p", "21",
+                                           "-r", f"{PASSIVE_PORTS[0]}-{PASSIVE_PORTS[1]}", "-d", str(root)],
+                                    f"ftpd {name}", output=tmp_path / f"{name}-ftpd.out")
+        for j in spec.backend_indices():
+            cluster.wait_for_listener(cluster.host(spec.backend_name(j)), 21)
+
+        def sessions_of(i: int) -> list[dict | str]:
+            done: list[dict | str] = []
+            for _ in range(FTP_SESSIONS_PER_CLIENT):
+                run = cluster.run_in(cluster.host(spec.client_name(i)),
+                                     [sys.executable, "-m", "workload.ftp_client", "--server", spec.vip,
+                                      "--passive", "3", "--active", "1", "--pause", "0.05"],
+                                     f"ftp client {i}", timeout=60, cwd=str(REPO))
+                done.append(json.loads(run.stdout) if run.returncode == 0 else f"client {i}: {run.stderr}")
+            return done
+
+        with ThreadPoolExecutor(spec.clients) as pool:
+            outcomes = [s for found in pool.map(sessions_of, spec.client_indices()) for s in found]
+        for proc in tcpdumps:
+            cluster.processes.stop(proc)
+        counts = embedded.controller.sessions.table.counts
+    print(f"\nsession counts: {counts}")
+    failed = [o for o in outcomes if isinstance(o, str)]
+    assert not failed, f"FTP sessions failed: {failed}"
+    results = [o for o in outcomes if isinstance(o, dict)]
+    reached: dict[tuple[str, int], set[str]] = defaultdict(set)    # client (address, port) -> servers its SYN reached
+    for name, pcap in captures.items():
+        for src, sport in tshark_fields(pcap, "tcp.flags.syn == 1", "ip.src", "tcp.srcport"):
+            reached[(src, int(sport))].add(name)
+    assert len(results) == spec.clients * FTP_SESSIONS_PER_CLIENT
+    servers, wrong = Counter(), []
+    for session in results:
+        control = reached[tuple(session["control"])]
+        assert len(control) == 1, f"control connection {session['control']} reached {control}"
+        servers.update(control)
+        for transfer in session["transfers"]:
+            assert transfer["bytes"] == 256 * 400, transfer
+            data = reached[tuple(transfer["local"])]
+            if data != control:
+                wrong.append((transfer["mode"], transfer["local"], sorted(data), sorted(control)))
+    assert not wrong, f"data connections off their control connection's server: {wrong}"
+    assert len(servers) >= 2, f"the switch did not spread the sessions: {servers}"
+    print(f"FTP server mode: {len(results)} sessions on {dict(servers)}, {4 * len(results)} transfers complete, "
+          f"every data connection on its control connection's server")

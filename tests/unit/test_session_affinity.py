@@ -335,6 +335,45 @@ def test_a_contested_entry_is_deleted_from_the_switch_or_never_written(control):
     assert switch.announced == {} and sessions.table.counts.entries_written == 2, "an insert met its delete"
 
 
+VIP_FTP_CONFIG = """
+[[services]]
+name = "ftp"
+id = 1
+mode = "vip"
+vip = "198.51.100.20"
+port = 21
+sessions = { ftp = [21] }
+session_ports = ["40000-40999", "50000-50099"]
+backends = [{ name = "s0", id = 10, port = 2, mac = "02:00:00:00:00:10" },
+            { name = "s1", id = 11, port = 3, mac = "02:00:00:00:00:11" }]
+"""
+
+
+def test_an_ftp_control_connection_to_a_vip_sends_the_clients_connections_to_its_server():
+    """DSR: the switch never sees the 227. From the control connection's SYN, the client's
+    connections to the VIP (any port) go to the control connection's server, until it closes;
+    other clients' do not, and the close removes the entry."""
+    if not P4INFO.exists():
+        pytest.skip("build/dispatcher.p4info.txtpb not built (p4c missing)")
+    tables = DispatcherTables(P4InfoIndex.load(P4INFO))
+    switch = FakeSwitch(tables)
+    flows = FlowManager(tables, switch, known_backend={10, 11}.__contains__, idle_timeout_ns=10**10,
+                        stats_slots=100, table_size=100)
+    sessions = SessionControl(load_config_text(VIP_FTP_CONFIG), tables, flows, capacity=100)
+    frames = ftp_frames(CLIENT, SERVER, pasv_port=50007)
+    sessions.on_packet_in(0, frames[0], backend_id=11, now=1.0)       # the SYN, dispatched to 11
+    sessions.flush(switch, now=1.0)
+    assert [e.kind for e in sessions.table] == ["control"] and len(switch.announced) == 1
+    entry = sessions.table.covering(key(CLIENT, SERVER, 41000, 50007, protocol=6))
+    assert entry is not None and entry.backend_id == 11
+    assert sessions.table.covering(key("192.0.2.99", SERVER, 41000, 50007, protocol=6)) is None
+    assert sessions.table.covering(key(SERVER, CLIENT, 50007, 41000, protocol=6)) is None
+    for frame in frames[1:]:                     # ... PASV, 227, QUIT, 221, the client's FIN
+        sessions.on_packet_in(0, frame, now=2.0)
+    sessions.flush(switch, now=2.0)
+    assert switch.announced == {} and sessions.table.counts.ended == 1
+
+
 def test_an_announcement_waits_for_its_signalling_flows_digest_then_gives_up(control):
     sessions, flows, switch = control
     frames = ftp_frames(CLIENT, SERVER, pasv_port=50200)

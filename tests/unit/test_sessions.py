@@ -194,8 +194,11 @@ def test_ftp_control_connection_with_tls_records_between():
            b"229 Entering Extended Passive Mode (|||7000|)\r\n")
     events = t.feed(0, A, B, 6, 40000, 21, c2s, seq=1, flags=TCP_ACK)
     events += t.feed(0, B, A, 6, 21, 40000, s2c, seq=1, flags=TCP_ACK)
-    assert announced(events) == [(A, 1025, "port"), (A, 6446, "eprt"), (B, 1026, "pasv"), (B, 7000, "epsv")]
-    assert events[2].peer == A and events[0].peer == B
+    # First the control connection itself: the client's connections to its server, any port.
+    assert announced(events) == [(B, 0, "control"), (A, 1025, "port"), (A, 6446, "eprt"), (B, 1026, "pasv"),
+                                 (B, 7000, "epsv")]
+    assert (events[0].peer, events[0].port_count) == (A, 0)
+    assert events[3].peer == A and events[1].peer == B
     assert t.stats.errors["ftp_bad_port"] == 1 and t.stats.notes["ftp_tls_records"] == 1
     t.feed(0, A, B, 6, 40000, 21, b"A" * 5000, seq=1 + len(c2s), flags=TCP_ACK)
     assert t.stats.errors["ftp_line_too_long"] == 1
