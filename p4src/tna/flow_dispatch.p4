@@ -22,7 +22,7 @@
 //   activated is decided as a miss; if the decision names the entry's backend, the packet
 //   is resubmitted and its second pass writes the activation and forwards by the entry.
 //   That is one extra pass per `flows` entry, once.
-// * A counter takes one access per packet: v1model's dispatch_events (counted up to five
+// * A counter takes one access per packet: v1model's dispatch_events (counted several
 //   times per packet) is split into counters indexed by the same EVENT_* numbers:
 //   dispatch_events (the path: 1-5), digest_events (6, 7: a repeat counts at 7 only),
 //   checksum_events (8), generation_events (9, 10), entry_events (11, 12),
