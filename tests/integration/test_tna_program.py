@@ -6,6 +6,7 @@ p4test's P4Info without bf-p4c; with bf-p4c also the counters, meters and the di
 import pytest
 
 from controller.p4runtime.p4info import P4InfoIndex
+from controller.p4runtime.targets import TOFINO
 from topo import tna_toolchain as tna
 from topo.toolchain import build_program, find_tool
 
@@ -76,6 +77,10 @@ def test_tna_p4info_has_the_controllers_names(tmp_path):
         assert tofino.table(table).idle_timeout_behavior == bmv2.table(table).idle_timeout_behavior, table
     for counter in bmv2.p4info.counters:
         assert tofino.counter(counter.preamble.alias).size == counter.size
+    # The counters the controller merges into v1model's dispatch_events (targets.py).
+    events = bmv2.counter("dispatch_events").size
+    for name in TOFINO.event_counters:
+        assert tofino.counter(name).size == events, name
     for meter in bmv2.p4info.meters:
         assert tofino.meter(meter.preamble.alias).size == meter.size
     tofino.digest("flow_digest_t")
