@@ -8,8 +8,8 @@
 // deparser emits it, so a copy of a dispatched packet carries its rewritten Ethernet
 // header (DSR) or its outer IPv4 header (IP-in-IP), where BMv2 re-parses the original.
 // The mirror header also carries the backend the original went to, for the packet-in's
-// backend_id. A packet has one mirror copy at most: a capture packet truncated through its mirror
-// session (backend_forward.p4) is not also copied to the CPU.
+// backend_id. A packet has one mirror copy at most: a capture packet truncated through
+// its mirror session (backend_forward.p4) is not also copied to the CPU.
 
 control Signalling(in tna_headers_t hdr,
                    inout ingress_metadata_t meta,
