@@ -40,7 +40,10 @@ T = TypeVar("T")
 
 TOFINO_PORTS_PER_PIPE = 128   # dev_port = pipe << 7 | port (tofino1_specs.p4: DEVPORT_PIPE)
 TNA_CAPTURE_MIRROR_SESSION_BASE = 128   # p4src/tna/metadata.p4: session of capture node b = 128 + b
-TNA_EVENT_COUNTERS = ("dispatch_events", "digest_events", "checksum_events", "generation_events", "entry_events")
+# p4src/tna/flow_dispatch.p4: one counter access per packet, so v1model's dispatch_events is
+# split by EVENT_* index: 1-5, 6-7, 8, 9-10, 11-12, 13-14.
+TNA_EVENT_COUNTERS = ("dispatch_events", "digest_events", "checksum_events", "generation_events", "entry_events",
+                      "announced_events")
 EVENT_DIGEST, EVENT_DIGEST_RETRY = 6, 7   # p4src/shared/constants.p4
 
 

@@ -22,10 +22,20 @@
 //   activated is decided as a miss; if the decision names the entry's backend, the packet
 //   is resubmitted and its second pass writes the activation and forwards by the entry.
 //   That is one extra pass per `flows` entry, once.
-// * A counter takes one access per packet: v1model's dispatch_events (counted up to four
+// * A counter takes one access per packet: v1model's dispatch_events (counted several
 //   times per packet) is split into counters indexed by the same EVENT_* numbers:
 //   dispatch_events (the path: 1-5), digest_events (6, 7: a repeat counts at 7 only),
-//   checksum_events (8), generation_events (9, 10), entry_events (11, 12).
+//   checksum_events (8), generation_events (9, 10), entry_events (11, 12),
+//   announced_events (13, 14).
+// * `announced_flows` (issue 13's session affinity, docs/sessions.md) decides as on v1model:
+//   a NEW flow whose ring entry is not held takes the announced backend. The held check
+//   (ring_stateless_seen) is therefore made for every NEW flow, not only when the ring entry
+//   exists, and the ring's generation register is taken only when the ring decides. That a
+//   way's backend came from an announcement is one bit per way in its own register
+//   (cache_announced), accessed once where the way's backend is: set or cleared when the
+//   way is written, read when it is hit. A spare bit in an existing register would save
+//   the stateful ALU, but there is none: the backend is a full 16-bit id, and a zero
+//   signature, SYN or digest time already means "none".
 // * Each RegisterAction is written for one stateful ALU: at most two comparisons, each of
 //   a register half with one PHV value ("seen - live_after > 0", not "now - seen <
 //   timeout"), at most two values computed, and one output: the register's old value, or
@@ -129,6 +139,7 @@ control FlowDispatch(inout tna_headers_t hdr,
     Counter<bit<32>, bit<8>>(EVENT_COUNT, CounterType_t.PACKETS) checksum_events;
     Counter<bit<32>, bit<8>>(EVENT_COUNT, CounterType_t.PACKETS) generation_events;
     Counter<bit<32>, bit<8>>(EVENT_COUNT, CounterType_t.PACKETS) entry_events;
+    Counter<bit<32>, bit<8>>(EVENT_COUNT, CounterType_t.PACKETS) announced_events;
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) flow_entry_traffic;
 
     Admission() admission;
@@ -250,6 +261,36 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
     };
 
+    // ---- Announced flows (docs/sessions.md) ---------------------------------------------
+    backend_id_t announced_backend = 0;
+
+    action set_announced_backend(backend_id_t backend_id) {
+        announced_backend = backend_id;
+    }
+
+    // Filled by the controller from the signalling it parses (controller/sessions/): the
+    // flows a session announced, before their first packet, with the backend of the
+    // session's signalling flow; the entry's P4Runtime metadata names the session and is
+    // never seen here. One end is often unknown (an SDP offer, FTP's PASV: the client's
+    // port), so the key is ternary; each announced port is written twice, as source and as
+    // destination (either end may be the announced one, and a capture service's key is
+    // sorted). Applied only to a flow's first packet (NEW or COLLISION), so an entry goes
+    // idle (idle_timeout: the driver reports it, the controller deletes it) when no new
+    // flow has matched it for the announcement's start time, however long its flows run.
+    table announced_flows {
+        key = {
+            meta.flow.src_addr : ternary @name("src_addr");
+            meta.flow.dst_addr : ternary @name("dst_addr");
+            meta.flow.protocol : exact @name("protocol");
+            meta.flow.src_port : ternary @name("src_port");
+            meta.flow.dst_port : ternary @name("dst_port");
+        }
+        actions = { set_announced_backend; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = ANNOUNCED_FLOWS_TABLE_SIZE;
+        idle_timeout = true;
+    }
+
     // ---- The cache -----------------------------------------------------------------
     CACHE_WAY(0);
     CACHE_WAY(1);
@@ -267,6 +308,27 @@ control FlowDispatch(inout tna_headers_t hdr,
         void apply(inout backend_id_t backend, out backend_id_t result) {
             backend = meta.backend_id;
             result = meta.backend_id;
+        }
+    };
+
+    // Per way: 1 when its backend came from announced_flows, so every digest of the flow
+    // carries DIGEST_FLAG_ANNOUNCED (a TCP flow's first digest goes at its ACK, not at the
+    // SYN that hit the table). Written with the way's backend, read when the way is hit;
+    // constant writes only, which a 1-bit register's stateful ALU does (set, clear, read).
+    Register<bit<1>, cache_index_t>(FLOW_CACHE_SIZE, 0) cache_announced;
+    RegisterAction<bit<1>, cache_index_t, bit<1>>(cache_announced) mark_announced = {
+        void apply(inout bit<1> announced) {
+            announced = 1;
+        }
+    };
+    RegisterAction<bit<1>, cache_index_t, bit<1>>(cache_announced) mark_not_announced = {
+        void apply(inout bit<1> announced) {
+            announced = 0;
+        }
+    };
+    RegisterAction<bit<1>, cache_index_t, bit<1>>(cache_announced) read_announced = {
+        void apply(inout bit<1> announced, out bit<1> result) {
+            result = announced;
         }
     };
 
@@ -422,17 +484,37 @@ control FlowDispatch(inout tna_headers_t hdr,
         bool refused = meta.flow_state != FLOW_STATE_INSTALLED &&
                        (meta.is_new_flow ? refuse_new : refuse_established);
 
-        // ---- A decision without flow state: the ring entry and its generations. ---------
+        // ---- A decision without flow state: an announcement, or the ring entry. ----------
         bit<32> ring_index = meta.ring_base + (bit<32>)meta.ring_slot;
+        bool announced = false;
         if (meta.flow_state == FLOW_STATE_NEW || stateless) {
             dispatch_ring.apply();
-            if (ring_hit) {
-                bit<4> held;
-                if (stateless && !refused) {
-                    held = stamp_stateless.execute(ring_index);
-                } else {
-                    held = read_stateless.execute(ring_index);
+            // Held: a stateless flow used this ring entry less than the cache timeout ago.
+            // Stamped only by a stateless packet the ring forwards (v1model: one with a
+            // backend, not refused); read for every other, the announced check included.
+            bit<4> held;
+            if (stateless && !refused && ring_hit) {
+                held = stamp_stateless.execute(ring_index);
+            } else {
+                held = read_stateless.execute(ring_index);
+            }
+            // An announced flow's first packet: the session's backend, only for a flow that
+            // gets a cache way (no later packet of it asks again) and whose ring entry no
+            // stateless flow holds (that flow may be this one, met again now that its set
+            // has room): such a packet starts a flow, and any backend is its first.
+            if (meta.flow_state == FLOW_STATE_NEW || meta.flow_state == FLOW_STATE_COLLISION) {
+                if (announced_flows.apply().hit) {
+                    if (meta.flow_state == FLOW_STATE_NEW && held != PRED_BOTH) {
+                        announced = true;
+                        meta.backend_id = announced_backend;
+                        meta.has_backend = true;
+                        announced_events.count(EVENT_ANNOUNCED_HIT);
+                    } else {
+                        announced_events.count(EVENT_ANNOUNCED_UNUSED);
+                    }
                 }
+            }
+            if (ring_hit && !announced) {
                 if (held == PRED_BOTH) {
                     meta.backend_id = (backend_id_t)take_held.execute(ring_index);
                     if (meta.backend_id != meta.ring_backend) {
@@ -448,12 +530,20 @@ control FlowDispatch(inout tna_headers_t hdr,
             }
         }
 
-        // ---- The flow's way: its backend. -----------------------------------------------
+        // ---- The flow's way: its backend, and whether that came from an announcement. ---
+        bit<1> way_announced = 0;
         if (meta.flow_state == FLOW_STATE_CACHED) {
             meta.backend_id = read_backend.execute(way_index);
             meta.has_backend = true;
+            way_announced = read_announced.execute(way_index);
         } else if (meta.flow_state == FLOW_STATE_NEW && claimed && meta.has_backend) {
             write_backend.execute(way_index);
+            if (announced) {
+                mark_announced.execute(way_index);
+                way_announced = 1;
+            } else {
+                mark_not_announced.execute(way_index);
+            }
         }
 
         // ---- An entry's first hit: activate it (second pass) or report it stale. --------
@@ -518,15 +608,19 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
         bool send_digest = first_digest || repeat_digest;
         tna_time_t rtt = 0;
+        if (way_announced == 1) {
+            meta.digest.flags = DIGEST_FLAG_ANNOUNCED;   // on the first digest and on repeats
+        }
         if (first_digest) {
             if (meta.flow_state == FLOW_STATE_CACHED && syn_before != 0) {
                 rtt = meta.now - syn_before;
-                meta.digest.flags = DIGEST_FLAG_RTT_VALID;
+                meta.digest.flags = meta.digest.flags | DIGEST_FLAG_RTT_VALID;
             }
         } else if (repeat_digest) {
-            meta.digest.flags = DIGEST_FLAG_RETRY;
+            meta.digest.flags = meta.digest.flags | DIGEST_FLAG_RETRY;
         } else if (meta.flow_state == FLOW_STATE_COLLISION) {
             // Not cached: ask for an entry on every confirming packet (docs/dataplane.md).
+            // Never announced: a flow with no way does not take an announced backend.
             send_digest = confirms;
             meta.digest.flags = DIGEST_FLAG_COLLISION;
         }

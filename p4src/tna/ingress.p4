@@ -36,6 +36,7 @@ control DispatcherIngress(inout tna_headers_t hdr,
         meta.cpu_mirror._pad = 0;
         meta.cpu_mirror.reason = PacketInReason.DROPPED;
         meta.cpu_mirror.drop_reason = meta.drop_reason;
+        meta.cpu_mirror.backend_id = 0;   // a dropped packet went nowhere (as on v1model)
     }
 
     // Filled by the operator through the controller: drop reasons whose packets also go to

@@ -45,13 +45,15 @@ header bridged_md_t {
 }
 const bit<16> BRIDGED_MD_BYTES = 7;   // bridged_md_t: 8 + 9 + 1 + 1 + 5 + 16 + 16 bits
 
-// Ingress mirror header of a copy for the CPU: what the packet-in header will say.
+// Ingress mirror header of a copy for the CPU: what the packet-in header will say
+// (7 bytes; its size against the chip's mirror limit is for bf-p4c to check).
 header cpu_mirror_md_t {
     bridge_kind_t kind;
     port_id_t ingress_port;
     bit<7> _pad;
     PacketInReason reason;
     DropReason drop_reason;
+    backend_id_t backend_id;   // where the original went (0: none): the packet-in's
 }
 
 // Ingress mirror header of a truncated capture copy.

@@ -33,9 +33,7 @@ control PacketInEgress(inout tna_headers_t hdr, in egress_metadata_t meta) {
             hdr.packet_in._pad = 0;
             hdr.packet_in.reason = meta.cpu_mirror.reason;
             hdr.packet_in.drop_reason = meta.cpu_mirror.drop_reason;
-            // Not carried through the mirror yet (issue 13 on TNA): 0 says "none", and the
-            // controller then waits for the flow's digest, as before the field existed.
-            hdr.packet_in.backend_id = 0;
+            hdr.packet_in.backend_id = meta.cpu_mirror.backend_id;
         }
     }
 }

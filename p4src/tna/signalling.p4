@@ -7,8 +7,9 @@
 // egress turns it into the packet-in header. Tofino mirrors the packet as the ingress
 // deparser emits it, so a copy of a dispatched packet carries its rewritten Ethernet
 // header (DSR) or its outer IPv4 header (IP-in-IP), where BMv2 re-parses the original.
-// A packet has one mirror copy at most: a capture packet truncated through its mirror
-// session (backend_forward.p4) is not also copied to the CPU.
+// The mirror header also carries the backend the original went to, for the packet-in's
+// backend_id. A packet has one mirror copy at most: a capture packet truncated through
+// its mirror session (backend_forward.p4) is not also copied to the CPU.
 
 control Signalling(in tna_headers_t hdr,
                    inout ingress_metadata_t meta,
@@ -27,6 +28,12 @@ control Signalling(in tna_headers_t hdr,
         meta.cpu_mirror._pad = 0;
         meta.cpu_mirror.reason = PacketInReason.SIGNALLING;
         meta.cpu_mirror.drop_reason = DropReason.NONE;
+        // The signalling flow's backend, which the controller gives the flows the packet
+        // announces (its digest may come later than their first packets). 0 when the
+        // packet has none: backend_id is zeroed by the parser and written only with
+        // has_backend, and a service packet without a backend was dropped (NO_BACKEND)
+        // before this table (v1model writes `has_backend ? backend_id : 0`).
+        meta.cpu_mirror.backend_id = meta.backend_id;
     }
 
     // Filled by the controller: (protocol, port) of each signalling protocol, written twice,

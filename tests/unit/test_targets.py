@@ -113,8 +113,8 @@ def test_event_counters_merge_into_v1models_dispatch_events():
     assert merge_event_counters(BMV2, {"dispatch_events": {3: 5, 6: 2}}, add) == {3: 5, 6: 2}
     # TNA: split by index; a repeated digest counted at 7 only, so 6 gets it added back.
     readings = {"dispatch_events": {1: 10, 3: 4}, "digest_events": {6: 4, 7: 1},
-                "generation_events": {9: 2}, "entry_events": {11: 3}}
-    assert merge_event_counters(TOFINO, readings, add) == {1: 10, 3: 4, 6: 5, 7: 1, 9: 2, 11: 3}
+                "generation_events": {9: 2}, "entry_events": {11: 3}, "announced_events": {13: 2, 14: 1}}
+    assert merge_event_counters(TOFINO, readings, add) == {1: 10, 3: 4, 6: 5, 7: 1, 9: 2, 11: 3, 13: 2, 14: 1}
 
 
 def test_tofino_program_loads_bf_p4c_output(tmp_path):
