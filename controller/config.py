@@ -222,6 +222,11 @@ class Service(Strict):
     # passive data, FTP's port 20), e.g. ["16000-16999", 20]: flows to them are this
     # service's, sent to their session's backend (or by the ring when none announced them).
     session_ports: list[PortRange] = Field(default=[], max_length=16)
+    # flow: each connection is hashed onto the ring by its 5-tuple. client (VIP services): by
+    # the client's address alone, so all of a client's connections go to one backend while
+    # the ring stands (LVS's persistence): FTP's data connections follow their control
+    # connection from the first packet, with no controller in the path. Coarser balance.
+    affinity: Literal["flow", "client"] = "flow"
     backends: list[Backend] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -241,6 +246,9 @@ class Service(Strict):
                              "would lose its tap port)")
         if self.nd is not None and self.policy != "nd":
             raise ValueError(f"`nd` settings are for policy \"nd\", and this service's policy is {self.policy!r}")
+        if self.affinity == "client" and self.mode != "vip":
+            raise ValueError("`affinity = \"client\"` is for vip services (a capture service's flows "
+                             "are keyed by both ends alike)")
         if self.session_ports and (self.mode != "vip" or self.sessions is None):
             raise ValueError("`session_ports` are for a vip service with `sessions` (a capture "
                              "service takes every port of its tap)")

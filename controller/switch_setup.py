@@ -53,6 +53,7 @@ def service_updates(tables: DispatcherTables, service: Service, ring_base: int) 
                                    service.id, service.ring_size, ring_base),
                 *(tables.vip_service_ports(service.vip, service.protocol_number, low, high, service.id,
                                            service.ring_size, ring_base) for low, high in service.session_ports),
+                *([tables.client_affinity(service.id)] if service.affinity == "client" else []),
                 tables.vip(service.vip)]
     return [tables.capture_port(port, service.id, service.ring_size, ring_base) for port in service.tap_ports]
 

@@ -18,6 +18,7 @@ from dispatcher_base import (
 )
 
 from controller.dataplane.constants import DispatchEvent, DropReason
+from controller.dataplane.flow_key import ring_slot
 from controller.p4runtime.encoding import flow_address
 
 
@@ -159,3 +160,23 @@ class IdleFlowEntryIsReported(DispatcherTest):
         notification = self.client.idle_timeouts.get(timeout=5)
         reported = [self.tables.flow_key_of(e) for e in notification.table_entry]
         self.assertIn(key, reported)
+
+
+class ClientAffinityPutsAClientsConnectionsOnOneBackend(DispatcherTest):
+    """`affinity = "client"`: the ring slot is a hash of the client's address, so a client's
+    connections, whatever their ports, go where its first went; another client may go
+    elsewhere; the same service without it spreads that client's connections."""
+
+    def runTest(self) -> None:
+        self.setup_vip_service()                      # ring 10, 11, 12, 10, ...
+        spread = {self.send_and_port(CLIENT_PORT, tcp_packet(sport=45000 + i)) for i in range(12)}
+        self.assertGreater(len(spread), 1, "flow affinity: one client's connections spread")
+        self.client.write([self.tables.client_affinity(SERVICE_ID)])
+        clients = ["10.0.1.1", "10.0.1.7", "10.0.1.9", "10.0.1.20"]
+        for client in clients:
+            ports = {self.send_and_port(CLIENT_PORT, tcp_packet(src=client, sport=46000 + i, dport=80))
+                     for i in range(8)}
+            self.assertEqual(len(ports), 1, f"{client}'s connections went to {ports}")
+            key = (flow_address(client), flow_address(VIP), 6, 46000, 80)
+            expected = list(BACKENDS)[ring_slot(key, RING_SIZE, by_client=True) % len(BACKENDS)]
+            self.assertEqual(ports, {BACKENDS[expected]}, "the slot is not the client address's hash")

@@ -101,6 +101,11 @@ class DispatcherTables:
             "set_vip_service", {"service_id": service_id, "ring_mask": ring_mask(ring_size),
                                 "ring_base": ring_base}, priority=1))
 
+    def client_affinity(self, service_id: int, kind: str = "insert") -> p4r.Update:
+        """The service's ring slot from the client's address alone (`affinity = "client"`)."""
+        return ent.update(kind, ent.table_entry(self.info, "client_affinity", {"service_id": service_id},
+                                                "ring_by_client"))
+
     def vip(self, vip: str, kind: str = "insert") -> p4r.Update:
         """Marks an address as a VIP, so its ports without a service are dropped, not leaked."""
         return ent.update(kind, ent.table_entry(self.info, "vips", {"vip": flow_address(vip)},

@@ -33,6 +33,13 @@ def key_hash(key: FlowKey) -> int:
     return zlib.crc32(pack_key(key))
 
 
+def ring_slot(key: FlowKey, ring_size: int, by_client: bool = False) -> int:
+    """The ring slot the data plane takes for a key: the hash's high 16 bits, masked; with
+    client affinity (`affinity = "client"`) the hash of the source address alone."""
+    hashed = zlib.crc32(key[0].to_bytes(16, "big")) if by_client else key_hash(key)
+    return (hashed >> 16) & (ring_size - 1)
+
+
 def flow_key(frame: bytes, symmetric: bool = False) -> FlowKey | None:
     """The key of a frame, or None when it is too short to have one."""
     if len(frame) < 14:

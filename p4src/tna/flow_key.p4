@@ -28,11 +28,12 @@ control FlowKeyExtract(in tna_headers_t hdr, in bit<16> l4_src_port, in bit<16> 
     }
 }
 
-control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t flow,
+control FlowKeyHash(in bool symmetric, in bool by_client, in bit<16> ring_mask, inout flow_key_t flow,
                     out bit<32> flow_hash, out bit<32> signature,
                     out bit<16> cache_set, out ring_slot_t ring_slot) {
 
     Hash<bit<32>>(HashAlgorithm_t.CRC32) key_hash;
+    Hash<bit<32>>(HashAlgorithm_t.CRC32) client_hash;     // client affinity
     CRCPolynomial<bit<32>>(32w0x1EDC6F41, true, false, false, 32w0xFFFFFFFF, 32w0xFFFFFFFF) crc32c;
     Hash<bit<32>>(HashAlgorithm_t.CUSTOM, crc32c) signature_hash;
 
@@ -70,6 +71,11 @@ control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t fl
                                          flow.src_port, flow.dst_port });
         cache_set = flow_hash[15:0] & (bit<16>)(FLOW_CACHE_SETS - 1);   // the cache set
         // The ring uses the high half, so it is independent of the cache set.
-        ring_slot = flow_hash[31:16] & ring_mask;
+        if (by_client) {
+            bit<32> client = client_hash.get({ flow.src_addr });
+            ring_slot = client[31:16] & ring_mask;
+        } else {
+            ring_slot = flow_hash[31:16] & ring_mask;
+        }
     }
 }

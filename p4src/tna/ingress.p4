@@ -96,7 +96,7 @@ control DispatcherIngress(inout tna_headers_t hdr,
                 meta.drop_reason = DropReason.IPV4_BAD_CHECKSUM;
             }
             if (meta.drop_reason == DropReason.NONE && meta.service_mode != SERVICE_MODE_NONE) {
-                flow_key_hash.apply(meta.service_mode == SERVICE_MODE_CAPTURE, meta.ring_mask,
+                flow_key_hash.apply(meta.service_mode == SERVICE_MODE_CAPTURE, meta.ring_by_client, meta.ring_mask,
                                     meta.flow, meta.flow_hash, meta.signature,
                                     meta.cache_set, meta.ring_slot);
                 flow_dispatch.apply(hdr, meta, ig_intr_md, ig_dprsr_md);

@@ -141,6 +141,7 @@ struct ingress_metadata_t {
     bit<16> ring_mask;
     bit<32> ring_base;
     bool is_vip;
+    bool ring_by_client;       // client affinity: the ring slot from the client's address only
 
     // Flow identity.
     flow_key_t flow;

@@ -58,6 +58,22 @@ control Classifier(inout headers_t hdr,
         size = SERVICE_PORT_RANGES_TABLE_SIZE;
     }
 
+    action ring_by_client() {
+        meta.ring_by_client = true;
+    }
+
+    // Filled by the controller: one entry per VIP service with `affinity = "client"`. Its
+    // ring slot is a hash of the client's address alone, so every connection of a client
+    // (an FTP control connection and its data connections, whatever their ports) is decided
+    // alike from its first packet, with no controller in the path. Per-connection
+    // consistency is unchanged: flows keep their full 5-tuple in the cache and in `flows`.
+    table client_affinity {
+        key = { meta.service_id : exact @name("service_id"); }
+        actions = { ring_by_client; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = SERVICES_TABLE_SIZE;
+    }
+
     action mark_vip() {
         meta.is_vip = true;
     }
@@ -113,6 +129,9 @@ control Classifier(inout headers_t hdr,
                     }
                 }
             }
+        }
+        if (meta.service_mode == SERVICE_MODE_VIP) {
+            client_affinity.apply();
         }
         if (meta.service_mode == SERVICE_MODE_NONE && meta.drop_reason == DropReason.NONE) {
             l2_forward.apply();

@@ -23,7 +23,7 @@ control FlowKeyExtract(in headers_t hdr, in bit<16> l4_src_port, in bit<16> l4_d
     }
 }
 
-control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t flow,
+control FlowKeyHash(in bool symmetric, in bool by_client, in bit<16> ring_mask, inout flow_key_t flow,
                     out cache_index_t cache_index, out ring_slot_t ring_slot) {
     apply {
         if (symmetric) {
@@ -44,5 +44,10 @@ control FlowKeyHash(in bool symmetric, in bit<16> ring_mask, inout flow_key_t fl
         cache_index = flow_hash & (FLOW_CACHE_SETS - 1);   // the cache set
         // The ring uses the high half, so it is independent of the cache index.
         ring_slot = flow_hash[31:16] & ring_mask;
+        if (by_client) {
+            bit<32> client_hash;
+            hash(client_hash, HashAlgorithm.crc32, 32w0, { flow.src_addr }, 64w0x100000000);
+            ring_slot = client_hash[31:16] & ring_mask;
+        }
     }
 }

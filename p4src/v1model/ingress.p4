@@ -50,7 +50,7 @@ control DispatcherIngress(inout headers_t hdr,
             meta.drop_reason = DropReason.IPV4_BAD_CHECKSUM;
         }
         if (meta.drop_reason == DropReason.NONE && meta.service_mode != SERVICE_MODE_NONE) {
-            flow_key_hash.apply(meta.service_mode == SERVICE_MODE_CAPTURE, meta.ring_mask, meta.flow,
+            flow_key_hash.apply(meta.service_mode == SERVICE_MODE_CAPTURE, meta.ring_by_client, meta.ring_mask, meta.flow,
                                 meta.cache_index, meta.ring_slot);
             flow_dispatch.apply(hdr, meta, standard_metadata);
             if (meta.drop_reason == DropReason.NONE) {

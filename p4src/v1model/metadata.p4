@@ -20,6 +20,7 @@ struct local_metadata_t {
     bit<16> ring_mask;
     bit<32> ring_base;         // the service's first entry in the global ring space
     bool is_vip;
+    bool ring_by_client;       // client affinity: the ring slot from the client's address only
 
     // Flow identity.
     flow_key_t flow;

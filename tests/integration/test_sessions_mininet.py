@@ -139,12 +139,13 @@ ACTIVE_SOURCE_PORTS = (40000, 40999)     # the servers' ephemeral ports: pyftpdl
 
 def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_path):
     """Three clients, four FTP sessions each in turn (3 passive + 1 active transfers each), to
-    pyftpdlib on three backends. With DSR the switch sees the client's PASV and PORT, never
-    the server's 227: a passive data connection follows its session because the client's next
-    connection to the VIP does (`pasv-request`), an active one because PORT named the client's
-    port. A data connection on the wrong server finds no listener (RST) or no connection, so
-    a complete transfer already says it reached its session's server; the backends' links say
-    which server each SYN reached."""
+    pyftpdlib on three backends, with `affinity = "client"`. With DSR the switch sees the
+    client's PASV and PORT, never the server's 227: the ring, hashing the client's address,
+    sends all of a client's connections to one server from their first packet, and the control
+    connection's `control` entry and PORT's entry say the same (they would cover a ring change
+    meanwhile). A data connection on the wrong server finds no listener (refused) or no
+    connection, so a complete transfer already says it reached its session's server; the
+    backends' links say which server each SYN reached (active: the client's SYN-ACK)."""
     pytest.importorskip("pyftpdlib", reason="pyftpdlib not installed (requirements.txt)")
     spec = ServerClusterSpec(clients=3, capacities_mbit=(100.0, 100.0, 100.0), shape_backends=False,
                              vip_port=21, policy="round_robin", grpc_port=free_tcp_port(), thrift_port=free_tcp_port())
@@ -152,7 +153,7 @@ def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_p
     root = tmp_path / "ftp"
     root.mkdir()
     (root / "data.bin").write_bytes(bytes(range(256)) * 400)      # 100 KiB
-    service = {"name": "ftp", "sessions": {"ftp": [21]},
+    service = {"name": "ftp", "sessions": {"ftp": [21]}, "affinity": "client",
                "session_ports": [f"{low}-{high}" for low, high in (ACTIVE_SOURCE_PORTS, PASSIVE_PORTS)]}
     with controlled(cluster, free_tcp_port(), timers={"flow_idle_timeout_s": 30.0}, service=service) as embedded:
         captures: dict[str, Path] = {}
