@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.p4runtime.encoding import flow_address
 from controller.sessions.announced import AnnouncedEntry, GroupKey, Match, session_key
 from controller.sessions.model import SessionEnd, flow_ends
 
@@ -165,8 +166,12 @@ class SessionTable:
         return entry.group
 
     def installed(self, key: tuple[int, int, int, int, int]) -> None:
-        """A flow decided by the ring: count it when it goes to an announced end."""
-        if self._ends and self.covering(key) is not None:
+        """A flow decided by the ring: count it when it goes to an announced end (not when it
+        is the signalling flow itself, which an FTP control connection's entry covers)."""
+        if not self._ends:
+            return
+        entry = self.covering(key)
+        if entry is not None and not _is_signalling(key, entry.group):
             self.counts.missed += 1
 
     def covering(self, key: tuple[int, int, int, int, int]) -> AnnouncedEntry | None:
@@ -221,6 +226,12 @@ class SessionTable:
             if not session.entries:
                 del self.sessions[entry.group]
         return entry
+
+
+def _is_signalling(key: tuple[int, int, int, int, int], group: GroupKey) -> bool:
+    src, dst, protocol, sport, dport = group.signalling
+    ends = sorted(((flow_address(src), sport), (flow_address(dst), dport)))
+    return key[2] == protocol and sorted(((key[0], key[3]), (key[1], key[4]))) == ends
 
 
 ANY_PORT = 0     # the end of an entry that matches no port: its destination address, any port

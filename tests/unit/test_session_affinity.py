@@ -368,6 +368,10 @@ def test_an_ftp_control_connection_to_a_vip_sends_the_clients_connections_to_its
     assert entry is not None and entry.backend_id == 11
     assert sessions.table.covering(key("192.0.2.99", SERVER, 41000, 50007, protocol=6)) is None
     assert sessions.table.covering(key(SERVER, CLIENT, 50007, 41000, protocol=6)) is None
+    sessions.table.installed(flow_key(frames[0]))     # the control connection itself: not a miss
+    assert sessions.table.counts.missed == 0
+    sessions.table.installed(key(CLIENT, SERVER, 41000, 50007, protocol=6))
+    assert sessions.table.counts.missed == 1
     for frame in frames[1:]:                     # ... PASV, 227, QUIT, 221, the client's FIN
         sessions.on_packet_in(0, frame, now=2.0)
     sessions.flush(switch, now=2.0)

@@ -55,7 +55,10 @@ def check(tracker: SessionTracker, events: list) -> None:
     for e in events:
         if isinstance(e, Announcement):
             ipaddress.ip_address(e.address)
-            assert 0 < e.port <= 65535 and 1 <= e.port_count <= 2
+            if e.kind == "control":     # an FTP control connection's start: any port, from its client
+                assert (e.port, e.port_count) == (0, 0) and e.peer is not None
+            else:
+                assert 0 < e.port <= 65535 and 1 <= e.port_count <= 2
     assert len(tracker.flows) <= tracker.limits.max_flows
 
 
