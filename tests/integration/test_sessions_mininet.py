@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sipp_support import G711_PCAP, ringing_uas_scenario, sipp_missing
 
 from topo.cluster_demo import controlled
 from topo.mininet_support import free_tcp_port, missing_mininet_reason
@@ -37,12 +38,10 @@ def missing() -> str | None:
     reason = missing_mininet_reason()
     if reason:
         return reason
-    for tool, package in (("sipp", "sip-tester"), ("tshark", "tshark"), ("tcpdump", "tcpdump")):
+    for tool, package in (("tshark", "tshark"), ("tcpdump", "tcpdump")):
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian package {package}; scripts/setup.sh installs it)"
-    if not Path("/usr/share/sip-tester/g711a.pcap").exists():
-        return "SIPp's g711a.pcap not found under /usr/share/sip-tester"
-    return None
+    return sipp_missing()
 
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -55,20 +54,6 @@ def tshark_fields(pcap: Path, display_filter: str, *fields: str) -> list[list[st
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
-def ringing_uas_scenario(path: Path, ring_ms: int) -> Path:
-    """SIPp's built-in `uas` with `ring_ms` of ringing between 180 and 200 OK. The built-in one
-    answers at once, so the caller's RTP would follow its INVITE by a LAN round trip; a call
-    is answered after it rings (a person in seconds, an auto-attendant in a few hundred ms),
-    and the announcement has that long to reach the switch (docs/sessions.md)."""
-    # `sipp -sd` prints the scenario and exits 99 (it is not a run).
-    built_in = subprocess.run(["sipp", "-sd", "uas"], capture_output=True, text=True).stdout
-    answer = '<send retrans="500">'
-    if built_in.count(answer) != 1:
-        raise AssertionError("SIPp's built-in uas scenario changed: no single 200 OK send to delay")
-    path.write_text(built_in.replace(answer, f'<pause milliseconds="{ring_ms}"/>\n  {answer}'))
-    return path
-
-
 def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
     spec = ServerClusterSpec(clients=1, capacities_mbit=(100.0, 100.0, 100.0), shape_backends=False,
                              vip_port=SIP_PORT, policy="round_robin", grpc_port=free_tcp_port(),
@@ -76,7 +61,7 @@ def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
     cluster = ServerCluster(spec, tmp_path)
     work = tmp_path / "sipp"
     work.mkdir()
-    (work / "pcap").symlink_to("/usr/share/sip-tester")     # uac_pcap plays pcap/g711a.pcap
+    (work / "pcap").symlink_to(G711_PCAP.parent)     # uac_pcap plays pcap/g711a.pcap
     scenario = ringing_uas_scenario(work / "uas_ringing.xml", RING_MS)
     service = {"name": "sip", "protocol": "udp", "sessions": {"sip": [SIP_PORT]},
                "session_ports": [f"{MEDIA_PORT}-{MEDIA_PORT + 99}"]}
