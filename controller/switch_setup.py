@@ -61,7 +61,8 @@ def service_updates(tables: DispatcherTables, service: Service, ring_base: int) 
 def configuration_updates(tables: DispatcherTables, config: Config, pool: BackendPool) -> list[p4r.Update]:
     """Everything but the rings and the flows: services, backends, timers, digest, CPU clone."""
     timers = config.timers
-    updates = [tables.dispatch_settings(timers.cache_timeout_ms * 1000, timers.digest_retry_ms * 1000),
+    updates = [tables.dispatch_settings(timers.cache_timeout_ms * 1000, timers.digest_retry_ms * 1000,
+                                        round(timers.flow_idle_timeout_s * 1e6)),
                tables.flow_digest_config(max_list_size=DIGEST_LIST_SIZE,
                                          max_timeout_ns=DIGEST_LIST_TIMEOUT_NS),
                tables.cpu_clone_session()]

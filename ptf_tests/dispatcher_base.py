@@ -126,8 +126,8 @@ class DispatcherTest(BaseTest):
         self._generation = getattr(self, "_generation", 0) + 1
         return self._generation
 
-    def set_timers(self, cache_timeout_us: int, digest_retry_us: int) -> None:
-        self.client.write([self.tables.dispatch_settings(cache_timeout_us, digest_retry_us)])
+    def set_timers(self, cache_timeout_us: int, digest_retry_us: int, entry_idle_us: int = 0) -> None:
+        self.client.write([self.tables.dispatch_settings(cache_timeout_us, digest_retry_us, entry_idle_us)])
 
     def set_admission(self, level: AdmissionLevel, drop_prob: float = 0.0) -> None:
         self.client.write([self.tables.admission(SERVICE_ID, level, drop_prob)])

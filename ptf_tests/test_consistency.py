@@ -175,3 +175,32 @@ class StatelessUdpFlowAsksOnEveryPacket(OneSetTest):
         self.assertEqual(len(digests), 3)
         self.assertTrue(all(d.is_collision and BACKENDS[d.backend_id] == ports[0] for d in digests))
         self.assertEqual({d.key for d in digests}, {(flow_address(CLIENT_IP), flow_address(VIP), 17, 34000, 53)})
+
+
+class KeyReusedBeforeTheIdleEntryIsDeletedStaysOnOneBackend(DispatcherTest):
+    """A flow ends; its activated entry stays until the controller's delete lands. A new flow
+    reusing the key then must not be decided by it: that entry goes, and the new flow's next
+    packet would be decided again (by the ring, which moved meanwhile). Silent for the idle
+    timeout, the entry is deactivated, so the new flow is decided by its own state from its
+    first packet and keeps that backend before and after the delete (docs/consistency.md)."""
+
+    def runTest(self) -> None:
+        self.setup_vip_service(ring=[10] * RING_SIZE)
+        self.set_timers(cache_timeout_us=300_000, digest_retry_us=10_000_000, entry_idle_us=800_000)
+        sport = 47000
+        for flags in ("S", "A"):
+            self.assertEqual(self.send_and_port(CLIENT_PORT, tcp_packet(sport=sport, flags=flags)), BACKENDS[10])
+        digest = self.digests()[0]
+        self.client.write([self.tables.flow(digest.key, backend_id=10, stats_slot=9, entry_id=1)])
+        self.assertEqual(self.send_and_port(CLIENT_PORT, tcp_packet(sport=sport, flags="PA")), BACKENDS[10])
+        self.assertEqual(self.events()[DispatchEvent.EVENT_ENTRY_ACTIVATED], 1)
+        time.sleep(1.0)                               # the flow ends: silent past the idle timeout
+        self.rewrite_ring(11)
+        # The key reused while the idle entry is still there, then the delete lands.
+        second = [self.send_and_port(CLIENT_PORT, tcp_packet(sport=sport, flags=f)) for f in ("S", "A")]
+        self.client.write([self.tables.flow_delete(digest.key)])
+        second += [self.send_and_port(CLIENT_PORT, tcp_packet(sport=sport, flags="PA"))]
+        self.assertEqual(second, [BACKENDS[11]] * 3, "the new flow changed backend")
+        events = self.events()
+        self.assertEqual(events[DispatchEvent.EVENT_ENTRY_EXPIRED], 1)
+        self.assertEqual(events[DispatchEvent.EVENT_ENTRY_STALE], 2)   # SYN and ACK met the old entry

@@ -82,6 +82,7 @@ class DispatchEvent(IntEnum):
     EVENT_ENTRY_STALE = 12
     EVENT_ANNOUNCED_HIT = 13
     EVENT_ANNOUNCED_UNUSED = 14
+    EVENT_ENTRY_EXPIRED = 15
 
 
 class DigestFlag(IntEnum):

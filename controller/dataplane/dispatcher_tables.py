@@ -190,11 +190,14 @@ class DispatcherTables:
         """No entry is ADMIT_ALL (the table's default action leaves the level there)."""
         return ent.update("delete", ent.table_entry(self.info, "admission", {"service_id": service_id}))
 
-    def dispatch_settings(self, cache_timeout_us: int, digest_retry_us: int) -> p4r.Update:
+    def dispatch_settings(self, cache_timeout_us: int, digest_retry_us: int, entry_idle_us: int = 0) -> p4r.Update:
+        """`entry_idle_us`: the idle timeout `flows` entries are written with; an activated
+        entry that decided no packet for that long is deactivated (0: never)."""
         return ent.update("modify", ent.table_entry(
             self.info, "dispatch_settings", None, "set_dispatch_settings",
             {"cache_timeout_us": self.target.timer_value(cache_timeout_us),
-             "digest_retry_us": self.target.timer_value(digest_retry_us)},
+             "digest_retry_us": self.target.timer_value(digest_retry_us),
+             "entry_idle_us": self.target.timer_value(entry_idle_us)},
             is_default=True))
 
     def signalling_port(self, protocol: int, port: int, kind: str = "insert") -> list[p4r.Update]:

@@ -111,6 +111,7 @@ const bit<8> EVENT_ENTRY_ACTIVATED = 11;    // a `flows` entry's first hit agree
 const bit<8> EVENT_ENTRY_STALE = 12;        // ... did not (an earlier flow's entry): not used, digested
 const bit<8> EVENT_ANNOUNCED_HIT = 13;      // a new flow's first packet took an announced flow's backend
 const bit<8> EVENT_ANNOUNCED_UNUSED = 14;   // matched announced_flows but decided by the ring (set full, or ring entry held)
+const bit<8> EVENT_ENTRY_EXPIRED = 15;      // an activated entry silent for the idle timeout: its flow ended, not used
 const bit<32> EVENT_COUNT = 16;
 
 // ---- Flags carried in the new-flow digest ------------------------------------

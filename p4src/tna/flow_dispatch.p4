@@ -25,7 +25,7 @@
 // * A counter takes one access per packet: v1model's dispatch_events (counted several
 //   times per packet) is split into counters indexed by the same EVENT_* numbers:
 //   dispatch_events (the path: 1-5), digest_events (6, 7: a repeat counts at 7 only),
-//   checksum_events (8), generation_events (9, 10), entry_events (11, 12),
+//   checksum_events (8), generation_events (9, 10), entry_events (11, 12, 15),
 //   announced_events (13, 14).
 // * `announced_flows` (issue 13's session affinity, docs/sessions.md) decides as on v1model:
 //   a NEW flow whose ring entry is not held takes the announced backend. The held check
@@ -55,6 +55,11 @@ struct cache_way_t {
 }
 
 // A ring entry's applied generation and the backend it had.
+struct entry_state_t {
+    bit<32> id;     // the low 32 bits of the id of the entry activated at this stats slot
+    bit<32> seen;   // when that entry last decided a packet (coarse clock, never 0)
+}
+
 struct ring_applied_t {
     bit<32> generation;
     bit<32> backend;
@@ -153,16 +158,18 @@ control FlowDispatch(inout tna_headers_t hdr,
     bool ring_hit = false;
 
     // ---- Timers ------------------------------------------------------------------
-    action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us) {
+    action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us, time_us_t entry_idle_us) {
         meta.cache_timeout = (tna_time_t)cache_timeout_us;
         meta.digest_retry = (tna_time_t)digest_retry_us;
+        meta.entry_idle = (tna_time_t)entry_idle_us;
     }
 
-    // Written by the controller (default action only): the cache and digest timers, in
-    // coarse units on TNA (targets.py converts; the defaults are 1 s and 0.5 s).
+    // Written by the controller (default action only): the cache and digest timers and the
+    // `flows` entries' idle timeout, in coarse units on TNA (targets.py converts; the
+    // defaults are 1 s, 0.5 s and 0: entries are never deactivated for silence).
     table dispatch_settings {
         actions = { set_dispatch_settings; }
-        default_action = set_dispatch_settings(15, 8);
+        default_action = set_dispatch_settings(15, 8, 0);
         size = 1;
     }
 
@@ -194,16 +201,28 @@ control FlowDispatch(inout tna_headers_t hdr,
         idle_timeout = true;
     }
 
-    // Per statistics slot: the low 32 bits of the id of the entry activated there.
-    Register<bit<32>, stats_slot_t>(FLOW_STATS_SIZE, 0) entry_activated;
-    RegisterAction<bit<32>, stats_slot_t, bit<4>>(entry_activated) is_activated = {
-        void apply(inout bit<32> activated, out bit<4> same) {
-            same = this.predicate(activated == meta.entry_id_low);
+    // Per statistics slot: the entry activated there and when it last decided a packet. An
+    // activated entry silent for the entries' idle timeout is deactivated by the packet that
+    // finds it so: its flow has ended, and that packet starts another flow with the key
+    // (docs/consistency.md). cmplo: the same entry; cmphi: recent.
+    Register<entry_state_t, stats_slot_t>(FLOW_STATS_SIZE) entry_activated;
+    RegisterAction<entry_state_t, stats_slot_t, bit<4>>(entry_activated) use_entry = {
+        void apply(inout entry_state_t state, out bit<4> verdict) {
+            bool same = state.id == meta.entry_id_low;
+            bool recent = (int<32>)(state.seen - meta.idle_after) > 0;
+            verdict = this.predicate(same, recent);
+            if (same && recent) {
+                state.seen = meta.stamp_coarse;
+            }
+            if (same && !recent) {
+                state.id = 0;
+            }
         }
     };
-    RegisterAction<bit<32>, stats_slot_t, bit<4>>(entry_activated) activate = {
-        void apply(inout bit<32> activated, out bit<4> same) {
-            activated = meta.entry_id_low;
+    RegisterAction<entry_state_t, stats_slot_t, bit<4>>(entry_activated) activate = {
+        void apply(inout entry_state_t state, out bit<4> verdict) {
+            state.id = meta.entry_id_low;
+            state.seen = meta.stamp_coarse;
         }
     };
 
@@ -396,6 +415,8 @@ control FlowDispatch(inout tna_headers_t hdr,
         dispatch_settings.apply();
         meta.live_after = meta.now_coarse - meta.cache_timeout;
         meta.retry_before = meta.now_coarse - meta.digest_retry;
+        // Entries that decided a packet after this are recent (idle timeout 0: all of them).
+        meta.idle_after = meta.now_coarse - (meta.entry_idle == 0 ? 32w0x7FFFFFFF : meta.entry_idle);
         bool is_tcp = hdr.tcp.isValid();
         bit<8> syn_ack = meta.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK);
         bool caller_syn = is_tcp && syn_ack == TCP_FLAG_SYN;
@@ -407,6 +428,7 @@ control FlowDispatch(inout tna_headers_t hdr,
         bool stateless = false;
         bool entered = false;
         bool entry_to_check = false;
+        bool entry_expired = false;   // counted below, unless the entry turns out stale too
         bool flows_hit = false;
         if (meta.service_mode == SERVICE_MODE_CAPTURE && !meta.is_ip) {
             meta.flow_state = FLOW_STATE_STATELESS;   // non-IP: never cached
@@ -433,8 +455,10 @@ control FlowDispatch(inout tna_headers_t hdr,
             if (entry_id == 0) {
                 entered = true;
             } else {
-                entered = is_activated.execute(entry_stats_slot) == PRED_LO;
+                bit<4> verdict = use_entry.execute(entry_stats_slot);
+                entered = verdict == PRED_BOTH;
                 entry_to_check = !entered;
+                entry_expired = verdict == PRED_LO;
             }
         }
 
@@ -556,8 +580,13 @@ control FlowDispatch(inout tna_headers_t hdr,
                 meta.resubmit._pad = 0;
             } else {
                 stale_entry = true;
-                entry_events.count(EVENT_ENTRY_STALE);
             }
+        }
+        // One access to entry_events per packet: stale (the flow's digest says it) first.
+        if (stale_entry) {
+            entry_events.count(EVENT_ENTRY_STALE);
+        } else if (entry_expired) {
+            entry_events.count(EVENT_ENTRY_EXPIRED);
         }
 
         dispatch_events.count(meta.flow_state);   // EVENT_* of the path taken

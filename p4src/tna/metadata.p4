@@ -168,6 +168,8 @@ struct ingress_metadata_t {
     tna_time_t digest_retry;
     tna_time_t live_after;     // now_coarse - cache_timeout: later stamps are live
     tna_time_t retry_before;   // now_coarse - digest_retry: earlier digests are due again
+    tna_time_t entry_idle;     // the `flows` entries' idle timeout (0: not checked)
+    tna_time_t idle_after;     // entries that decided a packet after this are not idle
     tna_time_t stamp;          // now | 1: a fine time that is never 0 (0: none)
     tna_time_t stamp_coarse;   // now_coarse | 1
 

@@ -4,7 +4,10 @@
 //   1. `flows` hit on an activated entry: the backend the controller installed (the one the
 //      switch chose). An entry is activated by its first hit, and only when its backend is
 //      the one the flow's state gives that packet: an entry written from an earlier flow's
-//      late digest (same key) never decides a later flow. Entry id 0: trusted, no check.
+//      late digest (same key) never decides a later flow. An activated entry that has
+//      decided no packet for the entries' idle timeout is deactivated again: its flow has
+//      ended, and a packet that reuses the key starts another (the same check then applies).
+//      Entry id 0: trusted, no check.
 //   2. Miss: the flow's cache set (FLOW_CACHE_WAYS ways, exact keys) decides:
 //        a live way holds this key   -> CACHED: its backend (the flow awaits its entry)
 //        no way holds it, one free   -> NEW: decided at its ring entry, written to the way
@@ -45,8 +48,10 @@ control FlowDispatch(inout headers_t hdr,
     register<time_us_t>(FLOW_CACHE_SIZE) cache_digest_us;   // last digest sent, 0: not confirmed
     register<bit<1>>(FLOW_CACHE_SIZE) cache_announced;      // backend from announced_flows (digest flag)
 
-    // Per `flows` statistics slot: the id of the entry activated there (docs/consistency.md).
+    // Per `flows` statistics slot: the id of the entry activated there, and when it last
+    // decided a packet (docs/consistency.md).
     register<bit<48>>(FLOW_STATS_SIZE) entry_activated;
+    register<time_us_t>(FLOW_STATS_SIZE) entry_last_seen_us;
 
     // Per ring entry (ring_base + slot): the generation and backend stateless decisions
     // use, and when a stateless flow last depended on them.
@@ -73,15 +78,17 @@ control FlowDispatch(inout headers_t hdr,
     bit<32> ring_generation = 0;
     bool ring_hit = false;
 
-    action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us) {
+    action set_dispatch_settings(time_us_t cache_timeout_us, time_us_t digest_retry_us, time_us_t entry_idle_us) {
         meta.cache_timeout_us = cache_timeout_us;
         meta.digest_retry_us = digest_retry_us;
+        meta.entry_idle_us = entry_idle_us;
     }
 
-    // Written by the controller (default action only): the cache and digest timers.
+    // Written by the controller (default action only): the cache and digest timers, and the
+    // idle timeout it gives `flows` entries.
     table dispatch_settings {
         actions = { set_dispatch_settings; }
-        default_action = set_dispatch_settings(1000000, 500000);
+        default_action = set_dispatch_settings(1000000, 500000, 0);
         size = 1;
     }
 
@@ -200,6 +207,19 @@ control FlowDispatch(inout headers_t hdr,
                 bit<48> activated;
                 entry_activated.read(activated, entry_stats_slot);
                 entered = activated == entry_id;
+                if (entered && meta.entry_idle_us != 0) {
+                    // Silent for the idle timeout: the flow it was activated for has ended
+                    // (the controller is deleting it), and this packet starts a flow that
+                    // reuses the key. Deactivated, it decides nothing until a packet's own
+                    // state agrees with it, like an earlier flow's late entry.
+                    time_us_t last_seen;
+                    entry_last_seen_us.read(last_seen, entry_stats_slot);
+                    if (meta.now_us - last_seen >= meta.entry_idle_us) {
+                        entered = false;
+                        entry_activated.write(entry_stats_slot, 0);
+                        dispatch_events.count((bit<32>)EVENT_ENTRY_EXPIRED);
+                    }
+                }
                 entry_to_check = !entered;
             }
         }
@@ -208,6 +228,7 @@ control FlowDispatch(inout headers_t hdr,
             meta.backend_id = entry_backend;
             meta.has_backend = true;
             flow_stats.count(entry_stats_slot);
+            entry_last_seen_us.write(entry_stats_slot, meta.now_us);
         } else if (meta.flow_state != FLOW_STATE_STATELESS) {
             probe_way(set_base);
             probe_way(set_base + 1);
@@ -281,6 +302,7 @@ control FlowDispatch(inout headers_t hdr,
         if (entry_to_check && meta.has_backend) {
             if (meta.backend_id == entry_backend) {
                 entry_activated.write(entry_stats_slot, entry_id);
+                entry_last_seen_us.write(entry_stats_slot, meta.now_us);
                 flow_stats.count(entry_stats_slot);
                 dispatch_events.count((bit<32>)EVENT_ENTRY_ACTIVATED);
             } else {

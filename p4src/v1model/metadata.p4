@@ -37,6 +37,7 @@ struct local_metadata_t {
     // Timers written by the controller (dispatch_settings).
     time_us_t cache_timeout_us;
     time_us_t digest_retry_us;
+    time_us_t entry_idle_us;     // the `flows` entries' idle timeout (0: not checked)
 
     flow_digest_t digest;
 

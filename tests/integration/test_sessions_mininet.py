@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,6 +90,7 @@ def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
                                       "-mp", str(CALLER_MEDIA), "-m", str(CALLS), "-r", "8", "-l", "30",
                                       "-nostdin", "-timeout", "150", "-timeout_error"],
                              "sipp uac", timeout=180, cwd=str(work))
+        time.sleep(1.0)      # tcpdump writes what it has read before it is stopped: the last SYNs too
         for proc in tcpdumps:
             cluster.processes.stop(proc)
         counts = embedded.controller.sessions.table.counts
@@ -170,10 +172,13 @@ def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_p
 
         with ThreadPoolExecutor(spec.clients) as pool:
             outcomes = [s for found in pool.map(sessions_of, spec.client_indices()) for s in found]
+        time.sleep(1.0)      # tcpdump writes what it has read before it is stopped: the last SYNs too
         for proc in tcpdumps:
             cluster.processes.stop(proc)
         counts = embedded.controller.sessions.table.counts
-    print(f"\nsession counts: {counts}")
+        time.sleep(0.3)      # the status is rebuilt at every counter poll
+        drops = embedded.controller.status().drops
+    print(f"\nsession counts: {counts}; switch drops: {drops}")
     failed = [o for o in outcomes if isinstance(o, str)]
     assert not failed, f"FTP sessions failed: {failed}"
     results = [o for o in outcomes if isinstance(o, dict)]
