@@ -1,0 +1,293 @@
+"""The controller of several switches behind ECMP (issue 15, docs/multiswitch.md).
+
+    supervisor per switch: connect (back-off) -> primary -> push pipeline -> hand over
+    one serving loop:      join handed-over switches -> drain every stream -> write -> poll
+
+Used only when the configuration has `[[switches]]`; `[switch]` runs controller/app.py's
+Controller, whose code path this leaves as it is. What is shared with it is everything
+above the switch: pool, policies, rings, health, load monitor, operator commands, status.
+What differs:
+
+* Configuration and ring writes go through a SwitchSet: the same batches to every switch in
+  service, in one order, with one generation counter.
+* `flows` entries go where controller/cluster_flows.py says: home entries to the reporting
+  switch, replicas once the home reports activation, deletes once idle everywhere.
+* A switch that joins (first start or return) gets the configuration, every ring slot's
+  current backend under one fresh generation, then every activated flow's replica, before
+  the loop counts it in service. A lost stream or failed write is that switch's failure,
+  not the end of serving: the others go on, and its supervisor reconnects.
+* Counters are read per switch (a poller each) and summed as increases
+  (controller/cluster_counters.py), so the policies see the whole cluster.
+
+The serving loop is one thread, as in controller/app.py; supervisors only connect and push.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from controller.app import DIGESTS_PER_ROUND, Controller
+from controller.cluster_counters import ClusterCounters
+from controller.cluster_flows import ClusterFlowManager, ClusterFlows, RoutedFlowWriter
+from controller.config import Config
+from controller.counter_poller import CounterPoller, CounterReading
+from controller.flow_replicas import FlowReplicas
+from controller.p4runtime import P4RuntimeClient, P4RuntimeError
+from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
+from controller.p4runtime.targets import Program
+from controller.service_ring import EMPTY_SLOT
+from controller.status import ClusterStatus, ControllerStatus
+from controller.switch_setup import configuration_updates, write_idempotent
+from controller.switch_supervisor import SwitchSupervisor
+
+log = logging.getLogger("controller")
+
+
+class EcmpGroup(Protocol):
+    """The ECMP stage in front of the switches: which of them receive traffic. In Mininet,
+    topo/multi_dispatcher.py's MininetEcmp; on a network, a BGP announcement or an ECMP
+    switch's group. Calls must return quickly: the serving loop makes them."""
+
+    def add(self, switch: str) -> None: ...
+
+    def remove(self, switch: str) -> None: ...
+
+
+@dataclass
+class _Served:
+    client: P4RuntimeClient
+    poller: CounterPoller | None
+
+
+class ClusterController(Controller):
+    flow_manager_class = ClusterFlowManager
+
+    def __init__(self, config: Config, program: Program | None = None, ecmp: EcmpGroup | None = None) -> None:
+        if not config.several_switches:
+            raise ValueError("ClusterController drives `[[switches]]`; one `[switch]` is Controller's")
+        super().__init__(config, program)
+        assert isinstance(self.flows, ClusterFlowManager)
+        self.names = [switch_name(s.name, s.grpc_address, s.device_id) for s in config.switches]
+        self.switch_set = SwitchSet()
+        self.replicas = FlowReplicas([])
+        self.cluster_flows = ClusterFlows(self.flows, self.tables, self.switch_set, self.replicas)
+        self.flows.writer = RoutedFlowWriter(self.switch_set, self.cluster_flows)
+        self.switch_set.on_lost.append(self._on_lost)
+        self.counters = ClusterCounters()
+        self.ecmp = ecmp
+        self.joins = 0
+        self._served: dict[str, _Served] = {}
+        self._rings_written = False
+        self._wakeup = threading.Event()
+        self._arrivals: queue.Queue[tuple[str, P4RuntimeClient]] = queue.Queue()
+        self.supervisors = {name: SwitchSupervisor(name, switch, self.program, self.info, self._arrivals,
+                                                   self._wakeup)
+                            for name, switch in zip(self.names, config.switches)}
+
+    @property
+    def writer(self) -> P4RuntimeClient:
+        """What configuration, ring and operator writes go to: the SwitchSet, which has the
+        client's write interface (the parts that take a client only write through it)."""
+        return cast(P4RuntimeClient, self.switch_set)
+
+    # ---- the outer loop ------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        for supervisor in self.supervisors.values():
+            supervisor.start(stop)
+        try:
+            while not stop.is_set():
+                self.take_arrivals()
+                if not self._served:
+                    self._set_role("connecting")
+                    self._while_backup()
+                    self._wakeup.wait(0.1)
+                    self._wakeup.clear()
+                    continue
+                self._set_role("primary")
+                if all(s.client.digests.empty() for s in self._served.values()):
+                    self._wakeup.wait(0.05)
+                self._wakeup.clear()
+                self.turn()
+        finally:
+            for name in list(self._served):
+                self._release(name)
+            for supervisor in self.supervisors.values():
+                supervisor.join(timeout=3)
+
+    def take_arrivals(self) -> None:
+        """Switches the supervisors handed over (pipeline pushed): into service."""
+        while True:
+            try:
+                name, client = self._arrivals.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.join(name, client, poll=True)
+            except P4RuntimeError as exc:
+                log.error("switch %s could not be brought into service: %s", name, exc)
+                self.switch_set.lose(name, str(exc))
+                client.close()
+
+    def join(self, name: str, client: P4RuntimeClient, poll: bool) -> None:
+        """Configuration, rings and replicas to a switch with a fresh pipeline, in that order
+        (rule 8); then it is in service. The first switch writes the rings for everyone."""
+        started = time.monotonic()
+        write_idempotent(client, configuration_updates(self.tables, self.config, self.pool))
+        if self._rings_written:
+            rings = self._ring_updates()
+            if rings:
+                client.write(rings)
+        self.switch_set.add(name, client)
+        replicas = self.cluster_flows.switch_joined(name)
+        if not self._rings_written:
+            self.ring_updater.adopt({})
+            self.ring_updater.update(self.writer, force=True)
+            self._rings_written = True
+        self._served[name] = _Served(client, self._poller(client) if poll else None)
+        self.joins += 1
+        self.counts.pipeline_pushes += 1
+        if self.ecmp is not None:
+            # In service: configuration, rings and every activated flow's replica are there.
+            # (The freeze of rule 6, waiting for the flows not yet replicated, is not built.)
+            self.ecmp.add(name)
+        log.info("switch %s in service (%d of %d): configuration, rings and %d replicas in %.0f ms",
+                 name, len(self._served), len(self.names), replicas, (time.monotonic() - started) * 1e3)
+
+    def _ring_updates(self):
+        """Every ring slot's current backend under one generation no write used: the same
+        backends as on the switches in service, so a generation still names one backend per
+        slot on every switch."""
+        generation = self.ring_updater.next_generation()
+        updates = []
+        for service in self.pool.services.values():
+            ring = self.ring_updater.rings[service.id]
+            updates += [self.tables.ring_slot(service.id, slot, int(backend), generation, "insert")
+                        for slot, backend in enumerate(ring.slots) if backend != EMPTY_SLOT]
+        return updates
+
+    def _poller(self, client: P4RuntimeClient) -> CounterPoller:
+        poller = CounterPoller(client, self.tables, self.config.timers.poll_interval_ms / 1000,
+                               per_flow=self.monitor.track_flows)
+        poller.__enter__()
+        return poller
+
+    # ---- serving -----------------------------------------------------------------------------
+
+    def turn(self, readings: dict[str, CounterReading] | None = None) -> None:
+        """One turn of the serving loop over every switch. `readings`: in place of the
+        pollers' (tests)."""
+        for name, served in list(self._served.items()):
+            self._drain(name, served.client)
+            if served.client.stream_closed.is_set():
+                self.switch_set.lose(name, f"stream to {served.client.address} closed")
+            elif not served.client.is_primary:
+                self.switch_set.lose(name, "no longer primary (another controller took over)")
+        try:
+            self._run_commands(self.writer)
+            if not self._served:
+                return
+            self.health_enforcer.turn(self.writer, time.monotonic())
+            self.flows.flush()
+            self.cluster_flows.flush()
+            reading = self._cluster_reading(readings)
+            if reading is not None:
+                self._poll(self.writer, reading)
+        except AllSwitchesLost as exc:
+            log.error("every switch is lost: %s", exc)
+
+    def _drain(self, name: str, client: P4RuntimeClient) -> None:
+        taken = 0
+        while taken < DIGESTS_PER_ROUND:
+            try:
+                arrived, digest_list = client.digests.get_nowait()
+            except queue.Empty:
+                break
+            client.ack_digest(digest_list)
+            self.cluster_flows.on_digest_list(name, digest_list, arrived)
+            taken += len(digest_list.data)
+        while True:
+            try:
+                notification = client.idle_timeouts.get_nowait()
+            except queue.Empty:
+                break
+            self.cluster_flows.on_idle_timeout(name, notification, time.monotonic())
+        while True:
+            try:
+                client.packet_ins.get_nowait()   # none expected: no reactive or sessions here (config)
+            except queue.Empty:
+                break
+        while True:
+            try:
+                error = client.stream_errors.get_nowait()
+            except queue.Empty:
+                break
+            log.warning("switch %s reported a stream error: %s", name, error.message or error)
+
+    def _cluster_reading(self, given: dict[str, CounterReading] | None) -> CounterReading | None:
+        fresh = False
+        for name, served in list(self._served.items()):
+            try:
+                reading = given.get(name) if given is not None else (
+                    served.poller.latest() if served.poller is not None else None)
+            except P4RuntimeError as exc:
+                self.switch_set.lose(name, str(exc))
+                continue
+            if reading is not None:
+                self.counters.add(name, reading)
+                fresh = True
+        return self.counters.reading() if fresh else None
+
+    def _poll(self, client: P4RuntimeClient, reading: CounterReading) -> None:
+        super()._poll(client, reading)
+        cluster = self.cluster_status()
+        with self._status_lock:
+            self._status = self._status.model_copy(update={"cluster": cluster})
+
+    # ---- losing a switch ---------------------------------------------------------------------
+
+    def _on_lost(self, name: str, reason: str) -> None:
+        """The SwitchSet dropped a member (stream closed, write failed): out of service; its
+        supervisor reconnects once the session is closed here. Out of the ECMP group first
+        (rule 7): its share of traffic moves to the others at once."""
+        if self.ecmp is not None:
+            self.ecmp.remove(name)
+        self._release(name)
+        self.cluster_flows.switch_lost(name)
+        log.error("switch %s out of service (%s); %d switches serve", name, reason, len(self._served))
+
+    def _release(self, name: str) -> None:
+        served = self._served.pop(name, None)
+        if served is None:
+            return
+        if served.poller is not None:
+            served.poller.stop_soon()
+        served.client.close()
+
+    # ---- status ----------------------------------------------------------------------------------
+
+    def cluster_status(self) -> ClusterStatus:
+        counts = self.cluster_flows.counts
+        replicated = sum(1 for key in self.replicas.flows if self.replicas.is_replicated(key))
+        return ClusterStatus(in_service=list(self.switch_set.names), lost=dict(self.switch_set.lost),
+                             joins=self.joins, activations=counts.activations,
+                             replicas_written=counts.replicas_written, restored_replicas=counts.restored_replicas,
+                             own_entries=counts.own_entries, cross_switch_splits=self.cluster_flows.cross_switch_splits,
+                             replicated_flows=replicated, recorded_flows=len(self.replicas.flows))
+
+    def _empty_status(self) -> ControllerStatus:
+        switches = self.config.switches
+        return ControllerStatus(role=self.role, switch=", ".join(s.grpc_address for s in switches),
+                                election_id=switches[0].election_id)
+
+
+def switch_name(name: str | None, grpc_address: str, device_id: int) -> str:
+    """How logs and the status name a switch: its configured name, else its address."""
+    if name:
+        return name
+    return grpc_address if device_id == 0 else f"{grpc_address}/{device_id}"
