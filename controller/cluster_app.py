@@ -43,7 +43,7 @@ from controller.p4runtime.targets import Program
 from controller.service_ring import EMPTY_SLOT
 from controller.status import ClusterStatus, ControllerStatus
 from controller.switch_setup import configuration_updates, write_idempotent
-from controller.switch_supervisor import SwitchSupervisor
+from controller.switch_supervisor import Handover, SwitchSupervisor
 
 log = logging.getLogger("controller")
 
@@ -62,6 +62,7 @@ class EcmpGroup(Protocol):
 class _Served:
     client: P4RuntimeClient
     poller: CounterPoller | None
+    released: threading.Event     # set once the session is closed: its supervisor reconnects
 
 
 class ClusterController(Controller):
@@ -84,7 +85,7 @@ class ClusterController(Controller):
         self._served: dict[str, _Served] = {}
         self._rings_written = False
         self._wakeup = threading.Event()
-        self._arrivals: queue.Queue[tuple[str, P4RuntimeClient]] = queue.Queue()
+        self._arrivals: queue.Queue[Handover] = queue.Queue()
         self.supervisors = {name: SwitchSupervisor(name, switch, self.program, self.info, self._arrivals,
                                                    self._wakeup)
                             for name, switch in zip(self.names, config.switches)}
@@ -116,7 +117,7 @@ class ClusterController(Controller):
                 self.turn()
         finally:
             for name in list(self._served):
-                self._release(name)
+                self._release(name, wait=True)
             for supervisor in self.supervisors.values():
                 supervisor.join(timeout=3)
 
@@ -124,20 +125,22 @@ class ClusterController(Controller):
         """Switches the supervisors handed over (pipeline pushed): into service."""
         while True:
             try:
-                name, client = self._arrivals.get_nowait()
+                handed = self._arrivals.get_nowait()
             except queue.Empty:
                 return
             try:
-                self.join(name, client, poll=True)
+                self.join(handed.name, handed.client, poll=True, released=handed.released)
             except P4RuntimeError as exc:
-                log.error("switch %s could not be brought into service: %s", name, exc)
-                self.switch_set.lose(name, str(exc))
-                client.close()
+                log.error("switch %s could not be brought into service: %s", handed.name, exc)
+                self.switch_set.lose(handed.name, str(exc))    # if it was a member already
+                self._release(handed.name)                     # closed, and its supervisor retries
 
-    def join(self, name: str, client: P4RuntimeClient, poll: bool) -> None:
+    def join(self, name: str, client: P4RuntimeClient, poll: bool, released: threading.Event | None = None) -> None:
         """Configuration, rings and replicas to a switch with a fresh pipeline, in that order
         (rule 8); then it is in service. The first switch writes the rings for everyone."""
         started = time.monotonic()
+        # Served from here on, so that a failure half-way releases the session to its supervisor.
+        served = self._served[name] = _Served(client, None, released or threading.Event())
         write_idempotent(client, configuration_updates(self.tables, self.config, self.pool))
         if self._rings_written:
             rings = self._ring_updates()
@@ -149,7 +152,8 @@ class ClusterController(Controller):
             self.ring_updater.adopt({})
             self.ring_updater.update(self.writer, force=True)
             self._rings_written = True
-        self._served[name] = _Served(client, self._poller(client) if poll else None)
+        if poll:
+            served.poller = self._poller(client)
         self.joins += 1
         self.counts.pipeline_pushes += 1
         if self.ecmp is not None:
@@ -261,13 +265,17 @@ class ClusterController(Controller):
         self.cluster_flows.switch_lost(name)
         log.error("switch %s out of service (%s); %d switches serve", name, reason, len(self._served))
 
-    def _release(self, name: str) -> None:
+    def _release(self, name: str, wait: bool = False) -> None:
+        """Stop the switch's poller, then close its session (its supervisor then reconnects).
+        Not in the serving loop unless `wait`: a read under way on a hung switch holds the
+        poller until its deadline, and the channel must not close under that read."""
         served = self._served.pop(name, None)
         if served is None:
             return
-        if served.poller is not None:
-            served.poller.stop_soon()
-        served.client.close()
+        if wait:
+            _close(served)
+        else:
+            threading.Thread(target=_close, args=(served,), name=f"release-{name}", daemon=True).start()
 
     # ---- status ----------------------------------------------------------------------------------
 
@@ -284,6 +292,13 @@ class ClusterController(Controller):
         switches = self.config.switches
         return ControllerStatus(role=self.role, switch=", ".join(s.grpc_address for s in switches),
                                 election_id=switches[0].election_id)
+
+
+def _close(served: _Served) -> None:
+    if served.poller is not None:
+        served.poller.__exit__(None, None, None)
+    served.client.close()
+    served.released.set()
 
 
 def switch_name(name: str | None, grpc_address: str, device_id: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass, field
 
 from controller.config import Switch
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
@@ -25,9 +26,18 @@ BACKOFF_LONGEST_S = 4.0
 SESSION_TIMEOUT_S = 5.0
 
 
+@dataclass
+class Handover:
+    """A primary session with a fresh pipeline, for the serving loop; it sets `released` once it
+    closed the session (after its own reads on it stopped), and the supervisor reconnects."""
+    name: str
+    client: P4RuntimeClient
+    released: threading.Event = field(default_factory=threading.Event)
+
+
 class SwitchSupervisor:
     def __init__(self, name: str, switch: Switch, program: Program, info: P4InfoIndex,
-                 arrivals: queue.Queue[tuple[str, P4RuntimeClient]], wakeup: threading.Event) -> None:
+                 arrivals: queue.Queue[Handover], wakeup: threading.Event) -> None:
         self.name = name
         self.switch = switch
         self.program = program
@@ -64,21 +74,25 @@ class SwitchSupervisor:
                 delay = min(delay * 2, BACKOFF_LONGEST_S)
                 continue
             delay = BACKOFF_FIRST_S
+            handed: Handover | None = None
             try:
                 if not client.is_primary:
                     self.state = "backup"
                 if wait_primary(client, stop, meanwhile=lambda: None):
                     self._push(client)
                     self.state = "serving"
-                    self.arrivals.put((self.name, client))
+                    handed = Handover(self.name, client)
+                    self.arrivals.put(handed)
                     self.wakeup.set()
-                    # The serving loop owns the session now; it closes it when it gives it up.
-                    while not stop.is_set() and not client.stream_closed.wait(0.1):
+                    # The serving loop owns the session now, and closes it when it gives it up
+                    # (a lost stream, a failed write): closing it here could cut its reads short.
+                    while not stop.is_set() and not handed.released.wait(0.1):
                         pass
             except P4RuntimeError as exc:
                 log.error("switch %s: %s", self.name, exc)
             finally:
-                client.close()
+                if handed is None:
+                    client.close()     # else the serving loop's to close, at its end too
             if not stop.is_set():
                 self.state = "connecting"
                 log.warning("reconnecting to switch %s at %s", self.name, sw.grpc_address)

@@ -14,6 +14,7 @@ counters are summed over switches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,11 @@ def test_a_lost_switch_leaves_and_comes_back_with_ring_and_replicas(cluster, tmp
     settle(controller)
     b.stream_closed.set()                     # b's BMv2 was killed
     settle(controller)
-    assert b.closed and controller.cluster_status().in_service == ["a"]
+    assert controller.cluster_status().in_service == ["a"]
+    deadline = time.monotonic() + 2
+    while not b.closed and time.monotonic() < deadline:
+        time.sleep(0.01)         # closed off the serving loop's thread
+    assert b.closed
     assert "b" in controller.cluster_status().lost
     # The others keep being written: a ring rewrite (an operator's drain) reaches a alone.
     writes_b = len(b.writes)
