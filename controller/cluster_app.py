@@ -28,6 +28,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -37,7 +38,9 @@ from controller.cluster_flows import ClusterFlowManager, ClusterFlows, RoutedFlo
 from controller.config import Config
 from controller.counter_poller import CounterPoller, CounterReading
 from controller.flow_replicas import FlowReplicas
+from controller.flow_table import unpack_key
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
+from controller.p4runtime.encoding import flow_address
 from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
 from controller.p4runtime.targets import Program
 from controller.service_ring import EMPTY_SLOT
@@ -79,6 +82,7 @@ class ClusterController(Controller):
         self.cluster_flows = ClusterFlows(self.flows, self.tables, self.switch_set, self.replicas)
         self.flows.writer = RoutedFlowWriter(self.switch_set, self.cluster_flows)
         self.switch_set.on_lost.append(self._on_lost)
+        self.ring_updater.keep_slots = self.unreplicated_slots
         self.counters = ClusterCounters()
         self.ecmp = ecmp
         self.joins = 0
@@ -253,6 +257,23 @@ class ClusterController(Controller):
         with self._status_lock:
             self._status = self._status.model_copy(update={"cluster": cluster})
 
+    def unreplicated_slots(self, service_id: int) -> set[int]:
+        """Rule 5: the ring slots of a service that decided a recorded flow not yet on every
+        switch in service; a rewrite leaves them alone until it is (a switch the flow moves to
+        then decides it at the same slot, with the same backend). Capture services' keys are
+        sorted endpoints, not left out here."""
+        service = self.pool.services[service_id]
+        if service.mode != "vip" or service.vip is None:
+            return set()
+        match = (flow_address(service.vip), service.protocol_number, service.port)
+        mask = service.ring_size - 1
+        slots = set()
+        for key in self.replicas.flows:
+            _, dst, protocol, _, dst_port = unpack_key(key)
+            if (dst, protocol, dst_port) == match and not self.replicas.is_replicated(key):
+                slots.add(ring_slot(key, mask))
+        return slots
+
     # ---- losing a switch ---------------------------------------------------------------------
 
     def _on_lost(self, name: str, reason: str) -> None:
@@ -292,6 +313,12 @@ class ClusterController(Controller):
         switches = self.config.switches
         return ControllerStatus(role=self.role, switch=", ".join(s.grpc_address for s in switches),
                                 election_id=switches[0].election_id)
+
+
+def ring_slot(packed_key: bytes, mask: int) -> int:
+    """The ring slot the data plane takes for a key: bits 31..16 of its CRC32, masked to the
+    ring size (p4src/v1model/flow_key.p4)."""
+    return (zlib.crc32(packed_key) >> 16) & mask
 
 
 def _close(served: _Served) -> None:

@@ -305,3 +305,28 @@ def test_the_ecmp_group_follows_failure_and_return(tmp_path):
     back = Member(controller.info, "127.0.0.1:50002")
     controller.join("b", back, poll=False)
     assert ecmp.changes == [("add", "a"), ("add", "b"), ("remove", "b"), ("add", "b")]
+
+
+def test_ring_rewrites_leave_the_slots_of_unreplicated_flows_alone(cluster):
+    """Rule 5: a backend added while flows are recorded but not yet on every switch takes its
+    share from other slots; once the flows are replicated, their slots may move again."""
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    ring_before = a.ring(1)
+    flows = [flow(i, ring_before[0]) for i in range(100, 130)]
+    report(a, *flows)
+    settle(controller)
+    kept = controller.unreplicated_slots(1)
+    assert len(kept) >= 10
+    controller.submit("add", service="web", backend={"name": "web3", "id": 12, "port": 4,
+                                                      "mac": "02:00:00:00:00:0c"})
+    settle(controller)
+    ring_after = a.ring(1)
+    assert ring_after == b.ring(1)
+    assert all(ring_after[s] == ring_before[s] for s in kept)
+    assert controller.ring_updater.spared_changes > 0
+    assert sum(1 for v in ring_after.values() if v == 12) == 64 // 3 + 1 or \
+        sum(1 for v in ring_after.values() if v == 12) == 64 // 3
+    report(a, *[f | {"flags": ACTIVATED} for f in flows])
+    settle(controller)
+    assert controller.unreplicated_slots(1) == set()
