@@ -257,21 +257,31 @@ class ClusterController(Controller):
         with self._status_lock:
             self._status = self._status.model_copy(update={"cluster": cluster})
 
-    def unreplicated_slots(self, service_id: int) -> set[int]:
+    def unreplicated_slots(self, service_id: int, now: float | None = None) -> set[int]:
         """Rule 5: the ring slots of a service that decided a recorded flow not yet on every
         switch in service; a rewrite leaves them alone until it is (a switch the flow moves to
-        then decides it at the same slot, with the same backend). Capture services' keys are
-        sorted endpoints, not left out here."""
+        then decides it at the same slot, with the same backend). A home entry written more
+        than `T_c + digest_retry` ago and still not activated is an ended flow's (a live flow's
+        next packet comes within T_c and activates it; its ACTIVATED digest within a retry
+        period): its slot is free again, or every short flow would pin its slot until idle
+        deletion. Capture services' keys are sorted endpoints, not left out here."""
         service = self.pool.services[service_id]
         if service.mode != "vip" or service.vip is None:
             return set()
+        now = time.monotonic() if now is None else now
+        timers = self.config.timers
+        horizon = (timers.cache_timeout_ms + timers.digest_retry_ms) / 1000
+        written_at = self.cluster_flows.written_at
         match = (flow_address(service.vip), service.protocol_number, service.port)
         mask = service.ring_size - 1
         slots = set()
         for key in self.replicas.flows:
             _, dst, protocol, _, dst_port = unpack_key(key)
-            if (dst, protocol, dst_port) == match and not self.replicas.is_replicated(key):
-                slots.add(ring_slot(key, mask))
+            if (dst, protocol, dst_port) != match or self.replicas.is_replicated(key):
+                continue
+            if now - written_at.get(key, now) > horizon:
+                continue
+            slots.add(ring_slot(key, mask))
         return slots
 
     # ---- losing a switch ---------------------------------------------------------------------

@@ -138,6 +138,7 @@ class ClusterFlows:
         self._activations: dict[bytes, tuple[str, float]] = {}   # key -> (reporting switch, when)
         self._deleting: dict[bytes, list[str]] = {}                 # key -> the switches holding it
         self._orphans: list[bytes] = []                             # installed with no placement left
+        self.written_at: dict[bytes, float] = {}                    # key -> when its home entry was written
         flows.on_installed.append(self._installed)
 
     @property
@@ -195,6 +196,7 @@ class ClusterFlows:
         """Where a flow manager's `flows` update goes."""
         key = self.tables.packed_flow_key_of(update.entity.table_entry)
         if update.type == p4r.Update.DELETE:
+            self.written_at.pop(key, None)
             holders = self._deleting.pop(key, None)
             if holders is not None:
                 return holders
@@ -210,6 +212,7 @@ class ClusterFlows:
         now = time.monotonic() if now is None else now
         for key in self._orphans:
             if key not in self.replicas.flows:
+                self.written_at.pop(key, None)
                 self.flows.forget(key)
         self._orphans.clear()
         due: dict[str, list[bytes]] = {}
@@ -275,6 +278,7 @@ class ClusterFlows:
             self.switches.lose(switch, str(exc))
 
     def _installed(self, event: InstallEvent) -> None:
+        self.written_at[event.key] = time.monotonic()
         placed = self.replicas.flows.get(event.key)
         if placed is None or placed.home not in self.switches:
             # Its home left while the write was in flight: no entry anywhere to keep track of.
@@ -291,6 +295,7 @@ class ClusterFlows:
 
     def switch_lost(self, switch: str) -> None:
         for key in self.replicas.switch_lost(switch):
+            self.written_at.pop(key, None)
             self.flows.forget(key)
         for key, (reporter, _) in list(self._activations.items()):
             if reporter == switch:

@@ -66,6 +66,11 @@ def wait_until(done, timeout: float, what: str) -> float:
     return time.monotonic()
 
 
+def rewrites(controller: ClusterController) -> int:
+    """Ring writes the policy made (fb_est, the cluster's default), joins' rings not counted."""
+    return sum(ring.rewrites for ring in controller.ring_updater.rings.values())
+
+
 def served_once(cluster: MultiDispatcherCluster, runs: dict[str, ClientRun]) -> dict[str, list[str]]:
     """Every answered request matched to exactly one server's record: no connection seen by
     two servers, and as many server-side connections from each client "ip:port" as requests
@@ -97,7 +102,7 @@ def test_http_through_every_dispatcher_with_the_controller(cluster, controlled):
     print(f"\n120 requests through {cluster.spec.dispatchers} dispatchers: homes {dict(homes)}, "
           f"{status.activations} activations, "
           f"{status.replicas_written} replicas, {status.cross_switch_splits} splits, "
-          f"ring generation {controller.ring_updater.generation}")
+          f"{rewrites(controller)} ring rewrites")
     assert set(homes) == {cluster.spec.dispatcher_name(k) for k in cluster.spec.dispatcher_indices()}, \
         "the router spread the connections"
     assert status.replicas_written > 0 and status.cross_switch_splits == 0
@@ -140,7 +145,8 @@ def test_a_killed_dispatcher_under_load_is_taken_out_and_brought_back(cluster, c
           f"(the kill call, SIGKILL and reaping, took {(kill_returned - killed) * 1e3:.0f} ms); back in service and in "
           f"the group {back_at - restarted:.1f} s after its restart with {status.restored_replicas} replicas; "
           f"{status.replicas_written} replicas, {status.own_entries} own entries, "
-          f"{status.cross_switch_splits} splits in all")
+          f"{status.cross_switch_splits} splits in all; {rewrites(controller)} ring rewrites "
+          f"({controller.ring_updater.spared_changes} slot changes spared by rule 5)")
     assert before and failed_before == [], failed_before[:3]
     assert sum(len(servers) for servers in where.values()) == len(records)
     assert out_at - killed < 1.0
