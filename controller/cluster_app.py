@@ -37,6 +37,8 @@ from controller.cluster_counters import ClusterCounters
 from controller.cluster_flows import ClusterFlowManager, ClusterFlows, RoutedFlowWriter
 from controller.config import Config
 from controller.counter_poller import CounterPoller, CounterReading
+from controller.dataplane.constants import DispatchEvent
+from controller.dataplane.dispatcher_tables import CounterValue
 from controller.flow_replicas import FlowReplicas
 from controller.flow_table import unpack_key
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
@@ -88,6 +90,9 @@ class ClusterController(Controller):
         self.joins = 0
         self._served: dict[str, _Served] = {}
         self._rings_written = False
+        timers = config.timers
+        self.freeze = Freeze(cache_timeout_s=timers.cache_timeout_ms / 1000,
+                             digest_retry_s=timers.digest_retry_ms / 1000)
         self._wakeup = threading.Event()
         self._arrivals: queue.Queue[Handover] = queue.Queue()
         self.supervisors = {name: SwitchSupervisor(name, switch, self.program, self.info, self._arrivals,
@@ -162,8 +167,13 @@ class ClusterController(Controller):
         self.counts.pipeline_pushes += 1
         if self.ecmp is not None:
             # In service: configuration, rings and every activated flow's replica are there.
-            # (The freeze of rule 6, waiting for the flows not yet replicated, is not built.)
-            self.ecmp.add(name)
+            # Into the ECMP group after the freeze of rule 6 (at once while no flow has been
+            # recorded: none can move).
+            if self.replicas.flows or len(self.flows.table):
+                self.freeze.begin(name, time.monotonic())
+                self.ring_updater.frozen = True
+            else:
+                self.ecmp.add(name)
         log.info("switch %s in service (%d of %d): configuration, rings and %d replicas in %.0f ms",
                  name, len(self._served), len(self.names), replicas, (time.monotonic() - started) * 1e3)
 
@@ -205,7 +215,9 @@ class ClusterController(Controller):
             self.cluster_flows.flush()
             reading = self._cluster_reading(readings)
             if reading is not None:
+                self.freeze.held_decisions(reading.events.get(DispatchEvent.EVENT_GENERATION_HELD), reading.at)
                 self._poll(self.writer, reading)
+            self.end_freeze(time.monotonic())
         except AllSwitchesLost as exc:
             log.error("every switch is lost: %s", exc)
 
@@ -257,6 +269,39 @@ class ClusterController(Controller):
         with self._status_lock:
             self._status = self._status.model_copy(update={"cluster": cluster})
 
+    def end_freeze(self, now: float) -> None:
+        """Rule 6: the switches waiting to rejoin ECMP go in once every flow recorded before
+        the freeze began is replicated (or its home entry is an ended flow's), T_c +
+        digest_retry has passed (every live flow decided before has digested since) and no
+        switch has held a ring decision for T_c; then the policies' rewrites resume."""
+        if not self.freeze.waiting or self.ecmp is None:
+            return
+        started = min(self.freeze.waiting.values())
+        if not self.freeze.may_end(now, self._unreplicated_before(started, now)):
+            return
+        for name in list(self.freeze.waiting):
+            if name in self.switch_set:
+                self.ecmp.add(name)
+        log.info("freeze over after %.0f ms: %s back in the ECMP group", (now - started) * 1e3,
+                 ", ".join(self.freeze.waiting))
+        self.freeze.waiting.clear()
+        self.ring_updater.frozen = False
+
+    def _unreplicated_before(self, started: float, now: float) -> int:
+        """Flows whose home entry was written before `started` and is not on every switch yet:
+        activated ones (a replica is due or failed), and unactivated ones younger than the
+        freeze's horizon (older ones are ended flows')."""
+        written_at = self.cluster_flows.written_at
+        horizon = self.freeze.horizon_s
+        count = 0
+        for key, placed in self.replicas.flows.items():
+            at = written_at.get(key)
+            if at is None or at >= started or (not placed.activated and now - at > horizon):
+                continue
+            if not self.replicas.is_replicated(key):
+                count += 1
+        return count
+
     def unreplicated_slots(self, service_id: int, now: float | None = None) -> set[int]:
         """Rule 5: the ring slots of a service that decided a recorded flow not yet on every
         switch in service; a rewrite leaves them alone until it is (a switch the flow moves to
@@ -292,6 +337,9 @@ class ClusterController(Controller):
         (rule 7): its share of traffic moves to the others at once."""
         if self.ecmp is not None:
             self.ecmp.remove(name)
+        self.freeze.waiting.pop(name, None)
+        if not self.freeze.waiting:
+            self.ring_updater.frozen = False
         self._release(name)
         self.cluster_flows.switch_lost(name)
         log.error("switch %s out of service (%s); %d switches serve", name, reason, len(self._served))
@@ -317,12 +365,40 @@ class ClusterController(Controller):
                              joins=self.joins, activations=counts.activations,
                              replicas_written=counts.replicas_written, restored_replicas=counts.restored_replicas,
                              own_entries=counts.own_entries, cross_switch_splits=self.cluster_flows.cross_switch_splits,
-                             replicated_flows=replicated, recorded_flows=len(self.replicas.flows))
+                             replicated_flows=replicated, recorded_flows=len(self.replicas.flows),
+                             waiting_for_ecmp=sorted(self.freeze.waiting), freezes=self.freeze.freezes)
 
     def _empty_status(self) -> ControllerStatus:
         switches = self.config.switches
         return ControllerStatus(role=self.role, switch=", ".join(s.grpc_address for s in switches),
                                 election_id=switches[0].election_id)
+
+
+class Freeze:
+    """Rule 6's conditions for putting switches (back) into the ECMP group."""
+
+    def __init__(self, cache_timeout_s: float, digest_retry_s: float) -> None:
+        self.cache_timeout_s = cache_timeout_s
+        self.horizon_s = cache_timeout_s + digest_retry_s     # T_c + digest_retry
+        self.waiting: dict[str, float] = {}                   # switch -> when its freeze began
+        self._held: float | None = None                       # the held-decision count summed
+        self._held_changed = float("-inf")
+        self.freezes = 0
+
+    def begin(self, switch: str, now: float) -> None:
+        self.waiting[switch] = now
+        self.freezes += 1
+
+    def held_decisions(self, value: CounterValue | None, at: float) -> None:
+        packets = float(value.packets) if value is not None else 0.0
+        if self._held is not None and packets != self._held:
+            self._held_changed = at
+        self._held = packets
+
+    def may_end(self, now: float, unreplicated_before: int) -> bool:
+        started = min(self.waiting.values())
+        return (now - started >= self.horizon_s and unreplicated_before == 0
+                and now - self._held_changed >= self.cache_timeout_s)
 
 
 def ring_slot(packed_key: bytes, mask: int) -> int:

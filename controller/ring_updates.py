@@ -64,6 +64,9 @@ class RingUpdater:
         # leave alone for now (docs/multiswitch.md, rule 5). None: one switch, nothing spared.
         self.keep_slots: Callable[[int], set[int]] | None = None
         self.spared_changes = 0     # changes moved off a kept slot to another of its backend
+        # Several switches, while a switch waits to rejoin ECMP (rule 6): the policies' rewrites
+        # wait; forced ones (an operator's change, a backend's health) do not.
+        self.frozen = False
 
     @property
     def needs_flow_estimates(self) -> bool:
@@ -81,6 +84,8 @@ class RingUpdater:
         return self.generation
 
     def update(self, client: P4RuntimeClient, force: bool = False) -> None:
+        if self.frozen and not force:
+            return
         now = time.monotonic()
         for service in self.pool.services.values():
             backends = self.pool.of_service(service.id)

@@ -234,6 +234,8 @@ class ClusterStatus(_Model):
     cross_switch_splits: int = 0            # ... that named another backend than the home's
     replicated_flows: int = 0               # recorded flows with an entry on every switch in service
     recorded_flows: int = 0
+    waiting_for_ecmp: list[str] = []        # in service, kept out of ECMP by the freeze (rule 6)
+    freezes: int = 0
 
 
 class ControllerStatus(_Model):

@@ -130,7 +130,8 @@ def test_a_killed_dispatcher_under_load_is_taken_out_and_brought_back(cluster, c
     time.sleep(2)
     cluster.restart_dispatcher(1)
     restarted = time.monotonic()
-    back_at = wait_until(lambda: name1 in controller.switch_set and 1 in cluster.members, 40, "disp1 back")
+    in_service_at = wait_until(lambda: name1 in controller.switch_set, 40, "disp1 back in service")
+    back_at = wait_until(lambda: 1 in cluster.members, 20, "disp1 back in the ECMP group (after the freeze)")
     runs = cluster.finish_clients(clients, timeout=120)
     where = served_once(cluster, runs)
     records = [r for run in runs.values() for r in run.records]
@@ -142,8 +143,9 @@ def test_a_killed_dispatcher_under_load_is_taken_out_and_brought_back(cluster, c
           f"{sum(len(s) for s in where.values())} connections each served by one server; "
           f"{replicated_before} flows replicated at the kill; "
           f"disp1 out of the group {(out_at - killed) * 1e3:.0f} ms after the kill "
-          f"(the kill call, SIGKILL and reaping, took {(kill_returned - killed) * 1e3:.0f} ms); back in service and in "
-          f"the group {back_at - restarted:.1f} s after its restart with {status.restored_replicas} replicas; "
+          f"(the kill call, SIGKILL and reaping, took {(kill_returned - killed) * 1e3:.0f} ms); back in service "
+          f"{in_service_at - restarted:.1f} s after its restart with {status.restored_replicas} replicas, in the "
+          f"group {back_at - in_service_at:.1f} s later (the freeze); "
           f"{status.replicas_written} replicas, {status.own_entries} own entries, "
           f"{status.cross_switch_splits} splits in all; {rewrites(controller)} ring rewrites "
           f"({controller.ring_updater.spared_changes} slot changes spared by rule 5)")

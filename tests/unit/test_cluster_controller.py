@@ -333,3 +333,32 @@ def test_ring_rewrites_leave_the_slots_of_unreplicated_flows_alone(cluster):
     report(a, *[f | {"flags": ACTIVATED} for f in flows])
     settle(controller)
     assert controller.unreplicated_slots(1) == set()
+
+
+def test_a_returning_switch_waits_for_the_freeze_before_ecmp(tmp_path):
+    """Rule 6: with flows recorded, a switch back in service joins the ECMP group only after
+    T_c + digest_retry (1 s + 0.5 s here) with no held ring decision for T_c; the policies'
+    ring rewrites wait meanwhile."""
+    ecmp = RecordedEcmp()
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
+    controller.join("a", a, poll=False)
+    controller.join("b", b, poll=False)
+    report(a, flow(8))
+    settle(controller)
+    b.stream_closed.set()
+    settle(controller)
+    begun = time.monotonic()
+    controller.join("b", Member(controller.info, "127.0.0.1:50002"), poll=False)
+    assert ecmp.changes[-1] == ("remove", "b") and controller.ring_updater.frozen
+    assert controller.cluster_status().waiting_for_ecmp == ["b"]
+    controller.end_freeze(begun + 1.0)
+    assert ecmp.changes[-1] == ("remove", "b"), "in the group before T_c + digest_retry"
+    # A switch held a ring decision at an older generation just now: T_c more.
+    controller.freeze.held_decisions(CounterValue(0, 0), begun + 1.0)
+    controller.freeze.held_decisions(CounterValue(3, 0), begun + 1.2)
+    controller.end_freeze(begun + 1.6)
+    assert ecmp.changes[-1] == ("remove", "b")
+    controller.end_freeze(begun + 2.3)
+    assert ecmp.changes[-1] == ("add", "b") and not controller.ring_updater.frozen
+    assert controller.cluster_status().waiting_for_ecmp == []
