@@ -49,11 +49,6 @@ class CounterPoller:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def stop_soon(self) -> None:
-        """Stop without waiting for a read under way (a switch that went away may hold one
-        until its deadline; the serving loop must not)."""
-        self._stop.set()
-
     def latest(self) -> CounterReading | None:
         """The newest reading not yet taken; raises the poller's error if the switch went away."""
         try:
