@@ -56,18 +56,23 @@ DIGESTS_PER_ROUND = 512
 
 
 class Controller:
+    # Several switches use a manager that also says where entries go (controller/cluster_app.py).
+    flow_manager_class: type[FlowManager] = FlowManager
+
     def __init__(self, config: Config, program: Program | None = None) -> None:
         self.config = config
-        self.target = target_named(config.switch.target)
-        self.program = program or self.target.program(config.switch.program)
+        # Every switch runs one program on one target (the configuration checks it).
+        self.target = target_named(config.dispatchers[0].target)
+        self.program = program or self.target.program(config.dispatchers[0].program)
         self.info = P4InfoIndex.load(self.program.p4info)
         self.tables = DispatcherTables(self.info, self.target)
         check_program_fits(config, self.info)
         self.pool = BackendPool(config)
         stats_slots = self.info.counter("flow_stats").size
-        self.flows = FlowManager(self.tables, writer=_NoSwitch(), known_backend=self.pool.__contains__,
-                                 idle_timeout_ns=int(config.timers.flow_idle_timeout_s * 1e9),
-                                 stats_slots=stats_slots, table_size=self.info.table("flows").size)
+        self.flows = self.flow_manager_class(
+            self.tables, writer=_NoSwitch(), known_backend=self.pool.__contains__,
+            idle_timeout_ns=int(config.timers.flow_idle_timeout_s * 1e9),
+            stats_slots=stats_slots, table_size=self.info.table("flows").size)
         self.monitor = LoadMonitor(stats_slots, track_flows=False)
         self.started = time.monotonic()
         self.health = HealthControl(config, self.pool, now=self.started)

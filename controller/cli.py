@@ -118,6 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from controller.admin_api import AdminApi
     from controller.app import Controller
+    from controller.cluster_app import ClusterController
     from controller.config import ConfigError, load_config
     from controller.health_control import HealthStartError
 
@@ -128,12 +129,20 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    switch = config.switch.model_copy(update={k: v for k, v in (
-        ("election_id", args.election_id), ("grpc_address", args.grpc_address)) if v is not None})
     api = config.api.model_copy(update={"port": args.api_port} if args.api_port is not None else {})
-    config = config.model_copy(update={"switch": switch, "api": api})
+    if config.several_switches:
+        if args.grpc_address is not None:
+            print("error: --grpc-address names one switch; the configuration has `[[switches]]`", file=sys.stderr)
+            return 2
+        election = {"election_id": args.election_id} if args.election_id is not None else {}
+        config = config.model_copy(update={"switches": [s.model_copy(update=election) for s in config.switches],
+                                           "api": api})
+    else:
+        switch = config.switch.model_copy(update={k: v for k, v in (
+            ("election_id", args.election_id), ("grpc_address", args.grpc_address)) if v is not None})
+        config = config.model_copy(update={"switch": switch, "api": api})
     try:
-        controller = Controller(config)
+        controller = ClusterController(config) if config.several_switches else Controller(config)
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"error: cannot load the P4 program: {exc}", file=sys.stderr)
         return 2

@@ -276,6 +276,8 @@ class Service(Strict):
 
 class Switch(Strict):
     grpc_address: str = "127.0.0.1:9559"
+    # Several switches: how logs and the status name this one (default: its gRPC address).
+    name: str | None = Field(default=None, min_length=1)
     device_id: int = Field(default=0, ge=0)
     # The highest election id among connected controllers is primary; run backups lower.
     election_id: int = Field(default=1, ge=1)
@@ -355,11 +357,52 @@ class Timers(Strict):
 
 class Config(Strict):
     switch: Switch = Switch()
+    # Several dispatchers behind ECMP, one controller for all (docs/multiswitch.md): given as
+    # `[[switches]]`, in place of `[switch]`. Empty: the one `[switch]`, as always.
+    switches: list[Switch] = []
     timers: Timers = Timers()
     api: Api = Api()
     health: HealthConfig = HealthConfig()
     visibility: Visibility = Visibility()
     services: list[Service] = Field(min_length=1)
+
+    @property
+    def dispatchers(self) -> list[Switch]:
+        """Every switch this controller drives: the `[[switches]]`, or the one `[switch]`."""
+        return list(self.switches) if self.switches else [self.switch]
+
+    @property
+    def several_switches(self) -> bool:
+        return bool(self.switches)
+
+    @model_validator(mode="after")
+    def _several_switches(self) -> Config:
+        if not self.switches:
+            return self
+        if "switch" in self.model_fields_set:
+            raise ValueError("give `[switch]` (one dispatcher) or `[[switches]]` (several), not both")
+        if len(self.switches) < 2:
+            raise ValueError("`[[switches]]` is for several dispatchers; one is `[switch]`")
+        names = [s.name for s in self.switches if s.name is not None]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"each switch needs a name of its own; repeated: {twice}")
+        places = [(s.grpc_address, s.device_id) for s in self.switches]
+        repeated = sorted({p for p in places if places.count(p) > 1})
+        if repeated:
+            raise ValueError(f"each switch needs a gRPC address and device id of its own; repeated: {repeated}")
+        # One P4Info for all: the controller builds every entry once and writes it to each.
+        if len({(s.program, s.target) for s in self.switches}) > 1:
+            raise ValueError("every switch of `[[switches]]` runs the same program on the same target")
+        # What the several-switch controller does not do yet (docs/multiswitch.md, "left").
+        for service in self.services:
+            unsupported = [what for what, used in (("reactive dispatch", service.dispatch == "reactive"),
+                                                   ("`sessions`", service.sessions is not None),
+                                                   ("`admission`", service.admission is not None)) if used]
+            if unsupported:
+                raise ValueError(f"service {service.name}: {', '.join(unsupported)} not built for several "
+                                 "switches yet")
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -101,10 +101,12 @@ class FlowReplicas:
 
     # ---- switches ------------------------------------------------------------------------------
 
-    def switch_lost(self, switch: str) -> None:
-        """Out of service: its entries are gone with it (a restart wipes them) or unreachable."""
+    def switch_lost(self, switch: str) -> list[bytes]:
+        """Out of service: its entries are gone with it (a restart wipes them) or unreachable.
+        Returns the flows forgotten (their only entry was there)."""
         if switch in self.in_service:
             self.in_service.remove(switch)
+        forgotten: list[bytes] = []
         for key, placed in list(self.flows.items()):
             placed.replicas.discard(switch)
             placed.own.pop(switch, None)
@@ -113,6 +115,8 @@ class FlowReplicas:
                 # Its only entry was there (never activated, so never replicated): the flow
                 # has no entry anywhere now and digests again from wherever ECMP sends it.
                 del self.flows[key]
+                forgotten.append(key)
+        return forgotten
 
     def switch_joined(self, switch: str) -> list[bytes]:
         """Back (syncing): the replica of every flow whose home entry is activated is due

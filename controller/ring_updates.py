@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +60,13 @@ class RingUpdater:
         # Every ring write carries a generation no earlier write used (docs/consistency.md):
         # a counter that only grows, continued from the largest one found on the switch.
         self.generation = 0
+        # Several switches (controller/cluster_app.py): service id -> the slots a rewrite must
+        # leave alone for now (docs/multiswitch.md, rule 5). None: one switch, nothing spared.
+        self.keep_slots: Callable[[int], set[int]] | None = None
+        self.spared_changes = 0     # changes moved off a kept slot to another of its backend
+        # Several switches, while a switch waits to rejoin ECMP (rule 6): the policies' rewrites
+        # wait; forced ones (an operator's change, a backend's health) do not.
+        self.frozen = False
 
     @property
     def needs_flow_estimates(self) -> bool:
@@ -77,6 +84,8 @@ class RingUpdater:
         return self.generation
 
     def update(self, client: P4RuntimeClient, force: bool = False) -> None:
+        if self.frozen and not force:
+            return
         now = time.monotonic()
         for service in self.pool.services.values():
             backends = self.pool.of_service(service.id)
@@ -94,6 +103,11 @@ class RingUpdater:
                 continue
             ring.warned_no_backend = False
             changes = ring.plan([b.id for b in backends], weights, force=force, available=view.available)
+            if changes and self.keep_slots is not None:
+                movable = {b.id for b, ok in zip(backends, view.available) if ok}
+                planned = changes
+                changes = ring.spare(changes, self.keep_slots(service.id), movable)
+                self.spared_changes += sum(1 for s in planned if s not in changes)
             if not changes:
                 continue
             if service.dispatch == "reactive":

@@ -66,6 +66,25 @@ class ServiceRing:
         changed = np.flatnonzero(new_slots != self.slots)
         return {int(s): int(new_slots[s]) for s in changed}
 
+    def spare(self, changes: dict[int, int], keep: set[int], movable: set[int]) -> dict[int, int]:
+        """The changes with the slots in `keep` left alone (several switches, rule 5 of
+        docs/multiswitch.md: a slot that decided a flow not yet on every switch), each change
+        taken instead by another slot of the same backend that is neither kept nor changing.
+        Only slots of backends in `movable` (those that still take flows) are spared: a
+        backend that left loses its slots at once. A change with no such slot waits for a
+        later write."""
+        spared = dict(changes)
+        for slot in sorted(s for s in changes if s in keep):
+            old = int(self.slots[slot])
+            if old == EMPTY_SLOT or old not in movable:
+                continue
+            backend = spared.pop(slot)
+            for other in np.flatnonzero(self.slots == old):
+                if int(other) not in spared and int(other) not in keep:
+                    spared[int(other)] = backend
+                    break
+        return spared
+
     def commit(self, changes: dict[int, int]) -> None:
         """The changes are on the switch."""
         for slot, backend_id in changes.items():

@@ -222,6 +222,22 @@ class PortCounter(_Model):
     bytes: int
 
 
+class ClusterStatus(_Model):
+    """Several switches (docs/multiswitch.md): which serve, and where entries went."""
+    in_service: list[str] = []
+    lost: dict[str, str] = {}               # switch -> why it left (until it is back)
+    joins: int = 0                          # switches brought (back) into service
+    activations: int = 0                    # ACTIVATED digests (home entries taken over)
+    replicas_written: int = 0
+    restored_replicas: int = 0              # replicas written to switches that joined
+    own_entries: int = 0                    # entries of a switch's own for a flow that moved there
+    cross_switch_splits: int = 0            # ... that named another backend than the home's
+    replicated_flows: int = 0               # recorded flows with an entry on every switch in service
+    recorded_flows: int = 0
+    waiting_for_ecmp: list[str] = []        # in service, kept out of ECMP by the freeze (rule 6)
+    freezes: int = 0
+
+
 class ControllerStatus(_Model):
     role: Role
     switch: str
@@ -238,6 +254,7 @@ class ControllerStatus(_Model):
     health: HealthSummary | None = None
     services: list[ServiceStatus] = []
     sessions: SessionStatus | None = None          # None: no service reads signalling
+    cluster: ClusterStatus | None = None           # None: one switch
 
 
 @dataclass

@@ -30,8 +30,12 @@ veth stays up, and Linux would keep sending to it).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import subprocess
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +51,8 @@ from topo.server_cluster import (
     controller_config,
 )
 from topo.static_pipeline import push_pipeline
+
+log = logging.getLogger(__name__)
 
 ROUTER = "ecmp1"
 ROUTER_CLIENT_PORT_BASE = 100       # client i on the router's eth<100+i>; dispatcher k on eth<k>
@@ -226,6 +232,19 @@ class MultiDispatcherCluster(ServerCluster):
         config["switch"] = config["switch"] | {"grpc_address": self.spec.grpc_address_of(k)}
         return config
 
+    def cluster_config(self) -> dict:
+        """One controller for every dispatcher: `[[switches]]` named after them, in place of `[switch]`."""
+        config = self.controller_config()
+        del config["switch"]
+        config["switches"] = [{"name": self.spec.dispatcher_name(k), "grpc_address": self.spec.grpc_address_of(k),
+                               "device_id": self.spec.device_id, "program": "dispatcher"}
+                              for k in self.spec.dispatcher_indices()]
+        return config
+
+    def ecmp(self) -> MininetEcmp:
+        """The ECMP group for a controller to drive, its switches named as cluster_config() names them."""
+        return MininetEcmp(self, {self.spec.dispatcher_name(k): k for k in self.spec.dispatcher_indices()})
+
     def configure_hosts(self) -> None:
         s = self.spec
         for i in s.client_indices():
@@ -306,3 +325,39 @@ class MultiDispatcherCluster(ServerCluster):
     def restart_dispatcher(self, k: int) -> None:
         """Start dispatcher k's process again, empty (no pipeline), on the same ports."""
         self.dispatcher(k).start([])
+
+
+class MininetEcmp:
+    """The ECMP group as the controller drives it (controller/cluster_app.py EcmpGroup):
+    switch names -> dispatcher numbers, and `ip nexthop replace` in the router's namespace
+    through nsenter, not the router's Mininet shell, which the test's thread may be using
+    at the same moment. Each change is recorded with its time (the tests measure with them).
+    The group never becomes empty: the last dispatcher stays in it (the router would
+    otherwise drop the VIP's packets with no route; nothing better is left to send them to)."""
+
+    def __init__(self, cluster: MultiDispatcherCluster, names: dict[str, int]) -> None:
+        self.cluster = cluster
+        self.names = names
+        self.members = set(cluster.members)
+        self.changes: list[tuple[float, str, int]] = []     # (monotonic time, "add"/"remove", dispatcher)
+        self._lock = threading.Lock()
+        self._pid = cluster.host(ROUTER).pid
+
+    def add(self, switch: str) -> None:
+        self._change("add", self.names[switch])
+
+    def remove(self, switch: str) -> None:
+        self._change("remove", self.names[switch])
+
+    def _change(self, verb: str, k: int) -> None:
+        with self._lock:
+            members = self.members | {k} if verb == "add" else self.members - {k}
+            if not members:
+                log.warning("ECMP: dispatcher %d is the last one; it stays in the group", k)
+                return
+            command = nexthop_group_command(self.cluster.spec, sorted(members), create=False)
+            subprocess.run(["nsenter", f"--net=/proc/{self._pid}/ns/net", *command.split()],
+                           check=True, capture_output=True, timeout=5)
+            self.members = members
+            self.cluster.members = sorted(members)
+            self.changes.append((time.monotonic(), verb, k))

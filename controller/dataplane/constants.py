@@ -92,6 +92,14 @@ class DigestFlag(IntEnum):
     DIGEST_FLAG_SYMMETRIC = 0x08
     DIGEST_FLAG_STALE_ENTRY = 0x10
     DIGEST_FLAG_ANNOUNCED = 0x20
+    DIGEST_FLAG_ACTIVATED = 0x40
+
+
+# A `flows` entry id with this bit asks the switch for an ACTIVATED digest at the entry's
+# activation (p4src/shared/constants.p4): several switches' home entries carry it, so that
+# replicas are written once the home has taken the entry over (docs/multiswitch.md, rule 3).
+# Ids count up from 1 and never reach it; a single switch's entries never carry it.
+ENTRY_ID_REPORT_ACTIVATION = 1 << 47
 
 
 # The enums the compiled program publishes in P4Info (checked at start by check_enums).

@@ -66,6 +66,12 @@ class FlowDigest:
         return bool(self.flags & DigestFlag.DIGEST_FLAG_STALE_ENTRY)
 
     @property
+    def is_activated(self) -> bool:
+        """The switch took this key's `flows` entry over just now (an entry whose id asked for
+        it: ENTRY_ID_REPORT_ACTIVATION); sent once per entry, besides the flow's digests."""
+        return bool(self.flags & DigestFlag.DIGEST_FLAG_ACTIVATED)
+
+    @property
     def is_announced(self) -> bool:
         """The flow's backend came from `announced_flows`: a session's signalling named it."""
         return bool(self.flags & DigestFlag.DIGEST_FLAG_ANNOUNCED)

@@ -121,6 +121,12 @@ const bit<8> DIGEST_FLAG_RTT_VALID = 0x04; // rtt_us is a real SYN -> ACK sample
 const bit<8> DIGEST_FLAG_SYMMETRIC = 0x08; // capture mode: key is the sorted 5-tuple
 const bit<8> DIGEST_FLAG_STALE_ENTRY = 0x10; // the key's entry names another backend: rewrite it
 const bit<8> DIGEST_FLAG_ANNOUNCED = 0x20;   // the flow's backend came from announced_flows (a session's)
+const bit<8> DIGEST_FLAG_ACTIVATED = 0x40;   // this packet activated the key's entry (its id asked for it)
+
+// A `flows` entry whose id has this bit sends one digest flagged DIGEST_FLAG_ACTIVATED when
+// it is activated: several switches replicate an entry only once its home took it over
+// (docs/multiswitch.md). Ids count up from 1 and a single switch's never carry it.
+const bit<48> ENTRY_ID_REPORT_ACTIVATION = 0x800000000000;
 
 // The digest's cache_slot for a flow that has no cache way (stateless).
 const bit<32> NO_CACHE_SLOT = 0xFFFFFFFF;

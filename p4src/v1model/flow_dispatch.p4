@@ -299,8 +299,10 @@ control FlowDispatch(inout headers_t hdr,
         // gave this packet; otherwise it came from an earlier flow with this key and is not
         // used (the flow stays on its cache way or ring entry).
         bool stale_entry = false;
+        bool activated_now = false;
         if (entry_to_check && meta.has_backend) {
             if (meta.backend_id == entry_backend) {
+                activated_now = true;
                 entry_activated.write(entry_stats_slot, entry_id);
                 entry_last_seen_us.write(entry_stats_slot, meta.now_us);
                 flow_stats.count(entry_stats_slot);
@@ -395,6 +397,13 @@ control FlowDispatch(inout headers_t hdr,
             // Told to the controller with the flow's digests (it counts them; the flow keeps
             // running on its own state, and the entry is never rewritten under it).
             meta.digest.flags = meta.digest.flags | DIGEST_FLAG_STALE_ENTRY;
+        }
+        if (activated_now && (entry_id & ENTRY_ID_REPORT_ACTIVATION) != 0) {
+            // The entry's id asked to hear of its activation: several switches replicate a
+            // flow's entry only once its home has taken it over (docs/multiswitch.md, rule 3).
+            // Once per entry: a later packet finds it activated.
+            send_digest = true;
+            meta.digest.flags = meta.digest.flags | DIGEST_FLAG_ACTIVATED;
         }
         if (send_digest) {
             dispatch_events.count((bit<32>)EVENT_DIGEST);

@@ -83,3 +83,12 @@ def test_the_ecmp_group_command():
         nexthop_group_command(spec, [], create=False)
     with pytest.raises(ValueError, match="no such"):
         nexthop_group_command(spec, [4], create=False)
+
+
+def test_one_controller_configuration_names_every_dispatcher(tmp_path):
+    from topo.multi_dispatcher import MultiDispatcherCluster
+    spec = MultiDispatcherSpec(dispatchers=3, clients=2, capacities_mbit=(10.0, 10.0))
+    config = Config.model_validate(MultiDispatcherCluster(spec, tmp_path).cluster_config())
+    assert config.several_switches
+    assert [(s.name, s.grpc_address) for s in config.dispatchers] == \
+           [(spec.dispatcher_name(k), spec.grpc_address_of(k)) for k in (1, 2, 3)]

@@ -78,3 +78,13 @@ def test_available_backends_with_weight_zero_move_under_the_cap():
     assert len(changes) == 51, "backend 11 is only the policy's last choice this poll"
     changes = ring.plan([10, 11], np.array([1.0, 0.0]), available=np.array([True, False]))
     assert len(changes) == 512, "backend 11 is quiesced: all its slots go"
+
+
+def test_spared_slots_keep_their_backend_and_another_slot_of_it_moves_instead():
+    ring = ServiceRing(1, 8, threshold=0.0)
+    ring.commit({s: 10 if s < 4 else 11 for s in range(8)})
+    spared = ring.spare({0: 12, 1: 12, 4: 12}, keep={0, 4, 5, 6, 7}, movable={10, 11})
+    # Slot 0 stays 10 and slot 2 moves in its place; 11 has no slot left to give (all kept).
+    assert spared == {1: 12, 2: 12}
+    # A backend that no longer takes flows loses its slots, kept or not.
+    assert ring.spare({0: 12}, keep={0}, movable={11}) == {0: 12}

@@ -1,0 +1,305 @@
+"""`flows` entries on several switches (issue 15, docs/multiswitch.md rules 2-4, 8 and case
+(C)): the flow manager keeps deciding *when* an entry is written or deleted, as on one
+switch; this module says *where*, with controller/flow_replicas.py's bookkeeping.
+
+* A digest for a key not recorded makes a home entry, on the reporting switch only (the
+  flow manager writes it; `RoutedFlowWriter` sends it there). Its id carries
+  ENTRY_ID_REPORT_ACTIVATION, so the home sends an ACTIVATED digest when it takes it over.
+* An ACTIVATED digest from the home makes replicas (id 0, the home entry's backend and
+  statistics slot) due on every other switch in service; written here, in parallel.
+* A digest from another switch once the home entry is written: that switch gets an entry
+  of its own (fresh id, its own backend), never a replica; a different backend is a
+  cross-switch split, counted. (Before the home entry is written such a digest is left:
+  the data plane repeats it every digest_retry.)
+* Idle reports are per switch; the flow manager deletes a flow's entries, on every switch
+  holding one, only once all of them reported it idle recently.
+* A switch that joins gets every activated flow's replica; a lost one takes its entries
+  with it, and a flow left with no entry anywhere is forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from finsy.proto import p4r, rpc_code
+
+from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, REACTIVE_BACKEND_ID
+from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.dataplane.flow_digest import MalformedDigest, decode_digest_list
+from controller.flow_manager import FlowManager, InstallEvent
+from controller.flow_replicas import FlowReplicas, Write
+from controller.flow_table import pack_key, unpack_key
+from controller.p4runtime.client import P4RuntimeError, UpdateFailure, WriteError
+from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
+
+log = logging.getLogger("controller")
+
+ACTIVATION_WAIT_S = 5.0     # an ACTIVATED digest waits this long for its home entry's write to complete
+
+
+class ClusterFlowManager(FlowManager):
+    """The flow manager of several switches: home entries ask for their activation to be
+    reported, and the cluster layer can queue deletes and forget entries a lost switch took."""
+
+    def _take_entry_id(self) -> int:
+        return super()._take_entry_id() | ENTRY_ID_REPORT_ACTIVATION
+
+    def plain_entry_id(self) -> int:
+        """An id for an entry of a switch's own (case (C)): checked by activation, not reported."""
+        return super()._take_entry_id()
+
+    def delete(self, key: bytes) -> None:
+        if key in self.table:
+            self._deletes.add(key)
+
+    def forget(self, key: bytes) -> None:
+        """The entry is gone with its switch: no delete to write, only the bookkeeping."""
+        self._deletes.discard(key)
+        removed = self.table.remove(key)
+        if removed is not None:
+            for listener in self.on_removed:
+                listener(key, *removed)
+
+
+class RoutedWrite:
+    """A batch split by destination switch, in flight on each; refusals mapped back to their
+    positions in the batch (the PendingWrite interface)."""
+
+    def __init__(self, switches: SwitchSet, parts: dict[str, tuple[list[int], object]], total: int) -> None:
+        self._switches = switches
+        self._parts = parts          # switch -> (positions in the batch, its pending write)
+        self._total = total
+        self.done_at: float | None = None
+
+    def result(self) -> None:
+        merged: dict[int, UpdateFailure] = {}
+        for name, (positions, pending) in self._parts.items():
+            try:
+                pending.result()   # type: ignore[attr-defined]
+            except WriteError as exc:
+                for failure in exc.failures:
+                    index = positions[failure.index] if 0 <= failure.index < len(positions) else positions[0]
+                    merged.setdefault(index, UpdateFailure(index, failure.code, failure.message))
+            except P4RuntimeError as exc:
+                # The switch is gone: its entries with it; the others' writes stand.
+                self._switches.lose(name, str(exc))
+        self.done_at = time.monotonic()
+        if merged:
+            raise WriteError([merged[i] for i in sorted(merged)], self._total)
+
+
+class RoutedFlowWriter:
+    """The flow manager's Writer with several switches: each `flows` update goes where the
+    cluster's bookkeeping says (an insert to its home, a delete to every holder)."""
+
+    def __init__(self, switches: SwitchSet, flows: ClusterFlows) -> None:
+        self.switches = switches
+        self.flows = flows
+
+    def write_async(self, updates: Sequence[p4r.Update]) -> RoutedWrite:
+        by_switch: dict[str, list[int]] = {}
+        for i, update in enumerate(updates):
+            for name in self.flows.destinations(update):
+                if name in self.switches:
+                    by_switch.setdefault(name, []).append(i)
+        parts: dict[str, tuple[list[int], object]] = {}
+        for name, positions in by_switch.items():
+            try:
+                parts[name] = (positions, self.switches.member(name).write_async([updates[i] for i in positions]))
+            except P4RuntimeError as exc:
+                self.switches.lose(name, str(exc))
+        return RoutedWrite(self.switches, parts, len(updates))
+
+    def write(self, updates: Sequence[p4r.Update], batch_size: int = 1000) -> None:
+        for start in range(0, len(updates), batch_size):
+            self.write_async(updates[start:start + batch_size]).result()
+
+
+@dataclass
+class FlowsCounts:
+    """What several switches add to the flow manager's statistics (exported in the status)."""
+    activations: int = 0          # ACTIVATED digests
+    replicas_written: int = 0
+    own_entries: int = 0          # case (C): a switch's own entry for a moved flow
+    restored_replicas: int = 0    # replicas written to a switch that joined
+
+
+class ClusterFlows:
+    def __init__(self, flows: ClusterFlowManager, tables: DispatcherTables, switches: SwitchSet,
+                 replicas: FlowReplicas) -> None:
+        self.flows = flows
+        self.tables = tables
+        self.switches = switches
+        self.replicas = replicas
+        self.counts = FlowsCounts()
+        self._activations: dict[bytes, tuple[str, float]] = {}   # key -> (reporting switch, when)
+        self._deleting: dict[bytes, list[str]] = {}                 # key -> the switches holding it
+        self._orphans: list[bytes] = []                             # installed with no placement left
+        self.written_at: dict[bytes, float] = {}                    # key -> when its home entry was written
+        flows.on_installed.append(self._installed)
+
+    @property
+    def cross_switch_splits(self) -> int:
+        return self.replicas.cross_switch_splits
+
+    # ---- from the switches ---------------------------------------------------------------
+
+    def on_digest_list(self, switch: str, digest_list: p4r.DigestList, received: float) -> None:
+        try:
+            digests = decode_digest_list(digest_list)
+        except MalformedDigest as exc:
+            self.flows.stats.malformed_digests += 1
+            log.warning("malformed digest from %s ignored: %s", switch, exc)
+            return
+        for digest in digests:
+            key = pack_key(digest.key)
+            if digest.is_activated:
+                self.counts.activations += 1
+                self._activations[key] = (switch, received)
+                continue
+            placed = self.replicas.flows.get(key)
+            if (digest.is_stale_entry or digest.backend_id == REACTIVE_BACKEND_ID
+                    or not self.flows.known_backend(digest.backend_id)):
+                self.flows.on_digest(digest, received)     # counted there, nothing written
+            elif placed is None:
+                self.replicas.on_digest(switch, key, digest.backend_id)     # the home
+                self.flows.on_digest(digest, received)
+            elif placed.home == switch:
+                self.flows.on_digest(digest, received)     # a repeat (or a retry after a full table)
+            elif key not in self.flows.table:
+                self.flows.stats.duplicate_digests += 1    # home entry not written yet: it repeats
+            elif self.replicas.on_digest(switch, key, digest.backend_id) is Write.OWN:
+                self._write_own(switch, key, digest.backend_id)
+            else:
+                self.flows.stats.duplicate_digests += 1
+
+    def on_idle_timeout(self, switch: str, notification: p4r.IdleTimeoutNotification, now: float) -> None:
+        self.flows.stats.idle_notifications += 1
+        for entry in notification.table_entry:
+            if not self.tables.is_flow(entry):
+                continue
+            key = self.tables.packed_flow_key_of(entry)
+            if key not in self.flows.table:
+                continue
+            if key not in self.replicas.flows:
+                holders = list(self.switches.names)     # not placed (left over): wherever it is
+            else:
+                holders = self.replicas.on_idle(switch, key, now)
+            if holders:
+                self._deleting[key] = holders
+                self.flows.delete(key)
+
+    def destinations(self, update: p4r.Update) -> list[str]:
+        """Where a flow manager's `flows` update goes."""
+        key = self.tables.packed_flow_key_of(update.entity.table_entry)
+        if update.type == p4r.Update.DELETE:
+            self.written_at.pop(key, None)
+            holders = self._deleting.pop(key, None)
+            if holders is not None:
+                return holders
+            placed = self.replicas.flows.pop(key, None)   # deleted for another reason (backend removed)
+            return sorted(placed.holders()) if placed is not None else list(self.switches.names)
+        placed = self.replicas.flows.get(key)
+        return [placed.home] if placed is not None else []
+
+    # ---- writes of this layer's own ------------------------------------------------------------
+
+    def flush(self, now: float | None = None) -> None:
+        """Replicas of the flows whose home reported activation, and the orphans' bookkeeping."""
+        now = time.monotonic() if now is None else now
+        for key in self._orphans:
+            if key not in self.replicas.flows:
+                self.written_at.pop(key, None)
+                self.flows.forget(key)
+        self._orphans.clear()
+        due: dict[str, list[bytes]] = {}
+        for key, (switch, at) in list(self._activations.items()):
+            if key not in self.flows.table:
+                if now - at > ACTIVATION_WAIT_S:
+                    del self._activations[key]     # its home entry was never written
+                continue
+            del self._activations[key]
+            for target in self.replicas.on_activated(switch, key):
+                due.setdefault(target, []).append(key)
+        written = self._write_replicas(due)
+        self.counts.replicas_written += written
+
+    def _replica(self, key: bytes) -> p4r.Update:
+        installed = self.flows.table.get(key)
+        assert installed is not None
+        backend, slot = installed
+        return self.tables.flow(unpack_key(key), backend, slot, self.flows.idle_timeout_ns)
+
+    def _write_replicas(self, due: dict[str, list[bytes]]) -> int:
+        """Replicas per switch, one write each, in parallel; returns how many landed."""
+        pending = {}
+        for switch, keys in due.items():
+            if switch not in self.switches:
+                continue
+            try:
+                pending[switch] = (keys, self.switches.member(switch).write_async([self._replica(k) for k in keys]))
+            except P4RuntimeError as exc:
+                self.switches.lose(switch, str(exc))
+        written = 0
+        for switch, (keys, write) in pending.items():
+            refused: set[int] = set()
+            try:
+                write.result()
+            except WriteError as exc:
+                # ALREADY_EXISTS: the switch has an entry of the key (its own, written meanwhile).
+                refused = {f.index for f in exc.failures if f.code != rpc_code.ALREADY_EXISTS}
+                for f in exc.failures[:3]:
+                    if f.code != rpc_code.ALREADY_EXISTS:
+                        log.error("replica refused by %s: %s", switch, rpc_code.Code.Name(f.code))
+            except P4RuntimeError as exc:
+                self.switches.lose(switch, str(exc))
+                continue
+            landed = [k for i, k in enumerate(keys) if i not in refused]
+            for key in landed:
+                self.replicas.replicated(key, [switch])
+            written += len(landed)
+        return written
+
+    def _write_own(self, switch: str, key: bytes, backend: int) -> None:
+        installed = self.flows.table.get(key)
+        if installed is None or switch not in self.switches:
+            return
+        update = self.tables.flow(unpack_key(key), backend, installed[1], self.flows.idle_timeout_ns,
+                                  entry_id=self.flows.plain_entry_id())
+        try:
+            self.switches.member(switch).write_async([update]).result()
+            self.counts.own_entries += 1
+        except WriteError as exc:
+            log.error("own entry refused by %s: %s", switch, exc)
+        except P4RuntimeError as exc:
+            self.switches.lose(switch, str(exc))
+
+    def _installed(self, event: InstallEvent) -> None:
+        self.written_at[event.key] = time.monotonic()
+        placed = self.replicas.flows.get(event.key)
+        if placed is None or placed.home not in self.switches:
+            # Its home left while the write was in flight: no entry anywhere to keep track of.
+            self._orphans.append(event.key)
+
+    # ---- switches ----------------------------------------------------------------------------
+
+    def switch_joined(self, switch: str) -> int:
+        """A switch in the set again (syncing): every activated flow's replica goes there."""
+        keys = [k for k in self.replicas.switch_joined(switch) if k in self.flows.table]
+        written = self._write_replicas({switch: keys}) if keys else 0
+        self.counts.restored_replicas += written
+        return written
+
+    def switch_lost(self, switch: str) -> None:
+        for key in self.replicas.switch_lost(switch):
+            self.written_at.pop(key, None)
+            self.flows.forget(key)
+        for key, (reporter, _) in list(self._activations.items()):
+            if reporter == switch:
+                del self._activations[key]
+
+
+__all__ = ["AllSwitchesLost", "ClusterFlowManager", "ClusterFlows", "RoutedFlowWriter"]

@@ -1,0 +1,158 @@
+"""The real controller (controller/cluster_app.py) driving two BMv2 dispatchers behind the
+ECMP router (topo/multi_dispatcher.py): it pushes both pipelines, writes one configuration
+and one ring to both, home entries where flows are reported, replicas once their home
+activates them, and the ECMP group on a switch's failure and return.
+
+Needs root, Mininet and simple_switch_grpc; skips with the reason otherwise. The network is
+built per test and taken down in a `finally`, failed or not; the controller's thread is
+stopped first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cluster_app import ClusterController
+from controller.config import Config
+from topo.controller_testbed import RunningController
+from topo.mininet_support import free_tcp_port, links_named_after, missing_mininet_reason
+from topo.multi_dispatcher import MininetEcmp, MultiDispatcherCluster, MultiDispatcherSpec, per_process_prefix
+from topo.server_cluster import ClientRun, read_connection_log
+from workload.connections import count_connections
+
+
+@pytest.fixture
+def cluster(request, tmp_path: Path) -> Iterator[MultiDispatcherCluster]:
+    reason = missing_mininet_reason()
+    if reason:
+        pytest.skip(reason)
+    dispatchers = getattr(request, "param", 2)
+    spec = MultiDispatcherSpec(dispatchers=dispatchers, clients=2, capacities_mbit=(20.0, 10.0, 5.0),
+                               switch_prefix=per_process_prefix(),
+                               switch_ports=tuple((free_tcp_port(), free_tcp_port()) for _ in range(dispatchers)))
+    running = MultiDispatcherCluster(spec, tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        assert links_named_after(running.node_names()) == {}
+
+
+@pytest.fixture
+def controlled(cluster: MultiDispatcherCluster) -> Iterator[tuple[RunningController, MininetEcmp]]:
+    ecmp = cluster.ecmp()
+    controller = ClusterController(Config.model_validate(cluster.cluster_config()), ecmp=ecmp)
+    running = RunningController(controller)
+    running.start()
+    try:
+        wait_until(lambda: len(controller.switch_set) == cluster.spec.dispatchers, 30, "every switch in service")
+        yield running, ecmp
+    finally:
+        running.stop()
+
+
+def wait_until(done, timeout: float, what: str) -> float:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def rewrites(controller: ClusterController) -> int:
+    """Ring writes the policy made (fb_est, the cluster's default), joins' rings not counted."""
+    return sum(ring.rewrites for ring in controller.ring_updater.rings.values())
+
+
+def served_once(cluster: MultiDispatcherCluster, runs: dict[str, ClientRun]) -> dict[str, list[str]]:
+    """Every answered request matched to exactly one server's record: no connection seen by
+    two servers, and as many server-side connections from each client "ip:port" as requests
+    from it (a client may reuse a port once the server closed first). Returns "ip:port" ->
+    the servers that logged it."""
+    counted = count_connections({name: read_connection_log(path) for name, path in cluster.server_logs.items()})
+    assert counted.split == [], counted.split[:5]
+    where: dict[str, list[str]] = {}
+    for connection in counted.connections:
+        where.setdefault(connection.client, []).extend(connection.servers)
+    requests = Counter(r["local"] for run in runs.values() for r in run.records if not r.get("error"))
+    wrong = {c: (n, where.get(c, [])) for c, n in requests.items() if len(where.get(c, [])) != n}
+    assert wrong == {}, list(wrong.items())[:5]
+    return where
+
+
+@pytest.mark.parametrize("cluster", [2, 3], indirect=True, ids=["2-dispatchers", "3-dispatchers"])
+def test_http_through_every_dispatcher_with_the_controller(cluster, controlled):
+    running, _ = controlled
+    controller: ClusterController = running.controller
+    cluster.start_http_servers()
+    runs = cluster.run_clients(rate=40, requests=60, cdf="fb_hadoop", max_bytes=50_000)
+    for run in runs.values():
+        assert run.summary["failed"] == 0, f"{run.client}: {run.summary['errors']}"
+    where = served_once(cluster, runs)
+    assert sum(len(servers) for servers in where.values()) == 120
+    homes = Counter(p.home for p in controller.replicas.flows.values())
+    status = controller.cluster_status()
+    print(f"\n120 requests through {cluster.spec.dispatchers} dispatchers: homes {dict(homes)}, "
+          f"{status.activations} activations, "
+          f"{status.replicas_written} replicas, {status.cross_switch_splits} splits, "
+          f"{rewrites(controller)} ring rewrites")
+    assert set(homes) == {cluster.spec.dispatcher_name(k) for k in cluster.spec.dispatcher_indices()}, \
+        "the router spread the connections"
+    assert status.replicas_written > 0 and status.cross_switch_splits == 0
+
+
+@pytest.mark.parametrize("cluster", [2, 3], indirect=True, ids=["2-dispatchers", "3-dispatchers"])
+def test_a_killed_dispatcher_under_load_is_taken_out_and_brought_back(cluster, controlled):
+    """disp1 is killed while 3 MB transfers run through every dispatcher; the controller sees
+    its stream break, takes it out of the ECMP group and keeps writing to the others; the
+    connections disp1 carried continue through them (replicas, or their identical ring).
+    Restarted, disp1 is reconnected, given pipeline, configuration, ring and replicas, and put
+    back in the group after the freeze.
+    No connection that started before the kill fails; every one is served by one server."""
+    running, ecmp = controlled
+    controller: ClusterController = running.controller
+    name1 = cluster.spec.dispatcher_name(1)
+    cluster.start_http_servers()
+    clients = cluster.start_clients(rate=2, duration=6, size=3_000_000, request_timeout=80)
+    time.sleep(3)
+    replicated_before = controller.cluster_status().replicated_flows
+    kill_wall, killed = time.time(), time.monotonic()
+    cluster.kill_dispatcher(1)
+    kill_returned = time.monotonic()      # the kill waits for the process to be reaped
+    wait_until(lambda: any(v == "remove" for _, v, _ in ecmp.changes), 10, "disp1 out of the group")
+    out_at = next(at for at, verb, _ in ecmp.changes if verb == "remove")
+    assert cluster.members == list(range(2, cluster.spec.dispatchers + 1)) and name1 not in controller.switch_set
+    time.sleep(2)
+    cluster.restart_dispatcher(1)
+    restarted = time.monotonic()
+    in_service_at = wait_until(lambda: name1 in controller.switch_set, 40, "disp1 back in service")
+    back_at = wait_until(lambda: 1 in cluster.members, 20, "disp1 back in the ECMP group (after the freeze)")
+    runs = cluster.finish_clients(clients, timeout=120)
+    where = served_once(cluster, runs)
+    records = [r for run in runs.values() for r in run.records]
+    before = [r for r in records if r["start"] < kill_wall]
+    failed_before = [r for r in before if r.get("error")]
+    status = controller.cluster_status()
+    print(f"\nkill, {cluster.spec.dispatchers} dispatchers: {len(records)} requests "
+          f"({len(before)} started before the kill), "
+          f"{sum(1 for r in records if r.get('error'))} failed ({len(failed_before)} of those before the kill); "
+          f"{sum(len(s) for s in where.values())} connections each served by one server; "
+          f"{replicated_before} flows replicated at the kill; "
+          f"disp1 out of the group {(out_at - killed) * 1e3:.0f} ms after the kill "
+          f"(the kill call, SIGKILL and reaping, took {(kill_returned - killed) * 1e3:.0f} ms); back in service "
+          f"{in_service_at - restarted:.1f} s after its restart with {status.restored_replicas} replicas, in the "
+          f"group {back_at - in_service_at:.1f} s later (the freeze); "
+          f"{status.replicas_written} replicas, {status.own_entries} own entries, "
+          f"{status.cross_switch_splits} splits in all; {rewrites(controller)} ring rewrites "
+          f"({controller.ring_updater.spared_changes} slot changes spared by rule 5)")
+    assert before and failed_before == [], failed_before[:3]
+    assert sum(len(servers) for servers in where.values()) == len(records)
+    assert out_at - killed < 1.0
+    assert all(cluster.dispatcher(k).alive() for k in cluster.spec.dispatcher_indices())

@@ -1,0 +1,364 @@
+"""One controller driving several switches (issue 15, controller/cluster_app.py), on in-memory
+switches (tests/switch_stub.py) fed the digests and idle reports a BMv2 would send. The
+serving loop's own turns run here; only the switches are stand-ins.
+
+Checked as a user would: every switch gets the same configuration and ring; a flow's home
+entry goes to the switch that reported it and asks for its activation to be reported; the
+activation puts the same entry (id 0, same backend and statistics slot) on every other
+switch; a flow that moved before its replica gets an entry of its own there (a different
+backend is counted as a split); entries go only when every holder reported them idle; a
+lost switch leaves the set and the others keep being written; a switch that comes back
+empty gets configuration, the same ring backends and every activated flow's replica;
+counters are summed over switches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from controller_fakes import digest_list
+from finsy.proto import p4r
+from switch_stub import InMemorySwitch, program
+
+from controller.app import Controller
+from controller.cluster_app import ClusterController
+from controller.config import Config, ConfigError, load_config
+from controller.counter_poller import CounterReading
+from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, DigestFlag
+from controller.dataplane.dispatcher_tables import CounterValue
+
+WEB1, WEB2 = 10, 11
+ACTIVATED = DigestFlag.DIGEST_FLAG_ACTIVATED
+
+
+def settings(**extra: Any) -> dict[str, Any]:
+    return {"switches": [{"name": "a", "grpc_address": "127.0.0.1:50001"},
+                         {"name": "b", "grpc_address": "127.0.0.1:50002"}],
+            "services": [{"name": "web", "id": 1, "mode": "vip", "vip": "10.0.0.100", "port": 80,
+                          "policy": "round_robin", "ring_size": 64, "ring_threshold": 0.0, "ring_max_change": 1.0,
+                          "backends": [{"name": "web1", "id": WEB1, "port": 2, "mac": "02:00:00:00:00:0a"},
+                                       {"name": "web2", "id": WEB2, "port": 3, "mac": "02:00:00:00:00:0b"}]}],
+            **extra}
+
+
+class Member(InMemorySwitch):
+    """An in-memory switch with what the serving loop asks of a session besides writes."""
+
+    def __init__(self, info, address: str) -> None:
+        super().__init__(info)
+        self.address = address
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _apply(self, index, update):
+        # The configuration's digest and clone-session entries: taken, not kept.
+        if update.entity.WhichOneof("entity") not in ("table_entry", "meter_entry"):
+            return None
+        if update.entity.table_entry.is_default_action:     # timers: modified in place
+            return None
+        return super()._apply(index, update)
+
+
+def flow(i: int, backend: int = WEB1, flags: int = 0) -> dict[str, int]:
+    return {"src_addr": (0xFFFF << 32) | (0xC0A80000 + i), "dst_addr": (0xFFFF << 32) | 0x0A000064,
+            "protocol": 6, "src_port": 40000 + i, "dst_port": 80, "service_id": 1,
+            "backend_id": backend, "flags": flags}
+
+
+def key_of(i: int) -> tuple[int, int, int, int, int]:
+    f = flow(i)
+    return (f["src_addr"], f["dst_addr"], 6, f["src_port"], 80)
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[tuple[ClusterController, dict[str, Member]]]:
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path))
+    switches = {name: Member(controller.info, f"127.0.0.1:5000{i}") for i, name in enumerate("ab", start=1)}
+    for name, switch in switches.items():
+        controller.join(name, switch, poll=False)     # as a supervisor hands them over
+    yield controller, switches
+
+
+def flows_on(switch: Member) -> dict[int, dict[str, int]]:
+    """src_port -> the `flows` entry's parameters (backend_id, stats_slot, id)."""
+    return {dict(match)["src_port"]: params for match, params in switch.entries("flows").items()}
+
+
+def report(switch: Member, *flows: dict[str, int]) -> None:
+    switch.digests.put((0.0, digest_list(flows)))
+
+
+def idle(controller: ClusterController, switch: Member, *indices: int) -> None:
+    note = p4r.IdleTimeoutNotification()
+    for i in indices:
+        note.table_entry.append(controller.tables.flow_delete(key_of(i)).entity.table_entry)
+    switch.idle_timeouts.put(note)
+
+
+def settle(controller: ClusterController, turns: int = 3) -> None:
+    for _ in range(turns):
+        controller.turn(readings={})
+
+
+# ---- the configuration ---------------------------------------------------------------------------
+
+def test_one_switch_section_keeps_the_single_switch_controller(tmp_path):
+    sample = load_config(Path(__file__).resolve().parents[2] / "configs" / "sample.toml")
+    assert not sample.several_switches and sample.dispatchers == [sample.switch]
+    with pytest.raises(ValueError, match="one `\\[switch\\]` is Controller's"):
+        ClusterController(sample, program(tmp_path))
+    assert type(Controller(sample, program(tmp_path)).flows).__name__ == "FlowManager"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"switch": {"grpc_address": "127.0.0.1:9559"}}, "not both"),
+    ({"switches": [{"grpc_address": "127.0.0.1:1"}]}, "one is `\\[switch\\]`"),
+    ({"switches": [{"grpc_address": "127.0.0.1:1"}, {"grpc_address": "127.0.0.1:1"}]}, "of its own"),
+    ({"switches": [{"grpc_address": "127.0.0.1:1"}, {"grpc_address": "127.0.0.1:2", "target": "tofino"}]},
+     "same program on the same target"),
+])
+def test_several_switches_are_checked(tmp_path, change, message):
+    path = tmp_path / "c.toml"
+    data = settings() | change
+    path.write_text(toml(data))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_what_several_switches_do_not_do_yet_is_refused():
+    data = settings()
+    data["services"][0]["dispatch"] = "reactive"
+    with pytest.raises(ValueError, match="reactive dispatch not built for several switches"):
+        Config.model_validate(data)
+
+
+def toml(data: dict[str, Any]) -> str:
+    """Enough TOML for these configurations (tables, arrays of tables, scalars)."""
+    import json
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        return json.dumps(v)
+
+    def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
+        lines.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                nested.append((k, v, False))
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                nested.append((k, v, True))
+            else:
+                lines.append(f"{k} = {value(v)}")
+        for k, v, is_array in nested:
+            for item in (v if is_array else [v]):
+                table(f"{prefix}.{k}", item, is_array)
+
+    for k, v in data.items():
+        if isinstance(v, dict):
+            table(k, v)
+        else:
+            for item in v:
+                table(k, item, array=True)
+    return "\n".join(lines) + "\n"
+
+
+# ---- the cluster ------------------------------------------------------------------------------------
+
+def test_every_switch_gets_the_configuration_and_the_same_ring(cluster):
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    assert a.ring(1) and a.ring(1) == b.ring(1)
+    assert sorted(set(a.ring(1).values())) == [WEB1, WEB2]
+    assert a.entries("backends") == b.entries("backends") != {}
+    assert controller.cluster_status().in_service == ["a", "b"]
+
+
+def test_home_entry_on_the_reporting_switch_replicas_after_activation(cluster):
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(1, WEB2))
+    settle(controller)
+    home = flows_on(a)[40001]
+    assert home["backend_id"] == WEB2 and home["id"] & ENTRY_ID_REPORT_ACTIVATION
+    assert flows_on(b) == {}, "a replica before the home took its entry over"
+    report(a, flow(1, WEB2, flags=ACTIVATED))
+    settle(controller)
+    replica = flows_on(b)[40001]
+    assert replica == {"backend_id": WEB2, "stats_slot": home["stats_slot"], "id": 0}
+    # The flow's digest from b once its replica is there: nothing more is written.
+    writes = len(b.writes)
+    report(b, flow(1, WEB2))
+    settle(controller)
+    assert len(b.writes) == writes
+    status = controller.cluster_status()
+    assert (status.activations, status.replicas_written, status.replicated_flows) == (1, 1, 1)
+
+
+def test_a_flow_that_moved_before_its_replica_gets_an_entry_of_its_own(cluster):
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(2, WEB1))
+    settle(controller)
+    report(b, flow(2, WEB2))     # b decided it itself, with another backend: a split
+    settle(controller)
+    own = flows_on(b)[40002]
+    assert own["backend_id"] == WEB2 and own["id"] != 0 and not own["id"] & ENTRY_ID_REPORT_ACTIVATION
+    assert flows_on(a)[40002]["backend_id"] == WEB1
+    report(a, flow(2, WEB1, flags=ACTIVATED))
+    settle(controller)
+    assert flows_on(b)[40002]["backend_id"] == WEB2, "a replica overwrote the switch's own entry"
+    assert controller.cluster_status().cross_switch_splits == 1
+
+
+def test_entries_go_only_once_every_holder_reported_them_idle(cluster):
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(3), flow(4))
+    settle(controller)
+    report(a, flow(3, flags=ACTIVATED), flow(4, flags=ACTIVATED))
+    settle(controller)
+    assert set(flows_on(b)) == {40003, 40004}
+    idle(controller, b, 3, 4)      # the replicas are never hit: b reports them first
+    settle(controller)
+    assert set(flows_on(a)) == set(flows_on(b)) == {40003, 40004}
+    idle(controller, a, 3)         # the flow from port 40003 ended on its home too
+    settle(controller)
+    assert set(flows_on(a)) == set(flows_on(b)) == {40004}
+    assert len(controller.flows.table) == 1
+
+
+def test_a_lost_switch_leaves_and_comes_back_with_ring_and_replicas(cluster, tmp_path):
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(5), flow(6))
+    settle(controller)
+    report(a, flow(5, flags=ACTIVATED))       # flow 6 is not activated yet
+    settle(controller)
+    b.stream_closed.set()                     # b's BMv2 was killed
+    settle(controller)
+    assert controller.cluster_status().in_service == ["a"]
+    deadline = time.monotonic() + 2
+    while not b.closed and time.monotonic() < deadline:
+        time.sleep(0.01)         # closed off the serving loop's thread
+    assert b.closed
+    assert "b" in controller.cluster_status().lost
+    # The others keep being written: a ring rewrite (an operator's drain) reaches a alone.
+    writes_b = len(b.writes)
+    controller.submit("drain", name="web2")
+    settle(controller)
+    assert set(a.ring(1).values()) == {WEB1} and len(b.writes) == writes_b
+    back = Member(controller.info, "127.0.0.1:50002")     # restarted: empty, fresh pipeline
+    controller.join("b", back, poll=False)
+    assert back.ring(1) == a.ring(1)
+    assert back.entries("backends") == a.entries("backends")
+    assert set(flows_on(back)) == {40005} and flows_on(back)[40005]["id"] == 0
+    # The ring written to b is one fresh generation, used on no other switch.
+    generations = {p["generation"] for p in back.entries("dispatch_ring").values()}
+    assert len(generations) == 1 and generations.pop() == controller.ring_updater.generation
+    report(a, flow(6, flags=ACTIVATED))
+    settle(controller)
+    assert set(flows_on(back)) == {40005, 40006}
+    assert controller.cluster_status().restored_replicas == 1
+
+
+def test_counters_are_summed_over_switches_and_never_go_back(cluster):
+    controller, _ = cluster
+
+    def reading(at: float, packets: int) -> CounterReading:
+        return CounterReading(at=at, backend_traffic={WEB1: CounterValue(packets, packets * 100)},
+                              flow_stats=None, ports={})
+
+    controller.turn(readings={"a": reading(1.0, 10), "b": reading(1.0, 5)})
+    controller.turn(readings={"a": reading(2.0, 30), "b": reading(2.0, 2)})   # b restarted: 2 new
+    assert controller.counters.reading().backend_traffic[WEB1].packets == 30 + 5 + 2
+    status = controller.status()
+    assert status.cluster is not None and status.cluster.in_service == ["a", "b"]
+    assert status.switch == "127.0.0.1:50001, 127.0.0.1:50002"
+
+
+class RecordedEcmp:
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str]] = []
+
+    def add(self, switch: str) -> None:
+        self.changes.append(("add", switch))
+
+    def remove(self, switch: str) -> None:
+        self.changes.append(("remove", switch))
+
+
+def test_the_ecmp_group_follows_failure_and_return(tmp_path):
+    ecmp = RecordedEcmp()
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
+    controller.join("a", a, poll=False)
+    controller.join("b", b, poll=False)
+    b.stream_closed.set()
+    settle(controller)
+    back = Member(controller.info, "127.0.0.1:50002")
+    controller.join("b", back, poll=False)
+    assert ecmp.changes == [("add", "a"), ("add", "b"), ("remove", "b"), ("add", "b")]
+
+
+def test_ring_rewrites_leave_the_slots_of_unreplicated_flows_alone(cluster):
+    """Rule 5: a backend added while flows are recorded but not yet on every switch takes its
+    share from other slots; once the flows are replicated, their slots may move again."""
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    ring_before = a.ring(1)
+    flows = [flow(i, ring_before[0]) for i in range(100, 130)]
+    report(a, *flows)
+    settle(controller)
+    kept = controller.unreplicated_slots(1)
+    assert len(kept) >= 10
+    controller.submit("add", service="web", backend={"name": "web3", "id": 12, "port": 4,
+                                                      "mac": "02:00:00:00:00:0c"})
+    settle(controller)
+    ring_after = a.ring(1)
+    assert ring_after == b.ring(1)
+    assert all(ring_after[s] == ring_before[s] for s in kept)
+    assert controller.ring_updater.spared_changes > 0
+    assert sum(1 for v in ring_after.values() if v == 12) == 64 // 3 + 1 or \
+        sum(1 for v in ring_after.values() if v == 12) == 64 // 3
+    # A home entry still not activated T_c + digest_retry after its write is an ended flow's.
+    later = time.monotonic() + 1.0 + 0.5 + 0.1
+    assert controller.unreplicated_slots(1, now=later) == set()
+    report(a, *[f | {"flags": ACTIVATED} for f in flows])
+    settle(controller)
+    assert controller.unreplicated_slots(1) == set()
+
+
+def test_a_returning_switch_waits_for_the_freeze_before_ecmp(tmp_path):
+    """Rule 6: with flows recorded, a switch back in service joins the ECMP group only after
+    T_c + digest_retry (1 s + 0.5 s here) with no held ring decision for T_c; the policies'
+    ring rewrites wait meanwhile."""
+    ecmp = RecordedEcmp()
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
+    controller.join("a", a, poll=False)
+    controller.join("b", b, poll=False)
+    report(a, flow(8))
+    settle(controller)
+    b.stream_closed.set()
+    settle(controller)
+    begun = time.monotonic()
+    controller.join("b", Member(controller.info, "127.0.0.1:50002"), poll=False)
+    assert ecmp.changes[-1] == ("remove", "b") and controller.ring_updater.frozen
+    assert controller.cluster_status().waiting_for_ecmp == ["b"]
+    controller.end_freeze(begun + 1.0)
+    assert ecmp.changes[-1] == ("remove", "b"), "in the group before T_c + digest_retry"
+    # A switch held a ring decision at an older generation just now: T_c more.
+    controller.freeze.held_decisions(CounterValue(0, 0), begun + 1.0)
+    controller.freeze.held_decisions(CounterValue(3, 0), begun + 1.2)
+    controller.end_freeze(begun + 1.6)
+    assert ecmp.changes[-1] == ("remove", "b")
+    controller.end_freeze(begun + 2.3)
+    assert ecmp.changes[-1] == ("add", "b") and not controller.ring_updater.frozen
+    assert controller.cluster_status().waiting_for_ecmp == []
