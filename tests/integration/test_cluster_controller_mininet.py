@@ -13,35 +13,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from controller.cluster_app import ClusterController
 from controller.config import Config
 from topo.controller_testbed import RunningController
-from topo.mininet_support import free_tcp_port, links_named_after, missing_mininet_reason
-from topo.multi_dispatcher import MininetEcmp, MultiDispatcherCluster, MultiDispatcherSpec, per_process_prefix
+from topo.multi_dispatcher import MininetEcmp, MultiDispatcherCluster
 from topo.server_cluster import ClientRun, read_connection_log
 from workload.connections import count_connections
-
-
-@pytest.fixture
-def cluster(request, tmp_path: Path) -> Iterator[MultiDispatcherCluster]:
-    reason = missing_mininet_reason()
-    if reason:
-        pytest.skip(reason)
-    dispatchers = getattr(request, "param", 2)
-    spec = MultiDispatcherSpec(dispatchers=dispatchers, clients=2, capacities_mbit=(20.0, 10.0, 5.0),
-                               switch_prefix=per_process_prefix(),
-                               switch_ports=tuple((free_tcp_port(), free_tcp_port()) for _ in range(dispatchers)))
-    running = MultiDispatcherCluster(spec, tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-        assert links_named_after(running.node_names()) == {}
 
 
 @pytest.fixture
@@ -92,7 +72,9 @@ def test_http_through_every_dispatcher_with_the_controller(cluster, controlled):
     running, _ = controlled
     controller: ClusterController = running.controller
     cluster.start_http_servers()
-    runs = cluster.run_clients(rate=40, requests=60, cdf="fb_hadoop", max_bytes=50_000)
+    # Objects up to 1 MB: some connections outlive their entry's install and activate it, so
+    # replicas are written (at 50 KB, some runs had none).
+    runs = cluster.run_clients(rate=40, requests=60, cdf="fb_hadoop", max_bytes=1_000_000)
     for run in runs.values():
         assert run.summary["failed"] == 0, f"{run.client}: {run.summary['errors']}"
     where = served_once(cluster, runs)

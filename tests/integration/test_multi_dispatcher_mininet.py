@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,7 @@ from controller.dataplane.dispatcher_tables import DispatcherTables
 from controller.p4runtime import P4RuntimeClient
 from controller.p4runtime.encoding import address_from_flow
 from topo.flow_installer import FlowInstaller
-from topo.mininet_support import free_tcp_port, links_named_after, missing_mininet_reason
-from topo.multi_dispatcher import MultiDispatcherCluster, MultiDispatcherSpec, per_process_prefix
+from topo.multi_dispatcher import MultiDispatcherCluster
 from topo.server_cluster import ClientRun, read_connection_log
 from topo.static_pipeline import dispatcher_updates
 from workload.connections import count_connections
@@ -50,24 +48,6 @@ def program(cluster: MultiDispatcherCluster, k: int) -> StaticSwitch:
         client.close()
         raise
     return StaticSwitch(client, installer)
-
-
-@pytest.fixture
-def cluster(request, tmp_path: Path) -> Iterator[MultiDispatcherCluster]:
-    reason = missing_mininet_reason()
-    if reason:
-        pytest.skip(reason)
-    dispatchers = getattr(request, "param", 2)
-    spec = MultiDispatcherSpec(dispatchers=dispatchers, clients=2, capacities_mbit=(20.0, 10.0, 5.0),
-                               switch_prefix=per_process_prefix(),
-                               switch_ports=tuple((free_tcp_port(), free_tcp_port()) for _ in range(dispatchers)))
-    running = MultiDispatcherCluster(spec, tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-        assert links_named_after(running.node_names()) == {}
 
 
 @pytest.fixture
