@@ -37,6 +37,7 @@ from controller.flow_manager import FlowManager
 from controller.health_control import HealthControl, HealthEnforcer
 from controller.load_monitor import LoadMonitor
 from controller.p4runtime import P4InfoIndex, P4RuntimeClient, P4RuntimeError
+from controller.p4runtime.client import queued, take_digests
 from controller.p4runtime.p4info import P4InfoError
 from controller.p4runtime.targets import Program, target_named
 from controller.policy_admin import NdChange, apply_nd_change
@@ -192,27 +193,12 @@ class Controller:
         # Digests in rounds of at most DIGESTS_PER_ROUND flows, each written before the next
         # is taken: a backlog is then worked off in batches whose write takes a few ms,
         # rather than one batch that makes every flow in it wait for all the others.
-        taken = 0
-        while taken < DIGESTS_PER_ROUND:
-            try:
-                arrived, digest_list = client.digests.get_nowait()
-            except queue.Empty:
-                break
-            client.ack_digest(digest_list)
+        for arrived, digest_list in take_digests(client, DIGESTS_PER_ROUND):
             self.flows.on_digest_list(digest_list, arrived)
-            taken += len(digest_list.data)
-        while True:
-            try:
-                notification = client.idle_timeouts.get_nowait()
-            except queue.Empty:
-                break
+        for notification in queued(client.idle_timeouts):
             self.flows.on_idle_timeout(notification)
             self.sessions.on_idle_timeout(notification)
-        while True:
-            try:
-                packet = client.packet_ins.get_nowait()
-            except queue.Empty:
-                break
+        for packet in queued(client.packet_ins):
             fields = self.tables.packet_in_fields(packet)
             if fields.get("reason") == PacketInReason.REACTIVE:
                 self.reactive.handle(client, packet.payload)
@@ -221,11 +207,7 @@ class Controller:
                 # Written at once: each announced entry races its flow's first packet, and a
                 # burst of signalling must not hold the first announcements back.
                 self.sessions.flush(client)
-        while True:
-            try:
-                error = client.stream_errors.get_nowait()
-            except queue.Empty:
-                break
+        for error in queued(client.stream_errors):
             log.warning("switch reported a stream error: %s", error.message or error)
 
     def _poll(self, client: P4RuntimeClient, reading: CounterReading) -> None:

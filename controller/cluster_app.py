@@ -28,7 +28,6 @@ import logging
 import queue
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -39,9 +38,11 @@ from controller.config import Config
 from controller.counter_poller import CounterPoller, CounterReading
 from controller.dataplane.constants import DispatchEvent
 from controller.dataplane.dispatcher_tables import CounterValue
+from controller.dataplane.flow_key import ring_slot
 from controller.flow_replicas import FlowReplicas
 from controller.flow_table import unpack_key
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
+from controller.p4runtime.client import queued, take_digests
 from controller.p4runtime.encoding import flow_address
 from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
 from controller.p4runtime.targets import Program
@@ -222,31 +223,13 @@ class ClusterController(Controller):
             log.error("every switch is lost: %s", exc)
 
     def _drain(self, name: str, client: P4RuntimeClient) -> None:
-        taken = 0
-        while taken < DIGESTS_PER_ROUND:
-            try:
-                arrived, digest_list = client.digests.get_nowait()
-            except queue.Empty:
-                break
-            client.ack_digest(digest_list)
+        for arrived, digest_list in take_digests(client, DIGESTS_PER_ROUND):
             self.cluster_flows.on_digest_list(name, digest_list, arrived)
-            taken += len(digest_list.data)
-        while True:
-            try:
-                notification = client.idle_timeouts.get_nowait()
-            except queue.Empty:
-                break
+        for notification in queued(client.idle_timeouts):
             self.cluster_flows.on_idle_timeout(name, notification, time.monotonic())
-        while True:
-            try:
-                client.packet_ins.get_nowait()   # none expected: no reactive or sessions here (config)
-            except queue.Empty:
-                break
-        while True:
-            try:
-                error = client.stream_errors.get_nowait()
-            except queue.Empty:
-                break
+        for _ in queued(client.packet_ins):
+            pass     # none expected: no reactive or sessions here (config)
+        for error in queued(client.stream_errors):
             log.warning("switch %s reported a stream error: %s", name, error.message or error)
 
     def _cluster_reading(self, given: dict[str, CounterReading] | None) -> CounterReading | None:
@@ -318,15 +301,15 @@ class ClusterController(Controller):
         horizon = (timers.cache_timeout_ms + timers.digest_retry_ms) / 1000
         written_at = self.cluster_flows.written_at
         match = (flow_address(service.vip), service.protocol_number, service.port)
-        mask = service.ring_size - 1
+        by_client = service.affinity == "client"
         slots = set()
         for key in self.replicas.flows:
-            _, dst, protocol, _, dst_port = unpack_key(key)
-            if (dst, protocol, dst_port) != match or self.replicas.is_replicated(key):
+            flow = unpack_key(key)
+            if (flow[1], flow[2], flow[4]) != match or self.replicas.is_replicated(key):
                 continue
             if now - written_at.get(key, now) > horizon:
                 continue
-            slots.add(ring_slot(key, mask))
+            slots.add(ring_slot(flow, service.ring_size, by_client))
         return slots
 
     # ---- losing a switch ---------------------------------------------------------------------
@@ -399,12 +382,6 @@ class Freeze:
         started = min(self.waiting.values())
         return (now - started >= self.horizon_s and unreplicated_before == 0
                 and now - self._held_changed >= self.cache_timeout_s)
-
-
-def ring_slot(packed_key: bytes, mask: int) -> int:
-    """The ring slot the data plane takes for a key: bits 31..16 of its CRC32, masked to the
-    ring size (p4src/v1model/flow_key.p4)."""
-    return (zlib.crc32(packed_key) >> 16) & mask
 
 
 def _close(served: _Served) -> None:

@@ -12,9 +12,33 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_code, rpc_status
+
+T = TypeVar("T")
+
+
+def queued(messages: queue.Queue[T]) -> Iterator[T]:
+    """What a stream queue holds now, without waiting."""
+    while True:
+        try:
+            yield messages.get_nowait()
+        except queue.Empty:
+            return
+
+
+def take_digests(client: P4RuntimeClient, max_flows: int) -> Iterator[tuple[float, p4r.DigestList]]:
+    """A client's queued digest lists, each acked as it is taken, until they hold `max_flows`
+    flows or none is left: (arrival time, list)."""
+    taken = 0
+    for arrived, digest_list in queued(client.digests):
+        client.ack_digest(digest_list)
+        yield arrived, digest_list
+        taken += len(digest_list.data)
+        if taken >= max_flows:
+            return
 
 
 class P4RuntimeError(RuntimeError):
