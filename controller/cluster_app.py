@@ -14,7 +14,11 @@ What differs:
   switch, replicas once the home reports activation, deletes once idle everywhere.
 * A switch that joins (first start or return) gets the configuration, every ring slot's
   current backend under one fresh generation, then every activated flow's replica, before
-  the loop counts it in service. A lost stream or failed write is that switch's failure,
+  the loop counts it in service.
+* At a take-over (a backup becoming primary, a restart) the switches that run the program
+  already are adopted, not wiped (controller/cluster_takeover.py): their entries and rings
+  become the controller's state, the switches that lag the old controller's last ring write
+  get it, and the replicas it had not written yet are written. A lost stream or failed write is that switch's failure,
   not the end of serving: the others go on, and its supervisor reconnects.
 * Counters are read per switch (a poller each) and summed as increases
   (controller/cluster_counters.py), so the policies see the whole cluster.
@@ -34,6 +38,7 @@ from typing import Protocol, cast
 from controller.app import DIGESTS_PER_ROUND, Controller
 from controller.cluster_counters import ClusterCounters
 from controller.cluster_flows import ClusterFlowManager, ClusterFlows, RoutedFlowWriter
+from controller.cluster_takeover import SwitchState, adopted_flows, cluster_ring, plain_entry_id, ring_fixes
 from controller.config import Config
 from controller.counter_poller import CounterPoller, CounterReading
 from controller.dataplane.constants import DispatchEvent
@@ -50,8 +55,13 @@ from controller.service_ring import EMPTY_SLOT
 from controller.status import ClusterStatus, ControllerStatus
 from controller.switch_setup import configuration_updates, write_idempotent
 from controller.switch_supervisor import Handover, SwitchSupervisor
+from controller.takeover import read_ring
 
 log = logging.getLogger("controller")
+
+# At a take-over the loop waits this long after the first switch is handed over for the
+# others, so that it adopts them together (they may differ by the old controller's last write).
+ADOPTION_WAIT_S = 2.0
 
 
 class EcmpGroup(Protocol):
@@ -96,8 +106,15 @@ class ClusterController(Controller):
                              digest_retry_s=timers.digest_retry_ms / 1000)
         self._wakeup = threading.Event()
         self._arrivals: queue.Queue[Handover] = queue.Queue()
+        # Until the first switches are served, switches that run the program are adopted.
+        self._adopting = True
+        self._gathered: list[Handover] = []
+        self._gathering_since: float | None = None
+        self.adopted_switches: list[str] = []
+        self._ecmp_lock = threading.Lock()     # supervisors take switches out before a push
         self.supervisors = {name: SwitchSupervisor(name, switch, self.program, self.info, self._arrivals,
-                                                   self._wakeup)
+                                                   self._wakeup, may_adopt=lambda: self._adopting,
+                                                   before_push=self._ecmp_remove)
                             for name, switch in zip(self.names, config.switches)}
 
     @property
@@ -115,7 +132,8 @@ class ClusterController(Controller):
             while not stop.is_set():
                 self.take_arrivals()
                 if not self._served:
-                    self._set_role("connecting")
+                    backup = any(sv.state == "backup" for sv in self.supervisors.values())
+                    self._set_role("backup" if backup else "connecting")
                     self._while_backup()
                     self._wakeup.wait(0.1)
                     self._wakeup.clear()
@@ -131,19 +149,97 @@ class ClusterController(Controller):
             for supervisor in self.supervisors.values():
                 supervisor.join(timeout=3)
 
-    def take_arrivals(self) -> None:
-        """Switches the supervisors handed over (pipeline pushed): into service."""
+    def take_arrivals(self, now: float | None = None) -> None:
+        """Switches the supervisors handed over: into service. The first ones are gathered
+        (all of them, or for ADOPTION_WAIT_S) and those running the program adopted together."""
+        now = time.monotonic() if now is None else now
         while True:
             try:
-                handed = self._arrivals.get_nowait()
+                self._gathered.append(self._arrivals.get_nowait())
             except queue.Empty:
+                break
+        if not self._gathered:
+            return
+        if self._adopting:
+            if self._gathering_since is None:
+                self._gathering_since = now
+            arrived = {h.name for h in self._gathered}
+            if len(arrived) < len(self.names) and now - self._gathering_since < ADOPTION_WAIT_S:
                 return
+            self._adopting = False
+            running = [h for h in self._gathered if not h.fresh]
+            if running:
+                self.adopt_running(running)
+            self._gathered = [h for h in self._gathered if h.fresh]
+        handed_over, self._gathered = self._gathered, []
+        for handed in handed_over:
+            if not handed.fresh:
+                # Handed over to be adopted just as the take-over ended: its state may lag
+                # what was written since. Its supervisor pushes a pipeline, ECMP removal first.
+                log.warning("switch %s arrived after the take-over: it will be reprogrammed", handed.name)
+                self._ecmp_remove(handed.name)
+                _close(_Served(handed.client, None, handed.released))
+                continue
             try:
                 self.join(handed.name, handed.client, poll=True, released=handed.released)
             except P4RuntimeError as exc:
                 log.error("switch %s could not be brought into service: %s", handed.name, exc)
                 self.switch_set.lose(handed.name, str(exc))    # if it was a member already
                 self._release(handed.name)                     # closed, and its supervisor retries
+
+    def adopt_running(self, handed: list[Handover], poll: bool = True) -> None:
+        """Adopt switches that run the program (controller/cluster_takeover.py): nothing the
+        data plane decided changes. The cluster's ring is, per slot, the newest generation
+        found, written to the switches that lag it; entries are recorded as found; the
+        replicas the old controller had not written are written; the switches go (back)
+        into the ECMP group after the freeze of rule 6 if any flow is recorded."""
+        started = time.monotonic()
+        states: dict[str, SwitchState] = {}
+        for h in handed:
+            try:
+                states[h.name] = SwitchState(self.tables.read_flows(h.client), read_ring(h.client, self.info))
+            except P4RuntimeError as exc:
+                log.error("switch %s could not be read to adopt it: %s", h.name, exc)
+                self._ecmp_remove(h.name)
+                _close(_Served(h.client, None, h.released))     # reprogrammed on reconnection
+        ring = cluster_ring(states)
+        slots: dict[int, dict[int, int]] = {}
+        for (service_id, slot), (backend, _) in ring.items():
+            slots.setdefault(service_id, {})[slot] = backend
+        self.ring_updater.adopt(slots, max((g for _, g in ring.values()), default=0))
+        clients = {h.name: h for h in handed if h.name in states}
+        for name, h in clients.items():
+            self._served[name] = _Served(h.client, None, h.released)
+            try:
+                write_idempotent(h.client, configuration_updates(self.tables, self.config, self.pool))
+                fixes = ring_fixes(states[name], ring)
+                if fixes:
+                    h.client.write([self.tables.ring_slot(sid, slot, backend, generation,
+                                                          "modify" if (sid, slot) in states[name].ring else "insert")
+                                    for (sid, slot), (backend, generation) in sorted(fixes.items())])
+                    log.info("switch %s lagged the cluster's ring: %d slots written", name, len(fixes))
+            except P4RuntimeError as exc:
+                log.error("switch %s could not be adopted: %s", name, exc)
+                self._release(name)
+                del states[name]
+                continue
+            self.switch_set.add(name, h.client)
+            self.counters.adopting(name)
+        next_id = max((plain_entry_id(e.entry_id) + 1 for st in states.values() for e in st.flows), default=1)
+        adopted = self.cluster_flows.adopt(adopted_flows(states), next_id)
+        self._rings_written = True
+        if any(EMPTY_SLOT in r.slots for r in self.ring_updater.rings.values()):
+            self.ring_updater.update(self.writer, force=True)     # a service the switches lack
+        replicas = sum(self.cluster_flows.switch_joined(name) for name in states)
+        for name in states:
+            if poll:
+                self._served[name].poller = self._poller(self._served[name].client)
+            self.joins += 1
+            self._into_ecmp(name)
+        self.adopted_switches = sorted(states)
+        log.info("took over %s running: %d flows adopted (%d to confirm), %d replicas the old controller "
+                 "had not written, in %.0f ms", ", ".join(sorted(states)) or "no switch", adopted,
+                 self.cluster_flows.unconfirmed, replicas, (time.monotonic() - started) * 1e3)
 
     def join(self, name: str, client: P4RuntimeClient, poll: bool, released: threading.Event | None = None) -> None:
         """Configuration, rings and replicas to a switch with a fresh pipeline, in that order
@@ -166,17 +262,32 @@ class ClusterController(Controller):
             served.poller = self._poller(client)
         self.joins += 1
         self.counts.pipeline_pushes += 1
-        if self.ecmp is not None:
-            # In service: configuration, rings and every activated flow's replica are there.
-            # Into the ECMP group after the freeze of rule 6 (at once while no flow has been
-            # recorded: none can move).
-            if self.replicas.flows or len(self.flows.table):
-                self.freeze.begin(name, time.monotonic())
-                self.ring_updater.frozen = True
-            else:
-                self.ecmp.add(name)
+        self._into_ecmp(name)
         log.info("switch %s in service (%d of %d): configuration, rings and %d replicas in %.0f ms",
                  name, len(self._served), len(self.names), replicas, (time.monotonic() - started) * 1e3)
+
+    def _into_ecmp(self, name: str) -> None:
+        """In service: configuration, rings and every activated flow's replica are there.
+        Into the ECMP group after the freeze of rule 6 (at once while no flow has been
+        recorded: none can move)."""
+        if self.ecmp is None:
+            return
+        if self.replicas.flows or len(self.flows.table):
+            self.freeze.begin(name, time.monotonic())
+            self.ring_updater.frozen = True
+        else:
+            self._ecmp_add(name)
+
+    def _ecmp_add(self, name: str) -> None:
+        if self.ecmp is not None:
+            with self._ecmp_lock:
+                self.ecmp.add(name)
+
+    def _ecmp_remove(self, name: str) -> None:
+        """Out of the group: before the switch is wiped (a supervisor's push), lost or sent back."""
+        if self.ecmp is not None:
+            with self._ecmp_lock:
+                self.ecmp.remove(name)
 
     def _ring_updates(self):
         """Every ring slot's current backend under one generation no write used: the same
@@ -213,6 +324,7 @@ class ClusterController(Controller):
                 return
             self.health_enforcer.turn(self.writer, time.monotonic())
             self.flows.flush()
+            self.cluster_flows.check_activations(time.monotonic())
             self.cluster_flows.flush()
             reading = self._cluster_reading(readings)
             if reading is not None:
@@ -264,7 +376,7 @@ class ClusterController(Controller):
             return
         for name in list(self.freeze.waiting):
             if name in self.switch_set:
-                self.ecmp.add(name)
+                self._ecmp_add(name)
         log.info("freeze over after %.0f ms: %s back in the ECMP group", (now - started) * 1e3,
                  ", ".join(self.freeze.waiting))
         self.freeze.waiting.clear()
@@ -318,8 +430,7 @@ class ClusterController(Controller):
         """The SwitchSet dropped a member (stream closed, write failed): out of service; its
         supervisor reconnects once the session is closed here. Out of the ECMP group first
         (rule 7): its share of traffic moves to the others at once."""
-        if self.ecmp is not None:
-            self.ecmp.remove(name)
+        self._ecmp_remove(name)
         self.freeze.waiting.pop(name, None)
         if not self.freeze.waiting:
             self.ring_updater.frozen = False
@@ -349,7 +460,10 @@ class ClusterController(Controller):
                              replicas_written=counts.replicas_written, restored_replicas=counts.restored_replicas,
                              own_entries=counts.own_entries, cross_switch_splits=self.cluster_flows.cross_switch_splits,
                              replicated_flows=replicated, recorded_flows=len(self.replicas.flows),
-                             waiting_for_ecmp=sorted(self.freeze.waiting), freezes=self.freeze.freezes)
+                             waiting_for_ecmp=sorted(self.freeze.waiting), freezes=self.freeze.freezes,
+                             adopted_switches=self.adopted_switches, adopted_flows=counts.adopted_flows,
+                             unconfirmed_flows=self.cluster_flows.unconfirmed,
+                             confirmed_activations=counts.confirmed_activations)
 
     def _empty_status(self) -> ControllerStatus:
         switches = self.config.switches

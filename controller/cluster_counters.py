@@ -6,7 +6,8 @@ Sums are of per-switch *increases*, accumulated: a switch that restarts starts i
 at 0 again, and a sum of raw values would then go backwards, which the load monitor would
 read as negative traffic. A value below the switch's previous one is taken as a restart:
 the whole new value is the increase. The result is a CounterReading with totals that only
-grow, as one switch's are, so controller/load_monitor.py takes it unchanged.
+grow, as one switch's are, so controller/load_monitor.py takes it unchanged. A switch taken
+over running has counted since it started: its first reading is where its increases start.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class _Summed:
         self._last: dict[str, Cells] = {}
         self.total: dict[int, CounterValue] = {}
 
-    def add(self, switch: str, cells: Cells) -> None:
+    def add(self, switch: str, cells: Cells, baseline: bool = False) -> None:
+        if baseline:
+            self._last[switch] = dict(cells)
+            return
         last = self._last.get(switch, {})
         for index, value in cells.items():
             before = last.get(index)
@@ -53,17 +57,24 @@ class ClusterCounters:
         self._at = 0.0
         self._per_flow = False
         self.readings: dict[str, int] = defaultdict(int)     # switch -> readings taken
+        self._adopted: set[str] = set()                        # switches whose next reading is a baseline
+
+    def adopting(self, switch: str) -> None:
+        """The switch was taken over running: its next reading is what it counted before."""
+        self._adopted.add(switch)
 
     def add(self, switch: str, reading: CounterReading) -> None:
-        self._backends.add(switch, reading.backend_traffic)
+        baseline = switch in self._adopted
+        self._adopted.discard(switch)
+        self._backends.add(switch, reading.backend_traffic, baseline)
         if reading.flow_stats is not None:
-            self._flows.add(switch, reading.flow_stats)
+            self._flows.add(switch, reading.flow_stats, baseline)
             self._per_flow = True
-        self._drops.add(switch, reading.drops)
-        self._events.add(switch, reading.events)
+        self._drops.add(switch, reading.drops, baseline)
+        self._events.add(switch, reading.events, baseline)
         for direction, cells in reading.ports.items():
             # Every dispatcher has the same port plan, so port j is backend j's on all of them.
-            self._ports[direction].add(switch, cells)
+            self._ports[direction].add(switch, cells, baseline)
         self._at = max(self._at, reading.at)
         self.readings[switch] += 1
 

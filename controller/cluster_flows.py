@@ -15,29 +15,35 @@ switch; this module says *where*, with controller/flow_replicas.py's bookkeeping
   holding one, only once all of them reported it idle recently.
 * A switch that joins gets every activated flow's replica; a lost one takes its entries
   with it, and a flow left with no entry anywhere is forgotten.
+* Switches taken over running (controller/cluster_takeover.py): their entries are recorded
+  as written; a key held by its home alone has its activation confirmed by its home's
+  `flow_stats` cell growing, the old controller having taken the ACTIVATED report with it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import cast
 
 from finsy.proto import p4r, rpc_code
 
+from controller.cluster_takeover import AdoptedFlow, plain_entry_id
 from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, REACTIVE_BACKEND_ID
-from controller.dataplane.dispatcher_tables import DispatcherTables
+from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTables
 from controller.dataplane.flow_digest import MalformedDigest, decode_digest_list
 from controller.flow_manager import FlowManager, InstallEvent
-from controller.flow_replicas import FlowReplicas, Write
+from controller.flow_replicas import FlowReplicas, Placement, Write
 from controller.flow_table import pack_key, unpack_key
-from controller.p4runtime.client import P4RuntimeError, UpdateFailure, WriteError
+from controller.p4runtime.client import P4RuntimeClient, P4RuntimeError, UpdateFailure, WriteError
 from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
 
 log = logging.getLogger("controller")
 
 ACTIVATION_WAIT_S = 5.0     # an ACTIVATED digest waits this long for its home entry's write to complete
+ACTIVATION_CHECK_S = 0.25   # how often adopted home entries' statistics cells are read
 
 
 class ClusterFlowManager(FlowManager):
@@ -125,6 +131,8 @@ class FlowsCounts:
     replicas_written: int = 0
     own_entries: int = 0          # case (C): a switch's own entry for a moved flow
     restored_replicas: int = 0    # replicas written to a switch that joined
+    adopted_flows: int = 0        # keys found on switches taken over running
+    confirmed_activations: int = 0   # adopted home entries whose statistics cell grew
 
 
 class ClusterFlows:
@@ -139,6 +147,9 @@ class ClusterFlows:
         self._deleting: dict[bytes, list[str]] = {}                 # key -> the switches holding it
         self._orphans: list[bytes] = []                             # installed with no placement left
         self.written_at: dict[bytes, float] = {}                    # key -> when its home entry was written
+        # Adopted home entries of unknown activation: key -> (home, statistics slot, packets then).
+        self._unconfirmed: dict[bytes, tuple[str, int, int]] = {}
+        self._checked_at = float("-inf")
         flows.on_installed.append(self._installed)
 
     @property
@@ -283,6 +294,67 @@ class ClusterFlows:
         if placed is None or placed.home not in self.switches:
             # Its home left while the write was in flight: no entry anywhere to keep track of.
             self._orphans.append(event.key)
+
+    # ---- take-over -----------------------------------------------------------------------------
+
+    def adopt(self, adopted: dict[bytes, AdoptedFlow], next_entry_id: int) -> int:
+        """Entries of switches taken over running, recorded as if written here (their
+        switches are in the set already). Keys held by their home alone are unconfirmed:
+        their home's `flow_stats` cell is read now, and check_activations() watches it."""
+        for key, flow in adopted.items():
+            self.replicas.flows[key] = Placement(flow.entry.backend_id, flow.home, own=dict(flow.own),
+                                                 replicas=set(flow.replicas), activated=flow.activated)
+        # The flow manager counts ids without the report bit; its next fresh id follows every id found.
+        self.flows.adopt(replace(f.entry, entry_id=plain_entry_id(f.entry.entry_id)) for f in adopted.values())
+        self.flows.next_entry_id = max(self.flows.next_entry_id, next_entry_id)
+        self.counts.adopted_flows += len(adopted)
+        by_home: dict[str, dict[bytes, int]] = {}
+        for key, flow in adopted.items():
+            if not flow.activated and flow.home in flow.own:
+                by_home.setdefault(flow.home, {})[key] = flow.entry.stats_slot
+        for home, slots in by_home.items():
+            cells = self._read_cells(home, slots.values())
+            for key, slot in slots.items():
+                self._unconfirmed[key] = (home, slot, cells[slot].packets if slot in cells else 0)
+        return len(adopted)
+
+    def check_activations(self, now: float) -> int:
+        """Adopted home entries whose statistics cell grew since the adoption are activated
+        (only an activated entry counts packets there): their replicas become due, as after
+        an ACTIVATED report. Returns how many were confirmed."""
+        if not self._unconfirmed or now - self._checked_at < ACTIVATION_CHECK_S:
+            return 0
+        self._checked_at = now
+        by_home: dict[str, list[bytes]] = {}
+        for key, (home, _, _) in list(self._unconfirmed.items()):
+            if key not in self.replicas.flows or home not in self.switches:
+                del self._unconfirmed[key]      # deleted, forgotten or its home lost
+            else:
+                by_home.setdefault(home, []).append(key)
+        confirmed = 0
+        for home, keys in by_home.items():
+            cells = self._read_cells(home, (self._unconfirmed[k][1] for k in keys))
+            for key in keys:
+                _, slot, before = self._unconfirmed[key]
+                if slot in cells and cells[slot].packets > before:
+                    del self._unconfirmed[key]
+                    self._activations[key] = (home, now)
+                    confirmed += 1
+        self.counts.confirmed_activations += confirmed
+        return confirmed
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._unconfirmed)
+
+    def _read_cells(self, switch: str, slots: Iterable[int]) -> dict[int, CounterValue]:
+        try:
+            # Members are P4RuntimeClients; the SwitchSet types them by what it writes.
+            client = cast(P4RuntimeClient, self.switches.member(switch))
+            return self.tables.read_counter_cells(client, "flow_stats", slots)
+        except P4RuntimeError as exc:
+            self.switches.lose(switch, str(exc))
+            return {}
 
     # ---- switches ----------------------------------------------------------------------------
 

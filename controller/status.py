@@ -236,6 +236,10 @@ class ClusterStatus(_Model):
     recorded_flows: int = 0
     waiting_for_ecmp: list[str] = []        # in service, kept out of ECMP by the freeze (rule 6)
     freezes: int = 0
+    adopted_switches: list[str] = []        # taken over running at the start (not reprogrammed)
+    adopted_flows: int = 0                  # keys found on them
+    unconfirmed_flows: int = 0              # adopted home entries of unknown activation, watched
+    confirmed_activations: int = 0          # ... whose statistics cell grew: activated
 
 
 class ControllerStatus(_Model):

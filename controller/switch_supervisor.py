@@ -1,5 +1,6 @@
 """One switch of several (docs/multiswitch.md): connect with today's back-off, become primary,
-push the pipeline, and hand the session to the serving loop; when the session ends, again.
+push the pipeline (unless the serving loop is taking over running switches and this one runs
+the program already), and hand the session to the serving loop; when the session ends, again.
 
 Runs on a thread of its own so that a switch that is down or slow to answer never holds the
 serving loop or the other switches up. It only ever talks to its own switch; everything
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.config import Switch
@@ -28,17 +30,25 @@ SESSION_TIMEOUT_S = 5.0
 
 @dataclass
 class Handover:
-    """A primary session with a fresh pipeline, for the serving loop; it sets `released` once it
-    closed the session (after its own reads on it stopped), and the supervisor reconnects."""
+    """A primary session for the serving loop: with a fresh pipeline, or (`fresh` False) with
+    the switch running as it was, to adopt. The loop sets `released` once it closed the
+    session (after its own reads on it stopped), and the supervisor reconnects."""
     name: str
     client: P4RuntimeClient
+    fresh: bool = True
     released: threading.Event = field(default_factory=threading.Event)
 
 
 class SwitchSupervisor:
     def __init__(self, name: str, switch: Switch, program: Program, info: P4InfoIndex,
-                 arrivals: queue.Queue[Handover], wakeup: threading.Event) -> None:
+                 arrivals: queue.Queue[Handover], wakeup: threading.Event,
+                 may_adopt: Callable[[], bool] = lambda: False,
+                 before_push: Callable[[str], None] = lambda name: None) -> None:
+        """`may_adopt`: whether the serving loop is still taking over running switches;
+        `before_push`: called before a pipeline push wipes the switch (out of ECMP first)."""
         self.name = name
+        self.may_adopt = may_adopt
+        self.before_push = before_push
         self.switch = switch
         self.program = program
         self.info = info
@@ -79,9 +89,15 @@ class SwitchSupervisor:
                 if not client.is_primary:
                     self.state = "backup"
                 if wait_primary(client, stop, meanwhile=lambda: None):
-                    self._push(client)
+                    fresh = not (client.pipeline_cookie() == self.program.cookie() and self.may_adopt())
+                    if fresh:
+                        self.before_push(self.name)
+                        self._push(client)
+                    else:
+                        log.info("switch %s runs %s: handed over to be adopted", self.name, self.program.label)
                     self.state = "serving"
-                    handed = Handover(self.name, client)
+                    self.connects += 1
+                    handed = Handover(self.name, client, fresh)
                     self.arrivals.put(handed)
                     self.wakeup.set()
                     # The serving loop owns the session now, and closes it when it gives it up
@@ -99,11 +115,9 @@ class SwitchSupervisor:
                 stop.wait(BACKOFF_FIRST_S)
 
     def _push(self, client: P4RuntimeClient) -> None:
-        """Every session starts from a fresh pipeline: the switch then holds nothing the
-        controller did not write to it in this session (a switch that was away may have
-        missed deletes and ring rewrites; adopting several switches' state is left,
-        docs/multiswitch.md)."""
+        """A session that adopts nothing starts from a fresh pipeline: the switch then holds
+        nothing the controller did not write to it in this session (a switch that was away
+        may have missed deletes and ring rewrites)."""
         client.set_pipeline(self.info.p4info, self.program.device_config(), cookie=self.program.cookie())
         self.pipeline_pushes += 1
-        self.connects += 1
         log.info("pushed %s to switch %s (%s)", self.program.label, self.name, client.address)

@@ -86,12 +86,23 @@ class TakeOver:
         adopted = self.flows.adopt(installed)
         rings: dict[int, dict[int, int]] = {sid: {} for sid in self.rings.rings}
         generation = 0
-        for entity in client.read([ent.entity(ent.table_entry(self.info, "dispatch_ring"))]):
-            match = ent.decode_match(self.info, entity.table_entry)
-            _, params = ent.decode_action(self.info, entity.table_entry)
-            generation = max(generation, params["generation"])
-            if match["service_id"] in rings:
-                rings[match["service_id"]][match["slot"]] = params["backend_id"]
+        for (service_id, slot), (backend_id, slot_generation) in read_ring(client, self.info).items():
+            generation = max(generation, slot_generation)
+            if service_id in rings:
+                rings[service_id][slot] = backend_id
         self.rings.adopt(rings, generation)
         log.info("adopted %d flows entries and %d ring slots from the switch", adopted,
                  sum(len(s) for s in rings.values()))
+
+
+RingEntries = dict[tuple[int, int], tuple[int, int]]
+
+
+def read_ring(client: P4RuntimeClient, info: P4InfoIndex) -> RingEntries:
+    """Every `dispatch_ring` entry on the switch: (service id, slot) -> (backend id, generation)."""
+    entries: RingEntries = {}
+    for entity in client.read([ent.entity(ent.table_entry(info, "dispatch_ring"))]):
+        match = ent.decode_match(info, entity.table_entry)
+        _, params = ent.decode_action(info, entity.table_entry)
+        entries[(match["service_id"], match["slot"])] = (params["backend_id"], params["generation"])
+    return entries

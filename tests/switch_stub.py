@@ -89,6 +89,7 @@ class InMemorySwitch:
         self.info = info
         self.tables: dict[str, dict[tuple, p4r.TableEntry]] = {}
         self.meters: dict[tuple[str, int], p4r.MeterConfig | None] = {}   # (alias, index) -> config; None: default
+        self.counters: dict[tuple[str, int], int] = {}    # (alias, index) -> packets, as a test sets them
         self.writes: list[list[p4r.Update]] = []
         # What the serving loop drains (controller/app.py _drain_stream) and checks.
         self.digests: queue.Queue = queue.Queue()
@@ -118,6 +119,13 @@ class InMemorySwitch:
 
     def read(self, entities: Iterable[p4r.Entity]) -> Iterator[p4r.Entity]:
         for wanted in entities:
+            if wanted.WhichOneof("entity") == "counter_entry":
+                cell = p4r.CounterEntry()
+                cell.CopyFrom(wanted.counter_entry)
+                alias = next(c.preamble.alias for c in self.info.p4info.counters if c.preamble.id == cell.counter_id)
+                cell.data.packet_count = self.counters.get((alias, cell.index.index), 0)
+                yield p4r.Entity(counter_entry=cell)
+                continue
             alias = self.info.table_by_id(wanted.table_entry.table_id).preamble.alias
             with self._lock:
                 entries = list(self.tables.get(alias, {}).values())

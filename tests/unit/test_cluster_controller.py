@@ -30,6 +30,7 @@ from controller.config import Config, ConfigError, load_config
 from controller.counter_poller import CounterReading
 from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, DigestFlag
 from controller.dataplane.dispatcher_tables import CounterValue
+from controller.switch_supervisor import Handover
 
 WEB1, WEB2 = 10, 11
 ACTIVATED = DigestFlag.DIGEST_FLAG_ACTIVATED
@@ -362,3 +363,120 @@ def test_a_returning_switch_waits_for_the_freeze_before_ecmp(tmp_path):
     controller.end_freeze(begun + 2.3)
     assert ecmp.changes[-1] == ("add", "b") and not controller.ring_updater.frozen
     assert controller.cluster_status().waiting_for_ecmp == []
+
+
+# ---- take-over: a backup, or the controller restarted, finds the switches running -------------
+
+def running_cluster(tmp_path) -> tuple[ClusterController, dict[str, Member]]:
+    """What the old controller leaves: flow 1 activated and replicated, flow 2 on its home a
+    only (its activation, if any, was reported to the old controller alone)."""
+    old = ClusterController(Config.model_validate(settings()), program(tmp_path))
+    switches = {name: Member(old.info, f"127.0.0.1:5000{i}") for i, name in enumerate("ab", start=1)}
+    for name, switch in switches.items():
+        old.join(name, switch, poll=False)
+    report(switches["a"], flow(1, WEB2), flow(2, WEB1))
+    settle(old)
+    report(switches["a"], flow(1, WEB2, flags=ACTIVATED))
+    settle(old)
+    return old, switches
+
+
+def taking_over(tmp_path, monkeypatch, ecmp: RecordedEcmp | None = None) -> ClusterController:
+    new = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    monkeypatch.setattr(new, "_poller", lambda client: None)     # readings come from the test
+    return new
+
+
+def ring_entries(switch: Member) -> dict[int, tuple[int, int]]:
+    """slot -> (backend, generation)."""
+    return {dict(m)["slot"]: (p["backend_id"], p["generation"]) for m, p in switch.entries("dispatch_ring").items()}
+
+
+def test_a_new_controller_adopts_running_switches_and_changes_nothing_they_decide(tmp_path, monkeypatch):
+    _, switches = running_cluster(tmp_path)
+    a, b = switches["a"], switches["b"]
+    entries_before = {name: flows_on(s) for name, s in switches.items()}
+    rings_before = {name: ring_entries(s) for name, s in switches.items()}
+    ring_writes = len(a.updates_to("dispatch_ring")), len(b.updates_to("dispatch_ring"))
+    new = taking_over(tmp_path, monkeypatch)
+    new.adopt_running([Handover("a", a, fresh=False), Handover("b", b, fresh=False)])
+    settle(new)
+    assert {name: flows_on(s) for name, s in switches.items()} == entries_before
+    assert {name: ring_entries(s) for name, s in switches.items()} == rings_before
+    assert a.ring(1) == b.ring(1) and new.rings[1].slots.tolist() == [a.ring(1)[i] for i in range(64)]
+    assert (len(a.updates_to("dispatch_ring")), len(b.updates_to("dispatch_ring"))) == ring_writes
+    assert len(new.flows.table) == len(new.replicas.flows) == 2
+    status = new.cluster_status()
+    assert status.adopted_switches == ["a", "b"] and status.in_service == ["a", "b"]
+    assert (status.adopted_flows, status.replicated_flows, status.unconfirmed_flows) == (2, 1, 1)
+    # A new flow's home entry: an id after every id found, still asking for its activation report.
+    found = max(p["id"] & ~ENTRY_ID_REPORT_ACTIVATION for p in entries_before["a"].values())
+    report(b, flow(3))
+    settle(new)
+    fresh = flows_on(b)[40003]["id"]
+    assert fresh & ENTRY_ID_REPORT_ACTIVATION and fresh & ~ENTRY_ID_REPORT_ACTIVATION > found
+
+
+def test_an_adopted_home_entry_is_replicated_once_its_statistics_cell_grows(tmp_path, monkeypatch):
+    """The old controller took flow 2's ACTIVATED report with it: only an activated entry
+    counts packets in its flow_stats cell, so growth there is the activation."""
+    _, switches = running_cluster(tmp_path)
+    a, b = switches["a"], switches["b"]
+    slot = flows_on(a)[40002]["stats_slot"]
+    a.counters[("flow_stats", slot)] = 7      # counted before the take-over: not evidence
+    new = taking_over(tmp_path, monkeypatch)
+    new.adopt_running([Handover("a", a, fresh=False), Handover("b", b, fresh=False)])
+    time.sleep(0.3)
+    settle(new)
+    assert 40002 not in flows_on(b), "replicated with no packet counted since the take-over"
+    a.counters[("flow_stats", slot)] = 9
+    time.sleep(0.3)
+    settle(new)
+    assert flows_on(b)[40002] == {"backend_id": WEB1, "stats_slot": slot, "id": 0}
+    status = new.cluster_status()
+    assert (status.confirmed_activations, status.unconfirmed_flows, status.replicated_flows) == (1, 0, 2)
+
+
+def test_a_switch_that_lagged_the_last_ring_write_is_given_it(tmp_path, monkeypatch):
+    old, switches = running_cluster(tmp_path)
+    a, b = switches["a"], switches["b"]
+    # The old controller's last rewrite reached a, not b: slot 0 to the other backend.
+    last = old.ring_updater.generation + 1
+    moved_to = WEB2 if a.ring(1)[0] == WEB1 else WEB1
+    a.write([old.tables.ring_slot(1, 0, moved_to, last)])
+    new = taking_over(tmp_path, monkeypatch)
+    new.adopt_running([Handover("a", a, fresh=False), Handover("b", b, fresh=False)])
+    assert b.ring(1) == a.ring(1) and ring_entries(b)[0] == (moved_to, last)
+    assert new.ring_updater.generation == last and new.rings[1].slots[0] == moved_to
+
+
+def test_the_take_over_gathers_the_switches_and_reprograms_one_that_comes_late(tmp_path, monkeypatch):
+    _, switches = running_cluster(tmp_path)
+    a, b = switches["a"], switches["b"]
+    ecmp = RecordedEcmp()
+    new = taking_over(tmp_path, monkeypatch, ecmp)
+    new._arrivals.put(Handover("a", a, fresh=False))
+    new.take_arrivals(now=100.0)
+    assert len(new.switch_set) == 0, "adopted before the other switch had a chance to arrive"
+    new.take_arrivals(now=100.0 + 2.1)      # b does not come within ADOPTION_WAIT_S
+    assert new.cluster_status().adopted_switches == ["a"]
+    late = Handover("b", b, fresh=False)
+    new._arrivals.put(late)
+    new.take_arrivals()
+    assert "b" not in new.switch_set and b.closed and late.released.is_set()
+    assert ("remove", "b") in ecmp.changes, "a switch about to be wiped left ECMP first"
+    assert not new.supervisors["b"].may_adopt()
+
+
+def test_an_adopted_switch_counts_from_its_first_reading(tmp_path, monkeypatch):
+    _, switches = running_cluster(tmp_path)
+    new = taking_over(tmp_path, monkeypatch)
+    new.adopt_running([Handover("a", switches["a"], fresh=False), Handover("b", switches["b"], fresh=False)])
+
+    def reading(at: float, packets: int) -> CounterReading:
+        return CounterReading(at=at, backend_traffic={WEB1: CounterValue(packets, packets * 100)},
+                              flow_stats=None, ports={})
+
+    new.turn(readings={"a": reading(1.0, 5000), "b": reading(1.0, 300)})
+    new.turn(readings={"a": reading(2.0, 5010), "b": reading(2.0, 302)})
+    assert new.counters.reading().backend_traffic[WEB1].packets == 12
