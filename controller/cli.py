@@ -166,9 +166,11 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     admin.start()
-    logging.getLogger("controller").info("API and metrics at %s%s (switch %s, election id %d)", admin.url,
-                                         " (bearer token required)" if token else "", switch.grpc_address,
-                                         switch.election_id)
+    logging.getLogger("controller").info("API and metrics at %s%s (%s %s, election id %d)", admin.url,
+                                         " (bearer token required)" if token else "",
+                                         "switches" if config.several_switches else "switch",
+                                         ", ".join(d.grpc_address for d in config.dispatchers),
+                                         config.dispatchers[0].election_id)
     try:
         controller.run(stop)
     finally:

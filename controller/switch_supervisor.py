@@ -89,9 +89,11 @@ class SwitchSupervisor:
                 if not client.is_primary:
                     self.state = "backup"
                 if wait_primary(client, stop, meanwhile=lambda: None):
-                    fresh = not (client.pipeline_cookie() == self.program.cookie() and self.may_adopt())
+                    running = client.pipeline_cookie() == self.program.cookie()
+                    fresh = not (running and self.may_adopt())
                     if fresh:
-                        self.before_push(self.name)
+                        if running:
+                            self.before_push(self.name)     # it may carry traffic: out of ECMP first
                         self._push(client)
                     else:
                         log.info("switch %s runs %s: handed over to be adopted", self.name, self.program.label)

@@ -297,7 +297,8 @@ class RunningController:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=10)
+        if self.thread.ident is not None:     # started
+            self.thread.join(timeout=10)
 
 
 def missing_reason() -> str | None:

@@ -1,7 +1,8 @@
 """The real controller (controller/cluster_app.py) driving two BMv2 dispatchers behind the
 ECMP router (topo/multi_dispatcher.py): it pushes both pipelines, writes one configuration
 and one ring to both, home entries where flows are reported, replicas once their home
-activates them, and the ECMP group on a switch's failure and return.
+activates them, and the ECMP group on a switch's failure and return; and a backup controller
+that takes the running switches over from a killed primary without reprogramming them.
 
 Needs root, Mininet and simple_switch_grpc; skips with the reason otherwise. The network is
 built per test and taken down in a `finally`, failed or not; the controller's thread is
@@ -16,9 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from controller.cli import api_call
 from controller.cluster_app import ClusterController
 from controller.config import Config
-from topo.controller_testbed import RunningController
+from controller.p4runtime import P4InfoIndex, P4RuntimeClient
+from controller.takeover import RingEntries, read_ring
+from topo.controller_testbed import ControllerProcess, RunningController, write_toml
+from topo.mininet_support import free_tcp_port
 from topo.multi_dispatcher import MininetEcmp, MultiDispatcherCluster
 from topo.server_cluster import ClientRun, read_connection_log
 from workload.connections import count_connections
@@ -138,3 +143,89 @@ def test_a_killed_dispatcher_under_load_is_taken_out_and_brought_back(cluster, c
     assert sum(len(servers) for servers in where.values()) == len(records)
     assert out_at - killed < 1.0
     assert all(cluster.dispatcher(k).alive() for k in cluster.spec.dispatcher_indices())
+
+
+def switch_rings(cluster: MultiDispatcherCluster, info: P4InfoIndex) -> dict[str, RingEntries]:
+    """Every dispatcher's ring as it is, read without taking part in arbitration."""
+    rings = {}
+    for k in cluster.spec.dispatcher_indices():
+        client = P4RuntimeClient(cluster.spec.grpc_address_of(k), cluster.spec.device_id)
+        try:
+            client.connect(arbitrate=False)
+            rings[cluster.spec.dispatcher_name(k)] = read_ring(client, info)
+        finally:
+            client.close()
+    return rings
+
+
+def test_the_backup_controller_takes_over_running_switches_under_load(cluster, tmp_path):
+    """The primary, a process of its own, serves both dispatchers; a backup (lower election id,
+    in this process, driving the ECMP group) waits. 3 MB transfers run through both; the
+    primary is SIGKILLed. The backup becomes primary on every switch and adopts them: no
+    pipeline push (flow caches, entries and rings stay), the primary's entries and ring become
+    its state, replicas it had not written are written, and the flows the primary never
+    installed are installed. No transfer fails; every connection is served by one server."""
+    config = cluster.cluster_config()
+    primary = ControllerProcess(write_toml(config, tmp_path / "primary.toml"), election_id=10,
+                                api_port=free_tcp_port(), log_path=tmp_path / "primary.log")
+    backup_config = config | {"switches": [s | {"election_id": 5} for s in config["switches"]]}
+    ecmp = cluster.ecmp()
+    backup = RunningController(ClusterController(Config.model_validate(backup_config), ecmp=ecmp))
+    controller: ClusterController = backup.controller
+    names = [cluster.spec.dispatcher_name(k) for k in cluster.spec.dispatcher_indices()]
+
+    def primary_cluster() -> dict:
+        try:
+            return api_call(primary.api, "/api/status").get("cluster") or {}
+        except Exception:
+            return {}
+
+    primary.start()
+    try:
+        wait_until(lambda: primary_cluster().get("in_service") == names, 40, "the primary serving both switches")
+        backup.start()
+        backup.wait_role("backup", 20)
+        cluster.start_http_servers()
+        clients = cluster.start_clients(rate=2, duration=6, size=3_000_000, request_timeout=80)
+        time.sleep(3)
+        at_kill = primary_cluster()
+        kill_wall, killed = time.time(), time.monotonic()
+        primary.kill()
+        rings_at_kill = switch_rings(cluster, controller.info)
+        taken_at = wait_until(lambda: len(controller.switch_set) == len(names), 15, "the backup serving both switches")
+        adopted_ring = {(1, slot): int(b) for slot, b in enumerate(controller.rings[1].slots)}   # frozen a while
+        rings_after = switch_rings(cluster, controller.info)
+        runs = cluster.finish_clients(clients, timeout=120)
+        status = controller.cluster_status()
+        counts = controller.flows.stats
+    finally:
+        backup.stop()
+        primary.stop()
+    where = served_once(cluster, runs)
+    records = [r for run in runs.values() for r in run.records]
+    before = [r for r in records if r["start"] < kill_wall]
+    failed = [r for r in records if r.get("error")]
+    pushes = sum(s.pipeline_pushes for s in controller.supervisors.values())
+    newest: dict[tuple[int, int], tuple[int, int]] = {}
+    for ring in rings_at_kill.values():
+        for slot, (backend, generation) in ring.items():
+            if generation > newest.get(slot, (0, -1))[1]:
+                newest[slot] = (backend, generation)
+    print(f"\nbackup take-over, {len(names)} dispatchers: the primary had {at_kill.get('recorded_flows')} flows "
+          f"recorded ({at_kill.get('replicated_flows')} replicated); the backup served both switches "
+          f"{(taken_at - killed) * 1e3:.0f} ms after the SIGKILL with {pushes} pipeline pushes, "
+          f"{status.adopted_flows} flows adopted, {status.confirmed_activations} activations confirmed by "
+          f"their counters ({status.unconfirmed_flows} left unconfirmed), {counts.inserted} home entries and "
+          f"{status.replicas_written + status.restored_replicas} replicas written after it; {len(records)} requests "
+          f"({len(before)} started before the kill), {len(failed)} failed; "
+          f"{sum(len(s) for s in where.values())} connections each served by one server; "
+          f"{status.cross_switch_splits} splits; ring slots the switches differed in at the kill: "
+          f"{sum(1 for slot, e in newest.items() if any(r.get(slot, e)[0] != e[0] for r in rings_at_kill.values()))}")
+    assert pushes == 0 and status.adopted_switches == names, "the switches were reprogrammed, not adopted"
+    assert status.adopted_flows > 0
+    # The ring the backup took is the switches': per slot, the newest generation's backend (a
+    # switch may lag the primary's last write), and every switch decides with it after the take-over.
+    assert {slot: backend for slot, (backend, _) in newest.items()} == adopted_ring
+    assert all({slot: b for slot, (b, _) in ring.items()} == adopted_ring for ring in rings_after.values())
+    assert before and failed == [], failed[:3]
+    assert sum(len(servers) for servers in where.values()) == len(records)
