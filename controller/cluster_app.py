@@ -44,6 +44,7 @@ from controller.counter_poller import CounterPoller, CounterReading
 from controller.dataplane.constants import DispatchEvent
 from controller.dataplane.dispatcher_tables import CounterValue
 from controller.dataplane.flow_key import ring_slot
+from controller.ecmp_commands import CommandEcmpGroup
 from controller.flow_replicas import FlowReplicas
 from controller.flow_table import unpack_key
 from controller.p4runtime import P4RuntimeClient, P4RuntimeError
@@ -97,7 +98,8 @@ class ClusterController(Controller):
         self.switch_set.on_lost.append(self._on_lost)
         self.ring_updater.keep_slots = self.unreplicated_slots
         self.counters = ClusterCounters()
-        self.ecmp = ecmp
+        # The ECMP group: given (a test's, an embedding program's), else the configuration's commands.
+        self.ecmp = ecmp if ecmp is not None else (CommandEcmpGroup(config.ecmp) if config.ecmp else None)
         self.joins = 0
         self._served: dict[str, _Served] = {}
         self._rings_written = False
@@ -463,7 +465,8 @@ class ClusterController(Controller):
                              waiting_for_ecmp=sorted(self.freeze.waiting), freezes=self.freeze.freezes,
                              adopted_switches=self.adopted_switches, adopted_flows=counts.adopted_flows,
                              unconfirmed_flows=self.cluster_flows.unconfirmed,
-                             confirmed_activations=counts.confirmed_activations)
+                             confirmed_activations=counts.confirmed_activations,
+                             ecmp_command_failures=self.ecmp.failures if isinstance(self.ecmp, CommandEcmpGroup) else 0)
 
     def _empty_status(self) -> ControllerStatus:
         switches = self.config.switches

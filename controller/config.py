@@ -287,6 +287,17 @@ class Switch(Strict):
     target: Literal["bmv2", "tofino", "tofino2"] = "bmv2"
 
 
+class EcmpCommands(Strict):
+    """How the controller changes the ECMP group in front of several switches
+    (docs/multiswitch.md rules 6-9): a command to put a switch in and one to take it out,
+    each an argument list in which "{switch}" becomes the switch's name (e.g. a script that
+    announces or withdraws the VIP's route from that switch over BGP). Left out, the
+    controller changes no ECMP group: something else must follow the switches' health."""
+    add: list[str] = Field(min_length=1)
+    remove: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 MIN_TOKEN_LENGTH = 16
 
 
@@ -360,6 +371,7 @@ class Config(Strict):
     # Several dispatchers behind ECMP, one controller for all (docs/multiswitch.md): given as
     # `[[switches]]`, in place of `[switch]`. Empty: the one `[switch]`, as always.
     switches: list[Switch] = []
+    ecmp: EcmpCommands | None = None     # several switches: the ECMP group's commands
     timers: Timers = Timers()
     api: Api = Api()
     health: HealthConfig = HealthConfig()
@@ -378,6 +390,8 @@ class Config(Strict):
     @model_validator(mode="after")
     def _several_switches(self) -> Config:
         if not self.switches:
+            if self.ecmp is not None:
+                raise ValueError("`[ecmp]` is for several switches (`[[switches]]`)")
             return self
         if "switch" in self.model_fields_set:
             raise ValueError("give `[switch]` (one dispatcher) or `[[switches]]` (several), not both")

@@ -117,6 +117,13 @@ def test_one_switch_section_keeps_the_single_switch_controller(tmp_path):
     assert type(Controller(sample, program(tmp_path)).flows).__name__ == "FlowManager"
 
 
+def test_the_cluster_sample_configuration_drives_two_switches(tmp_path):
+    sample = load_config(Path(__file__).resolve().parents[2] / "configs" / "cluster.toml")
+    assert sample.several_switches and [s.name for s in sample.switches] == ["disp1", "disp2"]
+    controller = ClusterController(sample, program(tmp_path))
+    assert sorted(controller.supervisors) == ["disp1", "disp2"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"switch": {"grpc_address": "127.0.0.1:9559"}}, "not both"),
     ({"switches": [{"grpc_address": "127.0.0.1:1"}]}, "one is `\\[switch\\]`"),
@@ -306,6 +313,30 @@ def test_the_ecmp_group_follows_failure_and_return(tmp_path):
     back = Member(controller.info, "127.0.0.1:50002")
     controller.join("b", back, poll=False)
     assert ecmp.changes == [("add", "a"), ("add", "b"), ("remove", "b"), ("add", "b")]
+
+
+def test_the_configurations_ecmp_commands_follow_failure_and_return(tmp_path):
+    """`[ecmp]`: the operator's commands, run for real, with the switch's name; a failing
+    one is counted and the controller goes on."""
+    log = tmp_path / "ecmp.log"
+    script = f'echo "$0 $1" >> {log}'
+    config = Config.model_validate(settings(ecmp={"add": ["sh", "-c", script, "add", "{switch}"],
+                                                  "remove": ["sh", "-c", script + "; exit 3", "remove", "{switch}"]}))
+    controller = ClusterController(config, program(tmp_path))
+    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
+    controller.join("a", a, poll=False)
+    controller.join("b", b, poll=False)
+    b.stream_closed.set()
+    settle(controller)
+    assert log.read_text().splitlines() == ["add a", "add b", "remove b"]
+    assert controller.cluster_status().ecmp_command_failures == 1
+    assert controller.cluster_status().in_service == ["a"]
+
+
+def test_ecmp_commands_need_several_switches():
+    with pytest.raises(ValueError, match="`\\[ecmp\\]` is for several switches"):
+        Config.model_validate({"ecmp": {"add": ["true"], "remove": ["true"]},
+                               "services": settings()["services"]})
 
 
 def test_ring_rewrites_leave_the_slots_of_unreplicated_flows_alone(cluster):
