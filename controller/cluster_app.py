@@ -466,6 +466,7 @@ class ClusterController(Controller):
                              adopted_switches=self.adopted_switches, adopted_flows=counts.adopted_flows,
                              unconfirmed_flows=self.cluster_flows.unconfirmed,
                              confirmed_activations=counts.confirmed_activations,
+                             deletes_spared=counts.deletes_spared,
                              ecmp_command_failures=self.ecmp.failures if isinstance(self.ecmp, CommandEcmpGroup) else 0)
 
     def _empty_status(self) -> ControllerStatus:

@@ -12,7 +12,10 @@ switch; this module says *where*, with controller/flow_replicas.py's bookkeeping
   cross-switch split, counted. (Before the home entry is written such a digest is left:
   the data plane repeats it every digest_retry.)
 * Idle reports are per switch; the flow manager deletes a flow's entries, on every switch
-  holding one, only once all of them reported it idle recently.
+  holding one, only once all of them reported it idle recently and, read just before the
+  delete, no holder's statistics cell for it has counted a packet since its report (BMv2's
+  `time_since_last_hit` would say the same, but wraps at 2^32 ns, 4.3 s: see
+  docs/multiswitch.md rule 4).
 * A switch that joins gets every activated flow's replica; a lost one takes its entries
   with it, and a flow left with no entry anywhere is forgotten.
 * Switches taken over running (controller/cluster_takeover.py): their entries are recorded
@@ -133,6 +136,7 @@ class FlowsCounts:
     restored_replicas: int = 0    # replicas written to a switch that joined
     adopted_flows: int = 0        # keys found on switches taken over running
     confirmed_activations: int = 0   # adopted home entries whose statistics cell grew
+    deletes_spared: int = 0       # idle everywhere, but a holder's cell counted since its report
 
 
 class ClusterFlows:
@@ -146,6 +150,7 @@ class ClusterFlows:
         self._activations: dict[bytes, tuple[str, float]] = {}   # key -> (reporting switch, when)
         self._deleting: dict[bytes, list[str]] = {}                 # key -> the switches holding it
         self._orphans: list[bytes] = []                             # installed with no placement left
+        self._idle: dict[bytes, list[str]] = {}                     # key -> holders, all reported it idle
         self.written_at: dict[bytes, float] = {}                    # key -> when its home entry was written
         # Adopted home entries of unknown activation: key -> (home, statistics slot, packets then).
         self._unconfirmed: dict[bytes, tuple[str, int, int]] = {}
@@ -188,7 +193,10 @@ class ClusterFlows:
                 self.flows.stats.duplicate_digests += 1
 
     def on_idle_timeout(self, switch: str, notification: p4r.IdleTimeoutNotification, now: float) -> None:
+        """An idle report from one switch: the entries' statistics cells there are read (one
+        read), so that a packet counted after the report shows before the delete."""
         self.flows.stats.idle_notifications += 1
+        keys = []
         for entry in notification.table_entry:
             if not self.tables.is_flow(entry):
                 continue
@@ -196,12 +204,46 @@ class ClusterFlows:
             if key not in self.flows.table:
                 continue
             if key not in self.replicas.flows:
-                holders = list(self.switches.names)     # not placed (left over): wherever it is
-            else:
-                holders = self.replicas.on_idle(switch, key, now)
-            if holders:
-                self._deleting[key] = holders
+                self._deleting[key] = list(self.switches.names)     # not placed (left over): wherever it is
                 self.flows.delete(key)
+            else:
+                keys.append(key)
+        if not keys:
+            return
+        cells = self._read_cells(switch, {self._slot(k) for k in keys}) if switch in self.switches else {}
+        for key in keys:
+            cell = cells.get(self._slot(key))
+            holders = self.replicas.on_idle(switch, key, now, cell.packets if cell is not None else None)
+            if holders:
+                self._idle[key] = holders
+
+    def _slot(self, key: bytes) -> int:
+        installed = self.flows.table.get(key)
+        return installed[1] if installed is not None else 0
+
+    def _delete_idle(self) -> None:
+        """The flows idle on every holder: deleted unless a holder's cell counted a packet
+        since its report (the flow moved there, or came back): then that holder must report
+        it idle again."""
+        if not self._idle:
+            return
+        candidates, self._idle = self._idle, {}
+        by_holder: dict[str, set[int]] = {}
+        for key, holders in candidates.items():
+            for holder in holders:
+                by_holder.setdefault(holder, set()).add(self._slot(key))
+        cells = {h: self._read_cells(h, slots) for h, slots in by_holder.items() if h in self.switches}
+        for key, holders in candidates.items():
+            if key not in self.replicas.flows or key not in self.flows.table:
+                continue
+            slot = self._slot(key)
+            now_counted = {h: cells[h][slot].packets for h in holders if h in cells and slot in cells[h]}
+            if self.replicas.hit_since_idle(key, now_counted):
+                self.counts.deletes_spared += 1
+                continue
+            del self.replicas.flows[key]
+            self._deleting[key] = holders
+            self.flows.delete(key)
 
     def destinations(self, update: p4r.Update) -> list[str]:
         """Where a flow manager's `flows` update goes."""
@@ -219,8 +261,10 @@ class ClusterFlows:
     # ---- writes of this layer's own ------------------------------------------------------------
 
     def flush(self, now: float | None = None) -> None:
-        """Replicas of the flows whose home reported activation, and the orphans' bookkeeping."""
+        """Deletes of flows idle everywhere, replicas of the flows whose home reported
+        activation, and the orphans' bookkeeping."""
         now = time.monotonic() if now is None else now
+        self._delete_idle()
         for key in self._orphans:
             if key not in self.replicas.flows:
                 self.written_at.pop(key, None)

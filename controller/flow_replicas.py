@@ -11,7 +11,9 @@ when a flow may go; the flow manager and a SwitchSet do the writing.
   move split the flow: counted.
 * A flow goes (every entry of it, in one round) once every switch holding one has reported
   it idle, each report no older than `idle_window_s` (BMv2 repeats its notification while
-  an expired entry stays, so a report that old means the entry was hit since).
+  an expired entry stays, so a report that old means the entry was hit since), and no
+  holder's statistics cell for it has counted a packet since its report (read just before
+  the delete: an entry counts the packets it decides there, so a count that grew is a hit).
 * A switch that comes back holds nothing: every replicated flow's replica is due there.
 """
 
@@ -36,6 +38,7 @@ class Placement:
     replicas: set[str] = field(default_factory=set)
     activated: bool = False
     idle: dict[str, float] = field(default_factory=dict)  # switch -> time of its latest idle report
+    idle_packets: dict[str, int] = field(default_factory=dict)   # switch -> its cell's packets then
 
     def holders(self) -> set[str]:
         return set(self.own) | self.replicas
@@ -86,18 +89,33 @@ class FlowReplicas:
 
     # ---- idleness ----------------------------------------------------------------------------
 
-    def on_idle(self, switch: str, key: bytes, now: float) -> list[str]:
-        """An idle report; returns the switches to delete the flow's entries from when every
-        holder's latest report is recent (the flow is then forgotten), else []."""
+    def on_idle(self, switch: str, key: bytes, now: float, packets: int | None = None) -> list[str]:
+        """An idle report (`packets`: the entry's statistics cell on that switch then);
+        returns the flow's holders when every holder's latest report is recent (the caller
+        then checks hit_since_idle() and deletes), else []."""
         placed = self.flows.get(key)
         if placed is None:
             return []
         placed.idle[switch] = now
+        if packets is not None:
+            placed.idle_packets[switch] = packets
         holders = placed.holders()
         if all(now - placed.idle.get(s, float("-inf")) <= self.idle_window_s for s in holders):
-            del self.flows[key]
             return sorted(holders)
         return []
+
+    def hit_since_idle(self, key: bytes, packets: dict[str, int]) -> list[str]:
+        """The holders whose cell counted packets since their idle report (`packets`: each
+        holder's cell now); their reports no longer count, so the flow stays until they idle
+        again."""
+        placed = self.flows.get(key)
+        if placed is None:
+            return []
+        hit = [s for s, now in packets.items() if s in placed.idle_packets and now != placed.idle_packets[s]]
+        for s in hit:
+            placed.idle.pop(s, None)
+            placed.idle_packets.pop(s, None)
+        return hit
 
     # ---- switches ------------------------------------------------------------------------------
 
@@ -111,6 +129,7 @@ class FlowReplicas:
             placed.replicas.discard(switch)
             placed.own.pop(switch, None)
             placed.idle.pop(switch, None)
+            placed.idle_packets.pop(switch, None)
             if not placed.holders():
                 # Its only entry was there (never activated, so never replicated): the flow
                 # has no entry anywhere now and digests again from wherever ECMP sends it.

@@ -240,6 +240,7 @@ class ClusterStatus(_Model):
     adopted_flows: int = 0                  # keys found on them
     unconfirmed_flows: int = 0              # adopted home entries of unknown activation, watched
     confirmed_activations: int = 0          # ... whose statistics cell grew: activated
+    deletes_spared: int = 0                 # idle on every holder, but one's cell counted since: kept
     ecmp_command_failures: int = 0          # `[ecmp]` commands that failed or overran (logged)
 
 

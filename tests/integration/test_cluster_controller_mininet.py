@@ -172,7 +172,7 @@ def test_the_backup_controller_takes_over_running_switches_under_load(cluster, t
     ecmp = cluster.ecmp()
     backup = RunningController(ClusterController(Config.model_validate(backup_config), ecmp=ecmp))
     controller: ClusterController = backup.controller
-    names = [cluster.spec.dispatcher_name(k) for k in cluster.spec.dispatcher_indices()]
+    names = sorted(cluster.spec.dispatcher_name(k) for k in cluster.spec.dispatcher_indices())
 
     def primary_cluster() -> dict:
         try:
@@ -182,7 +182,8 @@ def test_the_backup_controller_takes_over_running_switches_under_load(cluster, t
 
     primary.start()
     try:
-        wait_until(lambda: primary_cluster().get("in_service") == names, 40, "the primary serving both switches")
+        wait_until(lambda: sorted(primary_cluster().get("in_service", [])) == names, 40,
+                   "the primary serving both switches")
         backup.start()
         backup.wait_role("backup", 20)
         cluster.start_http_servers()

@@ -242,6 +242,30 @@ def test_entries_go_only_once_every_holder_reported_them_idle(cluster):
     assert len(controller.flows.table) == 1
 
 
+def test_a_flow_that_moved_after_a_holders_idle_report_is_not_deleted(cluster):
+    """Rule 4: both switches reported the flow idle, but b's cell for it counted packets
+    since b's report (the flow moved to b just then): its entries stay until b reports it
+    idle again with nothing counted."""
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(9))
+    settle(controller)
+    report(a, flow(9, flags=ACTIVATED))
+    settle(controller)
+    slot = flows_on(a)[40009]["stats_slot"]
+    idle(controller, b, 9)
+    settle(controller)
+    b.counters[("flow_stats", slot)] = 4       # the flow's packets now hit b's replica
+    idle(controller, a, 9)
+    settle(controller)
+    assert 40009 in flows_on(a) and 40009 in flows_on(b)
+    assert controller.cluster_status().deletes_spared == 1
+    idle(controller, a, 9)
+    idle(controller, b, 9)                     # b idle again, its cell as read at this report
+    settle(controller)
+    assert 40009 not in flows_on(a) and 40009 not in flows_on(b)
+
+
 def test_a_lost_switch_leaves_and_comes_back_with_ring_and_replicas(cluster, tmp_path):
     controller, switches = cluster
     a, b = switches["a"], switches["b"]

@@ -40,7 +40,19 @@ def test_deleted_only_when_idle_on_every_holder_recently():
     assert replicas.on_idle("b", K, now=10.0) == []       # the replica idles long before the flow ends
     assert replicas.on_idle("a", K, now=13.0) == []       # b's report is old: b may have been hit since
     assert replicas.on_idle("b", K, now=14.0) == ["a", "b"]
-    assert K not in replicas.flows
+
+
+def test_a_holder_hit_since_its_idle_report_keeps_the_flow():
+    replicas = FlowReplicas(["a", "b"], idle_window_s=2.0)
+    replicas.on_digest("a", K, 10)
+    replicas.replicated(K, replicas.on_activated("a", K))
+    replicas.on_idle("b", K, now=10.0, packets=0)
+    assert replicas.on_idle("a", K, now=10.5, packets=40) == ["a", "b"]
+    # Just before the delete b's cell has counted: the flow moved there after b's report.
+    assert replicas.hit_since_idle(K, {"a": 40, "b": 3}) == ["b"]
+    assert replicas.on_idle("a", K, now=11.0, packets=40) == [], "b's old report still counted"
+    assert replicas.on_idle("b", K, now=12.0, packets=3) == ["a", "b"]
+    assert replicas.hit_since_idle(K, {"a": 40, "b": 3}) == []
 
 
 def test_a_lost_switch_and_its_return():
