@@ -36,6 +36,7 @@ from controller.app import Controller
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 10.0
 ACTIONS = ("quiesce", "drain", "activate", "remove")
+SWITCH_ACTIONS = ("out", "in")
 
 
 class AdminApi:
@@ -119,6 +120,9 @@ class AdminApi:
             self._command(req, "add", service=body.get("service"), backend=body.get("backend"))
         elif len(parts) == 4 and parts[:2] == ["api", "backends"] and parts[3] in ACTIONS:
             self._command(req, parts[3], name=parts[2])
+        elif len(parts) == 4 and parts[:2] == ["api", "switches"] and parts[3] in SWITCH_ACTIONS:
+            # Several switches: out of the ECMP group on purpose, or back in (after the freeze).
+            self._command(req, f"switch_{parts[3]}", name=parts[2])
         elif (service := _nd_service(urlparse(req.path).path)) is not None:
             if not isinstance(body, dict):
                 _json(req, 400, {"error": "the body is a JSON object of the settings to change"})

@@ -225,8 +225,18 @@ class Controller:
 
     def submit(self, command: str, **args: Any) -> Future:
         """Queue an operator command for the serving loop; the future holds its result."""
+        handlers = self._command_handlers(args)
+        future: Future = Future()
+        if command not in handlers:
+            future.set_exception(BackendError(f"unknown command {command!r}"))
+            return future
+        self._commands.put((handlers[command], future))
+        return future
+
+    def _command_handlers(self, args: dict[str, Any]) -> dict[str, Callable[[P4RuntimeClient], Any]]:
+        """Operator commands by name, each run by the serving loop with the switch's client."""
         admin = self.admin
-        handlers: dict[str, Callable[[P4RuntimeClient], Any]] = {
+        return {
             "add": lambda c: admin.add(c, args["service"], Backend.model_validate(args["backend"])),
             "remove": lambda c: admin.remove(c, args["name"]),
             "quiesce": lambda c: admin.set_state(c, args["name"], BackendState.QUIESCED),
@@ -236,12 +246,6 @@ class Controller:
             "nd": lambda c: apply_nd_change(self.ring_updater.nd_policy(args["service"]),
                                             NdChange.model_validate(args.get("change") or {})),
         }
-        future: Future = Future()
-        if command not in handlers:
-            future.set_exception(BackendError(f"unknown command {command!r}"))
-            return future
-        self._commands.put((handlers[command], future))
-        return future
 
     def _run_commands(self, client: P4RuntimeClient | None) -> None:
         while True:

@@ -79,6 +79,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         p = actions.add_parser(action, help=text)
         p.add_argument("name")
 
+    switches = commands.add_parser("switches", help="several switches: take one out of the ECMP group "
+                                   "(maintenance) or put it back in, each after the freeze")
+    switches.set_defaults(handler=run_command)
+    switch_actions = switches.add_subparsers(dest="action", required=True)
+    for action, text in (("out", "out of the ECMP group once every flow is replicated; stays in sync"),
+                         ("in", "back into the ECMP group")):
+        p = switch_actions.add_parser(action, help=text)
+        p.add_argument("name")
+        _api_arguments(p)
+
     nd = commands.add_parser("nd", help="show or change a service's nd manager at run time (proportions, "
                              "smoothing, sensitivity, host limit)")
     nd.set_defaults(handler=run_command)
@@ -107,6 +117,10 @@ def run_command(args: argparse.Namespace) -> int:
             return _backends(args)
         if args.command == "nd":
             return _nd(args)
+        if args.command == "switches":
+            print(json.dumps(api_call(args.api, f"/api/switches/{args.name}/{args.action}", {},
+                                      token=api_token(args.token_file))))
+            return 0
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -32,8 +32,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from controller.app import DIGESTS_PER_ROUND, Controller
 from controller.cluster_counters import ClusterCounters
@@ -114,6 +115,9 @@ class ClusterController(Controller):
         self._gathering_since: float | None = None
         self.adopted_switches: list[str] = []
         self._ecmp_lock = threading.Lock()     # supervisors take switches out before a push
+        # Changes of the ECMP group waiting for the freeze (rule 6): switch -> "add" or "remove".
+        self._ecmp_pending: dict[str, str] = {}
+        self.held_out: set[str] = set()        # taken out by the operator: synced, no traffic
         self.supervisors = {name: SwitchSupervisor(name, switch, self.program, self.info, self._arrivals,
                                                    self._wakeup, may_adopt=lambda: self._adopting,
                                                    before_push=self._ecmp_remove)
@@ -271,14 +275,59 @@ class ClusterController(Controller):
     def _into_ecmp(self, name: str) -> None:
         """In service: configuration, rings and every activated flow's replica are there.
         Into the ECMP group after the freeze of rule 6 (at once while no flow has been
-        recorded: none can move)."""
+        recorded: none can move), unless the operator holds it out."""
+        if name not in self.held_out:
+            self._change_ecmp(name, "add")
+
+    def _change_ecmp(self, name: str, verb: str) -> None:
+        """An ECMP change the controller makes on purpose: after the freeze of rule 6, so that
+        every flow it moves is replicated or decided by a ring no rewrite touched since."""
         if self.ecmp is None:
             return
         if self.replicas.flows or len(self.flows.table):
+            self._ecmp_pending[name] = verb
             self.freeze.begin(name, time.monotonic())
             self.ring_updater.frozen = True
-        else:
+        elif verb == "add":
             self._ecmp_add(name)
+        else:
+            self._ecmp_remove(name)
+
+    # ---- the operator's changes -----------------------------------------------------------------
+
+    def _command_handlers(self, args: dict[str, Any]) -> dict[str, Callable[[P4RuntimeClient], Any]]:
+        return super()._command_handlers(args) | {
+            "switch_out": lambda c: self.take_out(args["name"]),
+            "switch_in": lambda c: self.put_in(args["name"]),
+        }
+
+    def take_out(self, name: str) -> dict[str, str]:
+        """Out of the ECMP group on purpose (maintenance), after the freeze: its flows move to
+        the others replicated. It stays in service, written like the others, so that it can
+        go back in with no pipeline push."""
+        self._check_switch(name)
+        if name in self.held_out:
+            raise ValueError(f"switch {name} is out of the ECMP group already")
+        if self.ecmp is None:
+            raise ValueError("no ECMP group to change: give `[ecmp]` commands in the configuration")
+        self.held_out.add(name)
+        if name in self.switch_set:
+            self._change_ecmp(name, "remove")
+        return {"switch": name, "state": "leaving" if name in self.freeze.waiting else "out"}
+
+    def put_in(self, name: str) -> dict[str, str]:
+        """Back into the ECMP group after the freeze (or when it is next in service)."""
+        self._check_switch(name)
+        if name not in self.held_out:
+            raise ValueError(f"switch {name} is not held out of the ECMP group")
+        self.held_out.discard(name)
+        if name in self.switch_set:
+            self._change_ecmp(name, "add")
+        return {"switch": name, "state": "joining" if name in self.freeze.waiting else "in"}
+
+    def _check_switch(self, name: str) -> None:
+        if name not in self.names:
+            raise ValueError(f"no switch named {name!r}; the switches are {', '.join(self.names)}")
 
     def _ecmp_add(self, name: str) -> None:
         if self.ecmp is not None:
@@ -377,10 +426,11 @@ class ClusterController(Controller):
         if not self.freeze.may_end(now, self._unreplicated_before(started, now)):
             return
         for name in list(self.freeze.waiting):
+            verb = self._ecmp_pending.pop(name, "add")
             if name in self.switch_set:
-                self._ecmp_add(name)
-        log.info("freeze over after %.0f ms: %s back in the ECMP group", (now - started) * 1e3,
-                 ", ".join(self.freeze.waiting))
+                (self._ecmp_add if verb == "add" else self._ecmp_remove)(name)
+            log.info("freeze over after %.0f ms: %s %s the ECMP group", (now - started) * 1e3, name,
+                     "into" if verb == "add" else "out of")
         self.freeze.waiting.clear()
         self.ring_updater.frozen = False
 
@@ -434,6 +484,7 @@ class ClusterController(Controller):
         (rule 7): its share of traffic moves to the others at once."""
         self._ecmp_remove(name)
         self.freeze.waiting.pop(name, None)
+        self._ecmp_pending.pop(name, None)
         if not self.freeze.waiting:
             self.ring_updater.frozen = False
         self._release(name)
@@ -466,7 +517,8 @@ class ClusterController(Controller):
                              adopted_switches=self.adopted_switches, adopted_flows=counts.adopted_flows,
                              unconfirmed_flows=self.cluster_flows.unconfirmed,
                              confirmed_activations=counts.confirmed_activations,
-                             deletes_spared=counts.deletes_spared,
+                             deletes_spared=counts.deletes_spared, held_out=sorted(self.held_out),
+                             leaving_ecmp=sorted(n for n, v in self._ecmp_pending.items() if v == "remove"),
                              ecmp_command_failures=self.ecmp.failures if isinstance(self.ecmp, CommandEcmpGroup) else 0)
 
     def _empty_status(self) -> ControllerStatus:

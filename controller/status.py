@@ -234,7 +234,9 @@ class ClusterStatus(_Model):
     cross_switch_splits: int = 0            # ... that named another backend than the home's
     replicated_flows: int = 0               # recorded flows with an entry on every switch in service
     recorded_flows: int = 0
-    waiting_for_ecmp: list[str] = []        # in service, kept out of ECMP by the freeze (rule 6)
+    waiting_for_ecmp: list[str] = []        # in service, its ECMP change waiting for the freeze (rule 6)
+    leaving_ecmp: list[str] = []            # ... of those, the ones to be taken out (the operator's)
+    held_out: list[str] = []                # out of ECMP by the operator's command: synced, no traffic
     freezes: int = 0
     adopted_switches: list[str] = []        # taken over running at the start (not reprogrammed)
     adopted_flows: int = 0                  # keys found on them

@@ -230,3 +230,37 @@ def test_the_backup_controller_takes_over_running_switches_under_load(cluster, t
     assert all({slot: b for slot, (b, _) in ring.items()} == adopted_ring for ring in rings_after.values())
     assert before and failed == [], failed[:3]
     assert sum(len(servers) for servers in where.values()) == len(records)
+
+
+def test_a_dispatcher_taken_out_and_put_back_on_purpose_under_load(cluster, controlled):
+    """The operator's maintenance: `switches out` under load waits for the freeze (every flow
+    recorded before it replicated), then takes disp1 out of the group; its connections
+    continue through disp2 on their backends. `switches in` puts it back after another
+    freeze. No transfer fails; every connection is served by one server."""
+    running, ecmp = controlled
+    controller: ClusterController = running.controller
+    name1 = cluster.spec.dispatcher_name(1)
+    cluster.start_http_servers()
+    clients = cluster.start_clients(rate=2, duration=6, size=3_000_000, request_timeout=80)
+    time.sleep(2.5)
+    asked = time.monotonic()
+    assert running.call("switch_out", name=name1)["state"] in ("leaving", "out")
+    out_at = wait_until(lambda: 1 not in cluster.members, 20, "disp1 out of the group after the freeze")
+    time.sleep(1.5)
+    asked_in = time.monotonic()
+    running.call("switch_in", name=name1)
+    in_at = wait_until(lambda: 1 in cluster.members, 20, "disp1 back in the group after the freeze")
+    runs = cluster.finish_clients(clients, timeout=120)
+    where = served_once(cluster, runs)
+    records = [r for run in runs.values() for r in run.records]
+    failed = [r for r in records if r.get("error")]
+    status = controller.cluster_status()
+    print(f"\nplanned out and in, {cluster.spec.dispatchers} dispatchers: out of the group "
+          f"{(out_at - asked) * 1e3:.0f} ms after the command (the freeze), back in {(in_at - asked_in) * 1e3:.0f} ms "
+          f"after; {len(records)} requests, {len(failed)} failed; {sum(len(s) for s in where.values())} connections "
+          f"each served by one server; {status.replicas_written} replicas, {status.own_entries} own entries, "
+          f"{status.cross_switch_splits} splits, {status.freezes} freezes")
+    assert failed == [], failed[:3]
+    assert sum(len(servers) for servers in where.values()) == len(records)
+    assert name1 in controller.switch_set and status.held_out == [] and status.cross_switch_splits == 0
+    assert out_at - asked >= 1.5, "out of the group before T_c + digest_retry"

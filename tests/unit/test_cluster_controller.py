@@ -14,6 +14,7 @@ counters are summed over switches.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from controller_fakes import digest_list
 from finsy.proto import p4r
 from switch_stub import InMemorySwitch, program
 
+from controller.__main__ import main
+from controller.admin_api import AdminApi
 from controller.app import Controller
 from controller.cluster_app import ClusterController
 from controller.config import Config, ConfigError, load_config
@@ -535,3 +538,74 @@ def test_an_adopted_switch_counts_from_its_first_reading(tmp_path, monkeypatch):
     new.turn(readings={"a": reading(1.0, 5000), "b": reading(1.0, 300)})
     new.turn(readings={"a": reading(2.0, 5010), "b": reading(2.0, 302)})
     assert new.counters.reading().backend_traffic[WEB1].packets == 12
+
+
+# ---- the operator's planned changes ------------------------------------------------------------
+
+def test_a_switch_taken_out_on_purpose_leaves_ecmp_after_the_freeze_and_comes_back(tmp_path):
+    """Rule 6 for the operator's changes: out of the group only once the flows recorded
+    before are replicated and T_c + digest_retry has passed; it stays in sync meanwhile and
+    after, and goes back in after another freeze. A held-out switch that restarts is not
+    put back by its return."""
+    ecmp = RecordedEcmp()
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
+    controller.join("a", a, poll=False)
+    controller.join("b", b, poll=False)
+    report(b, flow(20))
+    settle(controller)
+    begun = time.monotonic()
+    assert controller.take_out("b") == {"switch": "b", "state": "leaving"}
+    assert controller.cluster_status().leaving_ecmp == ["b"] and controller.ring_updater.frozen
+    report(b, flow(20, flags=ACTIVATED))
+    settle(controller)
+    assert flows_on(a)[40020]["id"] == 0, "replicated while leaving"
+    controller.end_freeze(begun + 1.0)
+    assert ecmp.changes[-1] == ("add", "b"), "out before T_c + digest_retry"
+    controller.end_freeze(begun + 1.6)
+    assert ecmp.changes[-1] == ("remove", "b") and not controller.ring_updater.frozen
+    status = controller.cluster_status()
+    assert status.held_out == ["b"] and status.in_service == ["a", "b"] and status.leaving_ecmp == []
+    with pytest.raises(ValueError, match="out of the ECMP group already"):
+        controller.take_out("b")
+    with pytest.raises(ValueError, match="no switch named 'c'"):
+        controller.take_out("c")
+    # Restarted while held out: back in service, not in the group.
+    b.stream_closed.set()
+    settle(controller)
+    controller.join("b", Member(controller.info, "127.0.0.1:50002"), poll=False)
+    assert ecmp.changes[-1] == ("remove", "b") and controller.cluster_status().waiting_for_ecmp == []
+    begun = time.monotonic()
+    assert controller.put_in("b") == {"switch": "b", "state": "joining"}
+    controller.end_freeze(begun + 1.6)
+    assert ecmp.changes[-1] == ("add", "b") and controller.cluster_status().held_out == []
+
+
+def test_the_operator_takes_a_switch_out_through_the_api_and_the_cli(tmp_path, capsys):
+    ecmp = RecordedEcmp()
+    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+    for i, name in enumerate("ab", start=1):
+        controller.join(name, Member(controller.info, f"127.0.0.1:5000{i}"), poll=False)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            controller.turn(readings={})
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    api = AdminApi(controller, "127.0.0.1", 0, token=None)
+    api.start()
+    try:
+        assert main(["switches", "out", "b", "--api", api.url]) == 0
+        assert '"state": "out"' in capsys.readouterr().out       # no flow recorded: at once
+        assert ecmp.changes[-1] == ("remove", "b")
+        assert main(["switches", "out", "nope", "--api", api.url]) == 1
+        assert "no switch named 'nope'" in capsys.readouterr().err
+        assert main(["switches", "in", "b", "--api", api.url]) == 0
+        assert ecmp.changes[-1] == ("add", "b")
+    finally:
+        api.stop()
+        stop.set()
+        thread.join(timeout=5)
