@@ -411,6 +411,19 @@ control FlowDispatch(inout tna_headers_t hdr,
         }
     };
 
+    // A digest's flow: the key, service, backend and TCP flags. Its flags (with
+    // DIGEST_FLAG_SYMMETRIC for a capture service's sorted key) and RTT are the caller's.
+    action fill_digest() {
+        meta.digest.src_addr = meta.flow.src_addr;
+        meta.digest.dst_addr = meta.flow.dst_addr;
+        meta.digest.protocol = meta.flow.protocol;
+        meta.digest.src_port = meta.flow.src_port;
+        meta.digest.dst_port = meta.flow.dst_port;
+        meta.digest.service_id = meta.service_id;
+        meta.digest.backend_id = meta.backend_id;
+        meta.digest.tcp_flags = meta.tcp_flags;
+    }
+
     apply {
         dispatch_settings.apply();
         meta.live_after = meta.now_coarse - meta.cache_timeout;
@@ -446,6 +459,20 @@ control FlowDispatch(inout tna_headers_t hdr,
                 meta.flow_state = FLOW_STATE_INSTALLED;
                 meta.backend_id = entry_backend;
                 meta.has_backend = true;
+                if ((entry_id & ENTRY_ID_REPORT_ACTIVATION) != 0) {
+                    // The entry's id asked to hear of its activation: several switches
+                    // replicate a flow's entry only once its home has taken it over
+                    // (docs/multiswitch.md, rule 3). This pass has the whole id from the
+                    // table (the activation register keeps its low 32 bits only).
+                    digest_events.count(EVENT_DIGEST);
+                    meta.digest.flags = DIGEST_FLAG_ACTIVATED;
+                    if (meta.service_mode == SERVICE_MODE_CAPTURE) {
+                        meta.digest.flags = meta.digest.flags | DIGEST_FLAG_SYMMETRIC;
+                    }
+                    fill_digest();
+                    meta.digest.rtt_us = 0;
+                    ig_dprsr_md.digest_type = DIGEST_TYPE_NEW_FLOW;
+                }
             } else {
                 meta.drop_reason = DropReason.NO_BACKEND;   // deleted between the passes
             }
@@ -661,14 +688,7 @@ control FlowDispatch(inout tna_headers_t hdr,
             if (meta.service_mode == SERVICE_MODE_CAPTURE) {
                 meta.digest.flags = meta.digest.flags | DIGEST_FLAG_SYMMETRIC;
             }
-            meta.digest.src_addr = meta.flow.src_addr;
-            meta.digest.dst_addr = meta.flow.dst_addr;
-            meta.digest.protocol = meta.flow.protocol;
-            meta.digest.src_port = meta.flow.src_port;
-            meta.digest.dst_port = meta.flow.dst_port;
-            meta.digest.service_id = meta.service_id;
-            meta.digest.backend_id = meta.backend_id;
-            meta.digest.tcp_flags = meta.tcp_flags;
+            fill_digest();
             // 1,024 ns units to microseconds: x * 1.024 ~ x + x/64 + x/128 (0.06 % low).
             meta.digest.rtt_us = rtt + (rtt >> 6) + (rtt >> 7);
             ig_dprsr_md.digest_type = DIGEST_TYPE_NEW_FLOW;
