@@ -517,7 +517,8 @@ class ClusterController(Controller):
                              adopted_switches=self.adopted_switches, adopted_flows=counts.adopted_flows,
                              unconfirmed_flows=self.cluster_flows.unconfirmed,
                              confirmed_activations=counts.confirmed_activations,
-                             deletes_spared=counts.deletes_spared, held_out=sorted(self.held_out),
+                             deletes_spared=counts.deletes_spared, reused_keys=counts.reused_keys,
+                             held_out=sorted(self.held_out),
                              leaving_ecmp=sorted(n for n, v in self._ecmp_pending.items() if v == "remove"),
                              ecmp_command_failures=self.ecmp.failures if isinstance(self.ecmp, CommandEcmpGroup) else 0)
 

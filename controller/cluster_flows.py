@@ -47,6 +47,7 @@ log = logging.getLogger("controller")
 
 ACTIVATION_WAIT_S = 5.0     # an ACTIVATED digest waits this long for its home entry's write to complete
 ACTIVATION_CHECK_S = 0.25   # how often adopted home entries' statistics cells are read
+REHOME_WAIT_S = 5.0         # a reused key's new digests wait this long at most for the old entries' delete
 
 
 class ClusterFlowManager(FlowManager):
@@ -137,6 +138,7 @@ class FlowsCounts:
     adopted_flows: int = 0        # keys found on switches taken over running
     confirmed_activations: int = 0   # adopted home entries whose statistics cell grew
     deletes_spared: int = 0       # idle everywhere, but a holder's cell counted since its report
+    reused_keys: int = 0          # a new connection's handshake on another switch than a recorded key's holders
 
 
 class ClusterFlows:
@@ -151,11 +153,13 @@ class ClusterFlows:
         self._deleting: dict[bytes, list[str]] = {}                 # key -> the switches holding it
         self._orphans: list[bytes] = []                             # installed with no placement left
         self._idle: dict[bytes, list[str]] = {}                     # key -> holders, all reported it idle
+        self._rehoming: dict[bytes, float] = {}                     # key -> when its earlier flow's delete began
         self.written_at: dict[bytes, float] = {}                    # key -> when its home entry was written
         # Adopted home entries of unknown activation: key -> (home, statistics slot, packets then).
         self._unconfirmed: dict[bytes, tuple[str, int, int]] = {}
         self._checked_at = float("-inf")
         flows.on_installed.append(self._installed)
+        flows.on_removed.append(self._removed)
 
     @property
     def cross_switch_splits(self) -> int:
@@ -181,16 +185,45 @@ class ClusterFlows:
                     or not self.flows.known_backend(digest.backend_id)):
                 self.flows.on_digest(digest, received)     # counted there, nothing written
             elif placed is None:
+                if received - self._rehoming.get(key, float("-inf")) < REHOME_WAIT_S:
+                    self.flows.stats.duplicate_digests += 1     # the earlier flow's entries are going
+                    continue
                 self.replicas.on_digest(switch, key, digest.backend_id)     # the home
                 self.flows.on_digest(digest, received)
             elif placed.home == switch:
                 self.flows.on_digest(digest, received)     # a repeat (or a retry after a full table)
             elif key not in self.flows.table:
                 self.flows.stats.duplicate_digests += 1    # home entry not written yet: it repeats
+            elif digest.rtt_valid and switch not in placed.holders():
+                self._rehome(switch, key, placed, received)
             elif self.replicas.on_digest(switch, key, digest.backend_id) is Write.OWN:
+                if digest.backend_id != placed.backend:
+                    log.warning("flow %s moved from %s to %s before its replica and was split there: "
+                                "backend %d, not %d (digest flags 0x%02x, TCP flags 0x%02x)", digest.key,
+                                placed.home, switch, digest.backend_id, placed.backend, digest.flags,
+                                digest.tcp_flags)
                 self._write_own(switch, key, digest.backend_id)
             else:
                 self.flows.stats.duplicate_digests += 1
+
+    def _removed(self, key: bytes, backend: int, slot: int) -> None:
+        self._rehoming.pop(key, None)
+
+    def _rehome(self, switch: str, key: bytes, placed: Placement, now: float) -> None:
+        """The switch saw this flow's handshake (its digest has the SYN -> ACK RTT), so it is
+        a new connection reusing a recorded flow's key (a client port reused), not that flow
+        moved. The earlier flow's entries go from every holder: one of them (an activated
+        home entry) would otherwise take this connection's packets if ECMP moved it there.
+        Its digest, repeated while it is cached, then finds the key unrecorded and makes a
+        home entry on this switch, which is replicated once activated."""
+        holders = sorted(placed.holders())
+        log.info("flow %s: a new connection on %s reuses the key of one recorded on %s (backend %d); "
+                 "its entries go from %s", unpack_key(key), switch, placed.home, placed.backend, ", ".join(holders))
+        del self.replicas.flows[key]
+        self._deleting[key] = holders
+        self.flows.delete(key)
+        self._rehoming[key] = now
+        self.counts.reused_keys += 1
 
     def on_idle_timeout(self, switch: str, notification: p4r.IdleTimeoutNotification, now: float) -> None:
         """An idle report from one switch: the entries' statistics cells there are read (one

@@ -243,6 +243,7 @@ class ClusterStatus(_Model):
     unconfirmed_flows: int = 0              # adopted home entries of unknown activation, watched
     confirmed_activations: int = 0          # ... whose statistics cell grew: activated
     deletes_spared: int = 0                 # idle on every holder, but one's cell counted since: kept
+    reused_keys: int = 0                    # a new connection on another switch reusing a recorded key
     ecmp_command_failures: int = 0          # `[ecmp]` commands that failed or overran (logged)
 
 

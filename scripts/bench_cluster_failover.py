@@ -16,8 +16,8 @@ is SIGKILLed at --kill-at s and restarted 3 s later. Printed per N, with ratios 
 * the controller's CPU: process_time of this process over the run (the controller's threads;
   the benchmark itself only waits), per second of the run and per installed flow (at low
   rates the per-flow figure is mostly the polling and policy work every turn does anyway);
-* own entries and cross-switch splits (docs/multiswitch.md case (C)), and the time until the
-  dead switch left the ECMP group.
+* own entries and cross-switch splits (docs/multiswitch.md case (C)), keys reused by a new
+  connection on another switch, and the time until the dead switch left the ECMP group.
 
     sudo .venv/bin/python scripts/bench_cluster_failover.py [--rate 40] [--duration 20] [--json FILE]
 """
@@ -117,7 +117,8 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "controller_cpu_us_per_flow": round(cpu / inserted * 1e6) if inserted else None,
         "controller_cpu_share": round(cpu / wall, 3),
         "replicas": replicas, "own_entries": own,
-        "cross_switch_splits": status.cross_switch_splits if status else 0, **kill,
+        "cross_switch_splits": status.cross_switch_splits if status else 0,
+        "reused_keys": status.reused_keys if status else 0, **kill,
     }
 
 
@@ -129,6 +130,7 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=8.0, help="seconds into the load disp1 is killed (N >= 2)")
     parser.add_argument("--max-bytes", type=int, default=200_000, help="largest object (fb_hadoop sizes)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="keep the clients' records and servers' logs under this directory")
     args = parser.parse_args()
     reason = missing_mininet_reason()
     if reason:
@@ -138,8 +140,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
         for n in args.switches:
             print(f"{n} switch(es): {args.rate:g} connections/s for {args.duration:g} s ...", flush=True)
-            workdir = Path(tmp) / f"n{n}"
-            workdir.mkdir()
+            workdir = (args.keep or Path(tmp)) / f"n{n}"
+            workdir.mkdir(parents=True, exist_ok=True)
             results.append(run(n, args, workdir))
             print("  " + json.dumps(results[-1]), flush=True)
     base = next((r for r in results if r["switches"] == 1), None)

@@ -228,6 +228,28 @@ def test_a_flow_that_moved_before_its_replica_gets_an_entry_of_its_own(cluster):
     assert controller.cluster_status().cross_switch_splits == 1
 
 
+def test_a_new_connection_reusing_a_recorded_key_on_another_switch_is_rehomed(cluster):
+    """b saw the handshake (the digest has its SYN -> ACK RTT): a client port reused, not a
+    move. The earlier flow's entries go (its activated home entry on a would take the new
+    connection's packets if ECMP moved it there); the new connection's repeated digest then
+    makes its own home entry on b. Not a split."""
+    controller, switches = cluster
+    a, b = switches["a"], switches["b"]
+    report(a, flow(11, WEB1))
+    settle(controller)
+    assert 40011 in flows_on(a)
+    report(b, flow(11, WEB2, flags=DigestFlag.DIGEST_FLAG_RTT_VALID))
+    settle(controller)
+    assert 40011 not in flows_on(a) and 40011 not in flows_on(b)
+    report(b, flow(11, WEB2, flags=DigestFlag.DIGEST_FLAG_RTT_VALID | DigestFlag.DIGEST_FLAG_RETRY))
+    settle(controller)
+    entry = flows_on(b)[40011]
+    assert entry["backend_id"] == WEB2 and entry["id"] & ENTRY_ID_REPORT_ACTIVATION
+    assert controller.replicas.flows[next(iter(controller.replicas.flows))].home == "b"
+    status = controller.cluster_status()
+    assert status.cross_switch_splits == 0 and status.reused_keys == 1
+
+
 def test_entries_go_only_once_every_holder_reported_them_idle(cluster):
     controller, switches = cluster
     a, b = switches["a"], switches["b"]
