@@ -110,6 +110,10 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "switches": n, "connections": len(records), "failed": len(failed),
         "errors": dict(Counter(str(r["error"])[:80] for r in failed)),
+        # When each failed connection started and ended, in seconds from the kill.
+        "failed_vs_kill_s": [(round(r["start"] - kill_wall, 2),
+                              round(r["start"] + (r.get("elapsed") or 0) - kill_wall, 2))
+                             for r in failed] if kill_wall is not None else [],
         "in_flight_at_kill": len(at_kill), "failed_in_flight_at_kill": sum(1 for r in at_kill if r.get("error")),
         "served_by_two_servers": len(counted.split),
         "flows_installed": inserted, "installed_per_s": round(inserted / wall, 1),

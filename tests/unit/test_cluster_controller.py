@@ -351,12 +351,19 @@ class RecordedEcmp:
         self.changes.append(("remove", switch))
 
 
-def test_the_ecmp_group_follows_failure_and_return(tmp_path):
-    ecmp = RecordedEcmp()
-    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
+def two_switches(tmp_path, group: Any = None, **extra: Any) -> tuple[ClusterController, Member, Member]:
+    """A ClusterController driving the ECMP `group`, switches a and b joined (as their
+    supervisors hand them over); `extra`: configuration settings."""
+    controller = ClusterController(Config.model_validate(settings(**extra)), program(tmp_path), ecmp=group)
     a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
     controller.join("a", a, poll=False)
     controller.join("b", b, poll=False)
+    return controller, a, b
+
+
+def test_the_ecmp_group_follows_failure_and_return(tmp_path):
+    ecmp = RecordedEcmp()
+    controller, a, b = two_switches(tmp_path, ecmp)
     b.stream_closed.set()
     settle(controller)
     back = Member(controller.info, "127.0.0.1:50002")
@@ -369,12 +376,8 @@ def test_the_configurations_ecmp_commands_follow_failure_and_return(tmp_path):
     one is counted and the controller goes on."""
     log = tmp_path / "ecmp.log"
     script = f'echo "$0 $1" >> {log}'
-    config = Config.model_validate(settings(ecmp={"add": ["sh", "-c", script, "add", "{switch}"],
-                                                  "remove": ["sh", "-c", script + "; exit 3", "remove", "{switch}"]}))
-    controller = ClusterController(config, program(tmp_path))
-    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
-    controller.join("a", a, poll=False)
-    controller.join("b", b, poll=False)
+    controller, a, b = two_switches(tmp_path, ecmp={"add": ["sh", "-c", script, "add", "{switch}"],
+                                                    "remove": ["sh", "-c", script + "; exit 3", "remove", "{switch}"]})
     b.stream_closed.set()
     settle(controller)
     assert log.read_text().splitlines() == ["add a", "add b", "remove b"]
@@ -421,10 +424,7 @@ def test_a_returning_switch_waits_for_the_freeze_before_ecmp(tmp_path):
     T_c + digest_retry (1 s + 0.5 s here) with no held ring decision for T_c; the policies'
     ring rewrites wait meanwhile."""
     ecmp = RecordedEcmp()
-    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
-    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
-    controller.join("a", a, poll=False)
-    controller.join("b", b, poll=False)
+    controller, a, b = two_switches(tmp_path, ecmp)
     report(a, flow(8))
     settle(controller)
     b.stream_closed.set()
@@ -570,10 +570,7 @@ def test_a_switch_taken_out_on_purpose_leaves_ecmp_after_the_freeze_and_comes_ba
     after, and goes back in after another freeze. A held-out switch that restarts is not
     put back by its return."""
     ecmp = RecordedEcmp()
-    controller = ClusterController(Config.model_validate(settings()), program(tmp_path), ecmp=ecmp)
-    a, b = (Member(controller.info, f"127.0.0.1:5000{i}") for i in (1, 2))
-    controller.join("a", a, poll=False)
-    controller.join("b", b, poll=False)
+    controller, a, b = two_switches(tmp_path, ecmp)
     report(b, flow(20))
     settle(controller)
     begun = time.monotonic()
