@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -63,8 +64,11 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cluster.start()
     try:
         ecmp = cluster.ecmp() if n > 1 else None
-        controller = (ClusterController(Config.model_validate(cluster.cluster_config()), ecmp=ecmp) if n > 1
-                      else Controller(Config.model_validate(cluster.switch_config(1))))
+        settings = cluster.cluster_config() if n > 1 else cluster.switch_config(1)
+        if args.cache_timeout_ms is not None:
+            settings["timers"]["cache_timeout_ms"] = args.cache_timeout_ms
+        controller = (ClusterController(Config.model_validate(settings), ecmp=ecmp) if n > 1
+                      else Controller(Config.model_validate(settings)))
         running = RunningController(controller)
         running.start()
         try:
@@ -90,6 +94,9 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 back = wait_for(lambda: 1 in cluster.members, 60)
                 kill["back_in_group_s"] = None if back is None else round(back - killed, 2)
             runs = cluster.finish_clients(clients, timeout=args.duration + 120)
+            if ecmp is not None and kill_wall is not None:
+                # Every change of the group, in seconds from the kill.
+                kill["ecmp_changes"] = [(round(at - killed, 2), verb, k) for at, verb, k in ecmp.changes]
             # The last flows' entries are written within a digest and a turn of their ACK.
             time.sleep(1.0)
             wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
@@ -134,8 +141,13 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=8.0, help="seconds into the load disp1 is killed (N >= 2)")
     parser.add_argument("--max-bytes", type=int, default=200_000, help="largest object (fb_hadoop sizes)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--cache-timeout-ms", type=int, help="T_c (default: the topology's, 1000)")
+    parser.add_argument("--log", type=Path, help="the controller's log (INFO) to this file")
     parser.add_argument("--keep", type=Path, help="keep the clients' records and servers' logs under this directory")
     args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO,
+                            format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     reason = missing_mininet_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
