@@ -42,7 +42,7 @@ from controller.cluster_flows import ClusterFlowManager, ClusterFlows, RoutedFlo
 from controller.cluster_takeover import SwitchState, adopted_flows, cluster_ring, plain_entry_id, ring_fixes
 from controller.config import Config
 from controller.counter_poller import CounterPoller, CounterReading
-from controller.dataplane.constants import DispatchEvent
+from controller.dataplane.constants import DispatchEvent, PacketInReason
 from controller.dataplane.dispatcher_tables import CounterValue
 from controller.dataplane.flow_key import ring_slot
 from controller.ecmp_commands import CommandEcmpGroup
@@ -231,6 +231,13 @@ class ClusterController(Controller):
                 continue
             self.switch_set.add(name, h.client)
             self.counters.adopting(name)
+        if states:
+            # Announced entries: the first switch's are the session table; the others get them.
+            first, *others = sorted(states)
+            self.sessions.adopt(self._served[first].client)
+            announced = [self.tables.announced_flow(e) for e in self.sessions.table]
+            for name in others if announced else []:
+                write_idempotent(self._served[name].client, announced)
         next_id = max((plain_entry_id(e.entry_id) + 1 for st in states.values() for e in st.flows), default=1)
         adopted = self.cluster_flows.adopt(adopted_flows(states), next_id)
         self._rings_written = True
@@ -258,6 +265,7 @@ class ClusterController(Controller):
             rings = self._ring_updates()
             if rings:
                 client.write(rings)
+        self.sessions.restore(client)       # the sessions' announced entries, as on the others
         self.switch_set.add(name, client)
         replicas = self.cluster_flows.switch_joined(name)
         if not self._rings_written:
@@ -370,9 +378,12 @@ class ClusterController(Controller):
             elif not served.client.is_primary:
                 self.switch_set.lose(name, "no longer primary (another controller took over)")
         try:
-            self._run_commands(self.writer)
             if not self._served:
+                self._run_commands(self.writer)
                 return
+            # Announced entries first: each is a race with its flow's first packet.
+            self.sessions.flush(self.writer)
+            self._run_commands(self.writer)
             self.health_enforcer.turn(self.writer, time.monotonic())
             self.flows.flush()
             self.cluster_flows.check_activations(time.monotonic())
@@ -390,8 +401,14 @@ class ClusterController(Controller):
             self.cluster_flows.on_digest_list(name, digest_list, arrived)
         for notification in queued(client.idle_timeouts):
             self.cluster_flows.on_idle_timeout(name, notification, time.monotonic())
-        for _ in queued(client.packet_ins):
-            pass     # none expected: no reactive or sessions here (config)
+            self.sessions.on_idle_timeout(notification)
+        for packet in queued(client.packet_ins):
+            # Signalling copies (no reactive dispatch with several switches: the configuration).
+            # The session's entries go to every switch: ECMP may send its media through any.
+            fields = self.tables.packet_in_fields(packet)
+            if fields.get("reason") == PacketInReason.SIGNALLING:
+                self.sessions.on_packet_in(fields.get("ingress_port", 0), packet.payload, fields.get("backend_id", 0))
+                self.sessions.flush(self.writer)
         for error in queued(client.stream_errors):
             log.warning("switch %s reported a stream error: %s", name, error.message or error)
 

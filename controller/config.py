@@ -411,7 +411,6 @@ class Config(Strict):
         # What the several-switch controller does not do yet (docs/multiswitch.md, "left").
         for service in self.services:
             unsupported = [what for what, used in (("reactive dispatch", service.dispatch == "reactive"),
-                                                   ("`sessions`", service.sessions is not None),
                                                    ("`admission`", service.admission is not None)) if used]
             if unsupported:
                 raise ValueError(f"service {service.name}: {', '.join(unsupported)} not built for several "

@@ -17,13 +17,18 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from sipp_support import G711_PCAP, ringing_uas_scenario, sipp_missing
 
+from controller.cluster_app import ClusterController
+from controller.config import Config
 from topo.cluster_demo import controlled
-from topo.mininet_support import free_tcp_port, missing_mininet_reason
+from topo.controller_testbed import RunningController
+from topo.mininet_support import free_tcp_port, links_named_after, missing_mininet_reason
+from topo.multi_dispatcher import MultiDispatcherCluster, MultiDispatcherSpec, per_process_prefix
 from topo.server_cluster import ServerCluster, ServerClusterSpec
 from topo.toolchain import REPO
 
@@ -55,20 +60,24 @@ def tshark_fields(pcap: Path, display_filter: str, *fields: str) -> list[list[st
 
 
 class BackendCaptures:
-    """tcpdump on every backend's link from the switch, one pcap each, stopped by `stop`."""
+    """tcpdump on every backend's link from each dispatcher (eth0 from the one switch or from
+    disp1, eth<k> from disp<k>), one pcap per link, stopped by `stop`: (backend, k) -> pcap."""
 
-    def __init__(self, cluster: ServerCluster, workdir: Path, capture_filter: str) -> None:
+    def __init__(self, cluster: ServerCluster, workdir: Path, capture_filter: str,
+                 dispatchers: Sequence[int] = (1,)) -> None:
         self.cluster = cluster
-        self.files: dict[str, Path] = {}
+        self.files: dict[tuple[str, int], Path] = {}
         self._procs: list[subprocess.Popen] = []
         for j in cluster.spec.backend_indices():
             name = cluster.spec.backend_name(j)
-            self.files[name] = workdir / f"{name}.pcap"
-            self._procs.append(cluster.processes.start(
-                cluster.host(name), ["tcpdump", "-i", f"{name}-eth0", "-n", "-U", "-w", str(self.files[name]),
-                                     capture_filter], f"tcpdump {name}", output=workdir / f"{name}-tcpdump.out"))
+            for k in dispatchers:
+                intf = f"{name}-eth{0 if k == 1 else k}"     # MultiDispatcherSpec.backend_dispatcher_intf
+                self.files[(name, k)] = workdir / f"{intf}.pcap"
+                self._procs.append(cluster.processes.start(
+                    cluster.host(name), ["tcpdump", "-i", intf, "-n", "-U", "-w", str(self.files[(name, k)]),
+                                         capture_filter], f"tcpdump {intf}", output=workdir / f"{intf}-tcpdump.out"))
 
-    def stop(self) -> dict[str, Path]:
+    def stop(self) -> dict[tuple[str, int], Path]:
         time.sleep(1.0)      # tcpdump writes what it has read before it is stopped: the last packets too
         for proc in self._procs:
             self.cluster.processes.stop(proc)
@@ -111,7 +120,7 @@ def test_sip_calls_media_reaches_the_backend_of_its_invite(tmp_path):
 
     invites: dict[str, set[int]] = {}      # backend -> the caller media ports its INVITEs offered
     media: dict[int, set[str]] = defaultdict(set)    # caller media port -> backends its RTP reached
-    for name, pcap in captures.items():
+    for (name, _), pcap in captures.items():
         invites[name] = {int(port) for _, port in tshark_fields(pcap, 'sip.Method == "INVITE"', "sip.Call-ID",
                                                                   "sdp.media.port") if port}
         for (port,) in tshark_fields(pcap, f"udp.dstport == {MEDIA_PORT}", "udp.srcport"):
@@ -190,7 +199,7 @@ def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_p
     assert not failed, f"FTP sessions failed: {failed}"
     results = [o for o in outcomes if isinstance(o, dict)]
     reached: dict[tuple[str, int], set[str]] = defaultdict(set)    # client (address, port) -> servers its SYN reached
-    for name, pcap in captures.items():
+    for (name, _), pcap in captures.items():
         for src, sport in tshark_fields(pcap, "tcp.flags.syn == 1", "ip.src", "tcp.srcport"):
             reached[(src, int(sport))].add(name)
     assert len(results) == spec.clients * FTP_SESSIONS_PER_CLIENT
@@ -209,3 +218,77 @@ def test_ftp_data_connections_reach_the_server_of_their_control_connection(tmp_p
     assert len(servers) >= 2, f"the switch did not spread the sessions: {servers}"
     print(f"FTP server mode: {len(results)} sessions on {dict(servers)}, {4 * len(results)} transfers complete, "
           f"every data connection on its control connection's server")
+
+
+# ---- several dispatchers (issue 15) ---------------------------------------------------------------
+
+def test_sip_media_through_two_dispatchers_reaches_the_backend_of_its_invite(tmp_path):
+    """The SIP calls above through two BMv2 dispatchers behind the ECMP router and one
+    ClusterController. A call's INVITE and its RTP are different 5-tuples, which the router
+    hashes apart: the INVITE's copy comes from the switch that carried it, and the session's
+    announced entries go to both switches, so the RTP reaches the INVITE's server whichever
+    dispatcher carries it. Checked on every backend's link from each dispatcher."""
+    spec = MultiDispatcherSpec(dispatchers=2, clients=1, capacities_mbit=(100.0, 100.0, 100.0),
+                               shape_backends=False, vip_port=SIP_PORT, policy="round_robin",
+                               switch_prefix=per_process_prefix(),
+                               switch_ports=tuple((free_tcp_port(), free_tcp_port()) for _ in range(2)))
+    cluster = MultiDispatcherCluster(spec, tmp_path)
+    work = tmp_path / "sipp"
+    work.mkdir()
+    (work / "pcap").symlink_to(G711_PCAP.parent)
+    scenario = ringing_uas_scenario(work / "uas_ringing.xml", RING_MS)
+    try:
+        cluster.start()
+        config = cluster.cluster_config()
+        config["timers"]["flow_idle_timeout_s"] = 30.0
+        config["services"][0].update({"name": "sip", "protocol": "udp", "sessions": {"sip": [SIP_PORT]},
+                                      "session_ports": [f"{MEDIA_PORT}-{MEDIA_PORT + 99}"]})
+        running = RunningController(ClusterController(Config.model_validate(config), ecmp=cluster.ecmp()))
+        controller: ClusterController = running.controller
+        running.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len(controller.switch_set) < 2:
+                assert time.monotonic() < deadline, "the controller did not serve both dispatchers"
+                time.sleep(0.05)
+            capturing = BackendCaptures(cluster, tmp_path, f"udp and dst host {spec.vip}", dispatchers=(1, 2))
+            for j in spec.backend_indices():
+                name = spec.backend_name(j)
+                cluster.processes.start(cluster.host(name),
+                                        ["sipp", "-sf", str(scenario), "-i", spec.vip, "-p", str(SIP_PORT),
+                                         "-mi", spec.vip, "-mp", str(MEDIA_PORT), "-rtp_echo", "-nostdin",
+                                         "-max_socket", "1000"],
+                                        f"sipp uas {name}", output=tmp_path / f"{name}-uas.out", cwd=str(work))
+            caller = spec.client_address(1)
+            uac = cluster.run_in(cluster.host(spec.client_name(1)),
+                                 ["sipp", f"{spec.vip}:{SIP_PORT}", "-sn", "uac_pcap", "-i", caller, "-p", "5070",
+                                  "-t", "un", "-max_socket", "1000", "-mi", caller, "-mp", str(CALLER_MEDIA),
+                                  "-m", str(CALLS), "-r", "8", "-l", "30", "-nostdin", "-timeout", "150",
+                                  "-timeout_error"], "sipp uac", timeout=180, cwd=str(work))
+            captures = capturing.stop()
+            counts = controller.sessions.table.counts
+        finally:
+            running.stop()
+    finally:
+        cluster.stop()
+    assert links_named_after(cluster.node_names()) == {}
+    assert uac.returncode == 0, f"SIPp's calls failed: {uac.stdout[-3000:]}"
+
+    invite_at: dict[int, tuple[str, int]] = {}     # caller media port -> (backend, dispatcher) of its INVITE
+    rtp_at: dict[int, set[tuple[str, int]]] = defaultdict(set)     # ... -> where its RTP arrived
+    for (name, k), pcap in captures.items():
+        for _, port in tshark_fields(pcap, 'sip.Method == "INVITE"', "sip.Call-ID", "sdp.media.port"):
+            if port:
+                invite_at[int(port)] = (name, k)
+        for (port,) in tshark_fields(pcap, f"udp.dstport == {MEDIA_PORT}", "udp.srcport"):
+            rtp_at[int(port)].add((name, k))
+    assert len(invite_at) == CALLS and len(rtp_at) == CALLS, (len(invite_at), len(rtp_at))
+    wrong = {port: sorted(seen) for port, seen in rtp_at.items() if {n for n, _ in seen} != {invite_at[port][0]}}
+    crossed = sum(1 for port, seen in rtp_at.items() if {k for _, k in seen} != {invite_at[port][1]})
+    through = Counter(k for _, k in invite_at.values())
+    print(f"\nSIP through 2 dispatchers: INVITEs through {dict(through)}, {crossed} calls' RTP through "
+          f"another dispatcher than their INVITE, {len(wrong)} calls' RTP on another server; session counts {counts}")
+    assert not wrong, f"{len(wrong)} calls' RTP reached another backend than their INVITE: {wrong}"
+    assert set(through) == {1, 2}, "the router sent every INVITE through one dispatcher"
+    assert crossed > 0, "no call's RTP took another dispatcher than its INVITE: nothing was shown"
+    assert counts.missed == 0 and counts.hits >= CALLS, counts

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from controller_fakes import digest_list
 from finsy.proto import p4r
+from signalling_frames import ftp_frames
 from switch_stub import InMemorySwitch, program
 
 from controller.__main__ import main
@@ -31,8 +32,9 @@ from controller.app import Controller
 from controller.cluster_app import ClusterController
 from controller.config import Config, ConfigError, load_config
 from controller.counter_poller import CounterReading
-from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, DigestFlag
+from controller.dataplane.constants import ENTRY_ID_REPORT_ACTIVATION, DigestFlag, PacketInReason
 from controller.dataplane.dispatcher_tables import CounterValue
+from controller.p4runtime.encoding import encode_int
 from controller.switch_supervisor import Handover
 
 WEB1, WEB2 = 10, 11
@@ -628,3 +630,42 @@ def test_the_operator_takes_a_switch_out_through_the_api_and_the_cli(tmp_path, c
         api.stop()
         stop.set()
         thread.join(timeout=5)
+
+
+# ---- session affinity with several switches ----------------------------------------------------
+
+FTP_SERVICE = {"name": "ftp", "id": 1, "mode": "vip", "vip": "10.0.0.100", "port": 21, "policy": "round_robin",
+               "ring_size": 64, "sessions": {"ftp": [21]}, "session_ports": ["50000-50099"],
+               "backends": settings()["services"][0]["backends"]}
+
+
+def signalling_copy(controller: ClusterController, frame: bytes, backend: int) -> p4r.PacketIn:
+    """What a switch sends the controller for a signalling packet it dispatched to `backend`."""
+    values = {"ingress_port": 1, "reason": PacketInReason.SIGNALLING, "backend_id": backend}
+    packet = p4r.PacketIn(payload=frame)
+    for m in controller.info.packet_metadata("packet_in").metadata:
+        packet.metadata.add(metadata_id=m.id, value=encode_int(values.get(m.name, 0), m.bitwidth))
+    return packet
+
+
+def test_a_sessions_entries_go_to_every_switch_and_to_one_that_comes_back(tmp_path):
+    """The signalling copy comes from the switch that carried it; the session's announced
+    entries go to every switch, since ECMP may send its other connections through any; a
+    switch that comes back empty gets them; the session's end deletes them everywhere."""
+    controller, a, b = two_switches(tmp_path, services=[FTP_SERVICE])
+    if "announced_flows" not in {t.preamble.alias for t in controller.info.p4info.tables}:
+        pytest.skip("the dispatcher program is not built (p4c): the stand-in P4Info has no announced_flows")
+    frames = ftp_frames("192.0.2.10", "10.0.0.100", pasv_port=50007)
+    a.packet_ins.put(signalling_copy(controller, frames[0], WEB2))    # the control connection's SYN
+    settle(controller)
+    on_a, on_b = a.entries("announced_flows"), b.entries("announced_flows")
+    assert len(on_a) == 1 and on_a == on_b and next(iter(on_a.values()))["backend_id"] == WEB2
+    b.stream_closed.set()
+    settle(controller)
+    back = Member(controller.info, "127.0.0.1:50002")
+    controller.join("b", back, poll=False)
+    assert back.entries("announced_flows") == on_a
+    for frame in frames[1:]:          # PASV, 227, QUIT, 221, the client's FIN: the session ends
+        a.packet_ins.put(signalling_copy(controller, frame, WEB2))
+    settle(controller)
+    assert a.entries("announced_flows") == back.entries("announced_flows") == {}
