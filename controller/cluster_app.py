@@ -14,12 +14,12 @@ What differs:
   switch, replicas once the home reports activation, deletes once idle everywhere.
 * A switch that joins (first start or return) gets the configuration, every ring slot's
   current backend under one fresh generation, then every activated flow's replica, before
-  the loop counts it in service.
+  the loop counts it in service. A lost stream or failed write is that switch's failure,
+  not the end of serving: the others go on, and its supervisor reconnects.
 * At a take-over (a backup becoming primary, a restart) the switches that run the program
   already are adopted, not wiped (controller/cluster_takeover.py): their entries and rings
   become the controller's state, the switches that lag the old controller's last ring write
-  get it, and the replicas it had not written yet are written. A lost stream or failed write is that switch's failure,
-  not the end of serving: the others go on, and its supervisor reconnects.
+  get it, and the replicas it had not written yet are written.
 * Counters are read per switch (a poller each) and summed as increases
   (controller/cluster_counters.py), so the policies see the whole cluster.
 
@@ -57,7 +57,7 @@ from controller.service_ring import EMPTY_SLOT
 from controller.status import ClusterStatus, ControllerStatus
 from controller.switch_setup import configuration_updates, write_idempotent
 from controller.switch_supervisor import Handover, SwitchSupervisor
-from controller.takeover import read_ring
+from controller.takeover import RingEntries, read_ring
 
 log = logging.getLogger("controller")
 
@@ -200,44 +200,16 @@ class ClusterController(Controller):
         replicas the old controller had not written are written; the switches go (back)
         into the ECMP group after the freeze of rule 6 if any flow is recorded."""
         started = time.monotonic()
-        states: dict[str, SwitchState] = {}
-        for h in handed:
-            try:
-                states[h.name] = SwitchState(self.tables.read_flows(h.client), read_ring(h.client, self.info))
-            except P4RuntimeError as exc:
-                log.error("switch %s could not be read to adopt it: %s", h.name, exc)
-                self._ecmp_remove(h.name)
-                _close(_Served(h.client, None, h.released))     # reprogrammed on reconnection
+        states = self._read_running(handed)
         ring = cluster_ring(states)
         slots: dict[int, dict[int, int]] = {}
         for (service_id, slot), (backend, _) in ring.items():
             slots.setdefault(service_id, {})[slot] = backend
         self.ring_updater.adopt(slots, max((g for _, g in ring.values()), default=0))
-        clients = {h.name: h for h in handed if h.name in states}
-        for name, h in clients.items():
-            self._served[name] = _Served(h.client, None, h.released)
-            try:
-                write_idempotent(h.client, configuration_updates(self.tables, self.config, self.pool))
-                fixes = ring_fixes(states[name], ring)
-                if fixes:
-                    h.client.write([self.tables.ring_slot(sid, slot, backend, generation,
-                                                          "modify" if (sid, slot) in states[name].ring else "insert")
-                                    for (sid, slot), (backend, generation) in sorted(fixes.items())])
-                    log.info("switch %s lagged the cluster's ring: %d slots written", name, len(fixes))
-            except P4RuntimeError as exc:
-                log.error("switch %s could not be adopted: %s", name, exc)
-                self._release(name)
+        for name in list(states):
+            if not self._adopt_switch(name, states[name], ring):
                 del states[name]
-                continue
-            self.switch_set.add(name, h.client)
-            self.counters.adopting(name)
-        if states:
-            # Announced entries: the first switch's are the session table; the others get them.
-            first, *others = sorted(states)
-            self.sessions.adopt(self._served[first].client)
-            announced = [self.tables.announced_flow(e) for e in self.sessions.table]
-            for name in others if announced else []:
-                write_idempotent(self._served[name].client, announced)
+        self._adopt_sessions(sorted(states))
         next_id = max((plain_entry_id(e.entry_id) + 1 for st in states.values() for e in st.flows), default=1)
         adopted = self.cluster_flows.adopt(adopted_flows(states), next_id)
         self._rings_written = True
@@ -253,6 +225,51 @@ class ClusterController(Controller):
         log.info("took over %s running: %d flows adopted (%d to confirm), %d replicas the old controller "
                  "had not written, in %.0f ms", ", ".join(sorted(states)) or "no switch", adopted,
                  self.cluster_flows.unconfirmed, replicas, (time.monotonic() - started) * 1e3)
+
+    def _read_running(self, handed: list[Handover]) -> dict[str, SwitchState]:
+        """Each switch's entries and ring; a switch that cannot be read is taken out of ECMP
+        and closed (its supervisor reconnects and reprograms it). The sessions of those read
+        are the loop's from here on."""
+        states: dict[str, SwitchState] = {}
+        for h in handed:
+            try:
+                states[h.name] = SwitchState(self.tables.read_flows(h.client), read_ring(h.client, self.info))
+            except P4RuntimeError as exc:
+                log.error("switch %s could not be read to adopt it: %s", h.name, exc)
+                self._ecmp_remove(h.name)
+                _close(_Served(h.client, None, h.released))
+                continue
+            self._served[h.name] = _Served(h.client, None, h.released)
+        return states
+
+    def _adopt_switch(self, name: str, state: SwitchState, ring: RingEntries) -> bool:
+        """Configuration, and the ring slots the switch lags; then it is in the set."""
+        client = self._served[name].client
+        try:
+            write_idempotent(client, configuration_updates(self.tables, self.config, self.pool))
+            fixes = ring_fixes(state, ring)
+            if fixes:
+                client.write([self.tables.ring_slot(sid, slot, backend, generation,
+                                                    "modify" if (sid, slot) in state.ring else "insert")
+                              for (sid, slot), (backend, generation) in sorted(fixes.items())])
+                log.info("switch %s lagged the cluster's ring: %d slots written", name, len(fixes))
+        except P4RuntimeError as exc:
+            log.error("switch %s could not be adopted: %s", name, exc)
+            self._release(name)
+            return False
+        self.switch_set.add(name, client)
+        self.counters.adopting(name)
+        return True
+
+    def _adopt_sessions(self, names: list[str]) -> None:
+        """Announced entries: the first switch's are the session table; the others get them."""
+        if not names:
+            return
+        first, *others = names
+        self.sessions.adopt(self._served[first].client)
+        announced = [self.tables.announced_flow(e) for e in self.sessions.table]
+        for name in others if announced else []:
+            write_idempotent(self._served[name].client, announced)
 
     def join(self, name: str, client: P4RuntimeClient, poll: bool, released: threading.Event | None = None) -> None:
         """Configuration, rings and replicas to a switch with a fresh pipeline, in that order

@@ -39,7 +39,7 @@ from controller.dataplane.dispatcher_tables import CounterValue, DispatcherTable
 from controller.dataplane.flow_digest import MalformedDigest, decode_digest_list
 from controller.flow_manager import FlowManager, InstallEvent
 from controller.flow_replicas import FlowReplicas, Placement, Write
-from controller.flow_table import pack_key, unpack_key
+from controller.flow_table import SHARED_STATS_SLOT, pack_key, unpack_key
 from controller.p4runtime.client import P4RuntimeClient, P4RuntimeError, UpdateFailure, WriteError
 from controller.p4runtime.switch_set import AllSwitchesLost, SwitchSet
 
@@ -243,7 +243,8 @@ class ClusterFlows:
                 keys.append(key)
         if not keys:
             return
-        cells = self._read_cells(switch, {self._slot(k) for k in keys}) if switch in self.switches else {}
+        slots = {self._slot(k) for k in keys} - {SHARED_STATS_SLOT}
+        cells = self._read_cells(switch, slots) if switch in self.switches else {}
         for key in keys:
             cell = cells.get(self._slot(key))
             holders = self.replicas.on_idle(switch, key, now, cell.packets if cell is not None else None)
@@ -251,8 +252,10 @@ class ClusterFlows:
                 self._idle[key] = holders
 
     def _slot(self, key: bytes) -> int:
+        """The key's statistics slot; SHARED_STATS_SLOT (counts for many entries, so it says
+        nothing of one) when it has none of its own or is not recorded."""
         installed = self.flows.table.get(key)
-        return installed[1] if installed is not None else 0
+        return installed[1] if installed is not None else SHARED_STATS_SLOT
 
     def _delete_idle(self) -> None:
         """The flows idle on every holder: deleted unless a holder's cell counted a packet
@@ -264,7 +267,8 @@ class ClusterFlows:
         by_holder: dict[str, set[int]] = {}
         for key, holders in candidates.items():
             for holder in holders:
-                by_holder.setdefault(holder, set()).add(self._slot(key))
+                if self._slot(key) != SHARED_STATS_SLOT:
+                    by_holder.setdefault(holder, set()).add(self._slot(key))
         cells = {h: self._read_cells(h, slots) for h, slots in by_holder.items() if h in self.switches}
         for key, holders in candidates.items():
             if key not in self.replicas.flows or key not in self.flows.table:
@@ -387,7 +391,7 @@ class ClusterFlows:
         self.counts.adopted_flows += len(adopted)
         by_home: dict[str, dict[bytes, int]] = {}
         for key, flow in adopted.items():
-            if not flow.activated and flow.home in flow.own:
+            if not flow.activated and flow.home in flow.own and flow.entry.stats_slot != SHARED_STATS_SLOT:
                 by_home.setdefault(flow.home, {})[key] = flow.entry.stats_slot
         for home, slots in by_home.items():
             cells = self._read_cells(home, slots.values())
