@@ -137,7 +137,10 @@ def test_ftp_data_connections_reach_their_control_connections_node(testbed, tmp_
     root.mkdir()
     (root / "data.bin").write_bytes(bytes(range(256)) * 400)      # 100 KiB
     passive, active = 6, 2
-    with TappedLink(testbed.host_interface(TAP_PORT), delay_ms=20) as link:
+    # 50 ms each way: a passive SYN passes the tap 100 ms after the 227 did. With 20 ms, one
+    # of the last four full runs on this 2-core machine had a passive connection's SYN beat
+    # its announced entry (the entry took 1.3 ms once the controller read the 227).
+    with TappedLink(testbed.host_interface(TAP_PORT), delay_ms=50) as link:
         link.start(link.server_ns, [sys.executable, "-m", "pyftpdlib", "-i", SERVER_ADDRESS, "-p", "21",
                                     "-d", str(root)], stdout=(tmp_path / "ftpd.log").open("w"),
                    stderr=subprocess.STDOUT)
